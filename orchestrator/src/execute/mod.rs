@@ -1,0 +1,3 @@
+//! Execution: runs a plan on tokio, recording every event as it happens.
+
+pub mod sink;

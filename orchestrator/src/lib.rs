@@ -1,0 +1,33 @@
+//! orch: an asset orchestrator. This crate is the engine: asset definitions, the asset graph,
+//! selection, partitions, planning, execution and run history.
+//!
+//! The layers, from the bottom: [`asset`] and [`partitions`] describe what exists; [`graph`]
+//! validates the definitions into a DAG; [`selection`] and [`plan`] turn a user's request into
+//! steps without doing any IO; [`execute`] runs a plan on tokio and records every [`event`] and
+//! [`run`] transition through the [`storage`] interface.
+
+pub mod asset;
+pub mod command;
+pub mod config;
+pub mod context;
+pub mod definitions;
+pub mod event;
+pub mod execute;
+pub mod graph;
+pub mod metadata;
+pub mod partitions;
+pub mod plan;
+pub mod run;
+pub mod selection;
+pub mod storage;
+
+pub use asset::{
+    AssetDep, AssetKey, AssetSpec, AssetsDefinition, Backoff, CheckSpec, Jitter, RetryPolicy,
+    Severity, asset,
+};
+pub use context::{AssetContext, CheckResult, ComputeError, Materialization, Output, Resources};
+pub use metadata::{Metadata, MetadataValue};
+pub use partitions::{PartitionMapping, PartitionsDefinition, TimeWindow};
+pub use plan::StepPartition;
+pub use run::{Run, RunId, RunStatus};
+pub use storage::{Storage, StorageError};

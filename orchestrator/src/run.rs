@@ -1,0 +1,205 @@
+//! Runs: their identity, their status and the transitions between statuses that are legal.
+//!
+//! The storage refuses any other transition atomically (`UPDATE ... WHERE status IN (legal
+//! predecessors)`), so that two processes racing on one run cannot both win.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::asset::AssetKey;
+
+/// A run's id: a UUIDv7, so that ids sort by creation time.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RunId(pub Uuid);
+
+impl RunId {
+    pub fn new() -> Self {
+        RunId(Uuid::now_v7())
+    }
+
+    pub fn parse(s: &str) -> Result<Self, uuid::Error> {
+        Uuid::parse_str(s).map(RunId)
+    }
+
+    /// The first eight hex digits, as shown in lists.
+    pub fn short(&self) -> String {
+        self.0.simple().to_string()[..8].to_owned()
+    }
+}
+
+impl Default for RunId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RunId({})", self.0)
+    }
+}
+
+/// A run's lifecycle, as in Dagster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RunStatus {
+    Queued,
+    Starting,
+    Started,
+    Success,
+    Failure,
+    Canceling,
+    Canceled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Queued,
+        RunStatus::Starting,
+        RunStatus::Started,
+        RunStatus::Success,
+        RunStatus::Failure,
+        RunStatus::Canceling,
+        RunStatus::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "QUEUED",
+            RunStatus::Starting => "STARTING",
+            RunStatus::Started => "STARTED",
+            RunStatus::Success => "SUCCESS",
+            RunStatus::Failure => "FAILURE",
+            RunStatus::Canceling => "CANCELING",
+            RunStatus::Canceled => "CANCELED",
+        }
+    }
+
+    /// Parses a status, case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        let upper = s.to_ascii_uppercase();
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == upper)
+    }
+
+    /// Whether the run is over: nothing may follow.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Success | RunStatus::Failure | RunStatus::Canceled
+        )
+    }
+
+    /// The statuses a run may move to from this one.
+    pub fn successors(self) -> &'static [RunStatus] {
+        use RunStatus::*;
+        match self {
+            Queued => &[Starting, Canceling, Canceled, Failure],
+            Starting => &[Started, Canceling, Canceled, Failure],
+            Started => &[Success, Failure, Canceling],
+            Canceling => &[Canceled, Failure],
+            Success | Failure | Canceled => &[],
+        }
+    }
+
+    /// The statuses from which a run may move to `self`.
+    pub fn predecessors(self) -> Vec<RunStatus> {
+        RunStatus::ALL
+            .into_iter()
+            .filter(|from| from.successors().contains(&self))
+            .collect()
+    }
+
+    pub fn can_become(self, to: RunStatus) -> bool {
+        self.successors().contains(&to)
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a run materializes over which partitions, as stored with the run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NewRun {
+    pub run_id: RunId,
+    pub status: RunStatus,
+    /// The selection as the user typed it.
+    pub selection: String,
+    /// The keys the selection resolved to.
+    pub asset_keys: Vec<AssetKey>,
+    /// A single partition key, or the first key of a range.
+    pub partition_key: Option<String>,
+    /// The last key of a range (`None` for a single partition).
+    pub partition_key_end: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub parent_run_id: Option<RunId>,
+    pub root_run_id: Option<RunId>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Default for RunStatus {
+    fn default() -> Self {
+        RunStatus::Queued
+    }
+}
+
+/// A stored run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    /// Storage order: later runs have larger ids. Used as the pagination cursor.
+    pub id: i64,
+    pub run_id: RunId,
+    pub status: RunStatus,
+    pub selection: String,
+    pub asset_keys: Vec<AssetKey>,
+    pub partition_key: Option<String>,
+    pub partition_key_end: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub parent_run_id: Option<RunId>,
+    pub root_run_id: Option<RunId>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Run {
+    /// The partition as shown to users: `K`, `A...B` or empty.
+    pub fn partition_display(&self) -> String {
+        match (&self.partition_key, &self.partition_key_end) {
+            (Some(a), Some(b)) => format!("{a}...{b}"),
+            (Some(a), None) => a.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_statuses_have_no_successors() {
+        for status in RunStatus::ALL {
+            assert_eq!(status.is_terminal(), status.successors().is_empty());
+            assert_eq!(RunStatus::parse(&status.to_string().to_lowercase()), Some(status));
+        }
+        assert!(RunStatus::Started.can_become(RunStatus::Success));
+        assert!(!RunStatus::Queued.can_become(RunStatus::Success));
+        assert!(!RunStatus::Success.can_become(RunStatus::Started));
+        assert_eq!(
+            RunStatus::Canceled.predecessors(),
+            vec![RunStatus::Queued, RunStatus::Starting, RunStatus::Canceling]
+        );
+    }
+}

@@ -1,1 +1,8 @@
+//! The integration tests: one binary, run by the README's test command. Tests that need
+//! Postgres use `ORCH_TEST_DATABASE_URL` (default: postgres on 127.0.0.1:5432, database
+//! `orch_test`) and fail with instructions when it is unreachable.
 
+mod cli;
+mod execute;
+mod storage;
+mod util;

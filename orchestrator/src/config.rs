@@ -1,1 +1,227 @@
-//! TODO
+//! Configuration: `orch.toml` at the project root, overridden by environment variables
+//! (`ORCH_DATABASE_URL` first among them). Every setting has a default, so orch works with no
+//! file at all: run history in `.orch/orch.db` (SQLite) under the project root.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::command::CommandAssetConfig;
+
+/// The config file's name, looked for in the current folder and its parents.
+pub const CONFIG_FILE: &str = "orch.toml";
+
+/// Why the configuration cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid environment variable {name}={value:?}: {message}")]
+    Env {
+        name: &'static str,
+        value: String,
+        message: String,
+    },
+}
+
+/// The file as written. Unknown keys are refused, so that a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    execution: ExecutionFile,
+    #[serde(default)]
+    pools: BTreeMap<String, usize>,
+    #[serde(default)]
+    assets: AssetsFile,
+    #[serde(default, rename = "asset")]
+    command_assets: Vec<CommandAssetConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecutionFile {
+    max_concurrent: Option<usize>,
+    cancel_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssetsFile {
+    builtin: Option<bool>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The project root: the folder holding `orch.toml`, or the current folder.
+    pub root: PathBuf,
+    /// The config file, if one was found.
+    pub file: Option<PathBuf>,
+    /// Where orch keeps local state (`.orch/` under the root by default).
+    pub state_dir: PathBuf,
+    /// The run history: `postgres://...` or `sqlite://PATH`.
+    pub database_url: String,
+    pub execution: ExecutionConfig,
+    /// Concurrency limits of named pools.
+    pub pools: BTreeMap<String, usize>,
+    /// Whether to load the assets compiled into the `orch` binary.
+    pub builtin_assets: bool,
+    /// Assets declared in `orch.toml` whose compute is a shell command.
+    pub command_assets: Vec<CommandAssetConfig>,
+}
+
+/// How runs execute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionConfig {
+    /// Steps running at once in one run.
+    pub max_concurrent: usize,
+    /// How long canceled steps get to stop before they are abandoned.
+    pub cancel_grace: std::time::Duration,
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        ExecutionConfig {
+            max_concurrent: 16,
+            cancel_grace: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl Config {
+    /// Loads the configuration for a process started in `cwd`: `ORCH_PROJECT_DIR` or the
+    /// nearest folder holding `orch.toml` is the root; the environment overrides the file.
+    pub fn load(cwd: &Path) -> Result<Config, ConfigError> {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let (root, file) = match env("ORCH_PROJECT_DIR") {
+            Some(dir) => {
+                let root = cwd.join(dir);
+                let file = root.join(CONFIG_FILE);
+                let file = file.is_file().then_some(file);
+                (root, file)
+            }
+            None => match find_config(cwd) {
+                Some(file) => (
+                    file.parent().map(Path::to_path_buf).unwrap_or_default(),
+                    Some(file),
+                ),
+                None => (cwd.to_path_buf(), None),
+            },
+        };
+        let parsed = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        Self::resolve(root, file, parsed, &env)
+    }
+
+    /// Parses a config from text, as if it were `root/orch.toml`, with no environment.
+    pub fn from_toml(root: &Path, text: &str) -> Result<Config, ConfigError> {
+        let path = root.join(CONFIG_FILE);
+        let parsed = toml::from_str::<FileConfig>(text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Self::resolve(root.to_path_buf(), Some(path), parsed, &|_| None)
+    }
+
+    fn resolve(
+        root: PathBuf,
+        file: Option<PathBuf>,
+        parsed: FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let state_dir = env("ORCH_STATE_DIR")
+            .map(PathBuf::from)
+            .or(parsed.state_dir)
+            .unwrap_or_else(|| PathBuf::from(".orch"));
+        let state_dir = root.join(state_dir);
+        let database_url = env("ORCH_DATABASE_URL")
+            .or(parsed.database_url)
+            .unwrap_or_else(|| format!("sqlite://{}", state_dir.join("orch.db").display()));
+        let mut execution = ExecutionConfig::default();
+        if let Some(n) = parsed.execution.max_concurrent {
+            execution.max_concurrent = n;
+        }
+        if let Some(secs) = parsed.execution.cancel_grace_secs {
+            execution.cancel_grace = std::time::Duration::from_secs(secs);
+        }
+        if let Some(value) = env("ORCH_MAX_CONCURRENT") {
+            execution.max_concurrent = value.parse().map_err(|_| ConfigError::Env {
+                name: "ORCH_MAX_CONCURRENT",
+                value: value.clone(),
+                message: "expected a positive whole number".into(),
+            })?;
+        }
+        let path = file.clone().unwrap_or_else(|| root.join(CONFIG_FILE));
+        if execution.max_concurrent == 0 {
+            return Err(ConfigError::Parse {
+                path,
+                message: "execution.max_concurrent must be at least 1".into(),
+            });
+        }
+        if let Some((name, _)) = parsed.pools.iter().find(|(_, limit)| **limit == 0) {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!("pool `{name}` has a limit of 0: no step in it could ever run"),
+            });
+        }
+        Ok(Config {
+            root,
+            file,
+            state_dir,
+            database_url,
+            execution,
+            pools: parsed.pools,
+            builtin_assets: parsed.assets.builtin.unwrap_or(true),
+            command_assets: parsed.command_assets,
+        })
+    }
+}
+
+fn find_config(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(CONFIG_FILE))
+        .find(|path| path.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_need_no_file() {
+        let config = Config::from_toml(Path::new("/p"), "").unwrap();
+        assert_eq!(config.database_url, "sqlite:///p/.orch/orch.db");
+        assert_eq!(config.execution.max_concurrent, 16);
+        assert!(config.builtin_assets);
+    }
+
+    #[test]
+    fn typos_and_zero_limits_are_refused() {
+        let err = Config::from_toml(Path::new("/p"), "databse_url = 'x'").unwrap_err();
+        assert!(err.to_string().contains("unknown field `databse_url`"), "{err}");
+        let err = Config::from_toml(Path::new("/p"), "[pools]\nwarehouse = 0").unwrap_err();
+        assert!(err.to_string().contains("pool `warehouse` has a limit of 0"), "{err}");
+    }
+}

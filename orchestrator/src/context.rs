@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::asset::{AssetKey, Severity};
 use crate::event::{LogLevel, LogLine, LogStream};
 use crate::execute::sink::EventSink;
+use crate::execute::step::StepRecorder;
 use crate::metadata::{self, Metadata, MetadataValue};
 use crate::partitions::TimeWindow;
 use crate::plan::StepPartition;
@@ -42,6 +43,13 @@ impl Resources {
     pub fn with<T: Any + Send + Sync>(mut self, value: T) -> Self {
         Arc::make_mut(&mut self.map).insert(TypeId::of::<T>(), Arc::new(value));
         self
+    }
+
+    /// These resources with `other`'s added (`other` wins on a clash).
+    pub fn merge(&self, other: &Resources) -> Resources {
+        let mut map = (*self.map).clone();
+        map.extend(other.map.iter().map(|(k, v)| (*k, v.clone())));
+        Resources { map: Arc::new(map) }
     }
 
     pub fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
@@ -288,13 +296,6 @@ impl StepLogger {
     }
 }
 
-/// What a step reported while it ran, read by the executor when the compute returns.
-#[derive(Debug, Default)]
-pub(crate) struct StepReports {
-    pub materialized: Vec<(AssetKey, Materialization)>,
-    pub checks: Vec<CheckResult>,
-}
-
 /// Everything a compute gets: where it is (run, step, assets, partition) and what it may use
 /// (logger, cancellation, resources). Cheap to clone.
 #[derive(Clone)]
@@ -311,7 +312,9 @@ struct ContextInner {
     log: StepLogger,
     cancel: CancellationToken,
     resources: Resources,
-    reports: Arc<Mutex<StepReports>>,
+    recorder: Arc<StepRecorder>,
+    /// Child-process stdout lines that start with `orch:`, for computes that read them back.
+    captured: Arc<Mutex<Vec<String>>>,
 }
 
 impl fmt::Debug for AssetContext {
@@ -335,7 +338,7 @@ pub(crate) struct ContextParts {
     pub sink: EventSink,
     pub cancel: CancellationToken,
     pub resources: Resources,
-    pub reports: Arc<Mutex<StepReports>>,
+    pub recorder: Arc<StepRecorder>,
 }
 
 impl AssetContext {
@@ -351,7 +354,8 @@ impl AssetContext {
                 log,
                 cancel: parts.cancel,
                 resources: parts.resources,
-                reports: parts.reports,
+                recorder: parts.recorder,
+                captured: Arc::new(Mutex::new(Vec::new())),
             }),
         }
     }
@@ -423,22 +427,18 @@ impl AssetContext {
     /// Records an asset's materialization now, before the compute returns (for computes that
     /// materialize many assets, like a dbt build).
     pub fn report_materialization(&self, asset_key: AssetKey, materialization: Materialization) {
-        self.inner
-            .reports
-            .lock()
-            .expect("step reports lock")
-            .materialized
-            .push((asset_key, materialization));
+        self.inner.recorder.materialized(asset_key, materialization);
     }
 
     /// Records a check result now.
     pub fn report_check(&self, result: CheckResult) {
-        self.inner
-            .reports
-            .lock()
-            .expect("step reports lock")
-            .checks
-            .push(result);
+        self.inner.recorder.check(result);
+    }
+
+    /// The stdout lines of this step's child processes that start with `orch:` (a channel
+    /// for commands to report metadata).
+    pub fn captured_stdout(&self) -> Arc<Mutex<Vec<String>>> {
+        self.inner.captured.clone()
     }
 
     /// Runs a child process to completion. Its stdout and stderr lines are stored as the
@@ -463,9 +463,13 @@ impl AssetContext {
         let stderr = child.stderr.take().expect("piped stderr");
         let log_out = self.inner.log.clone();
         let log_err = self.inner.log.clone();
+        let captured = self.inner.captured.clone();
         let out_task = tokio::spawn(async move {
             let mut lines = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("orch:") {
+                    captured.lock().expect("captured lock").push(line.clone());
+                }
                 log_out.line(LogStream::Stdout, LogLevel::Info, line);
             }
         });

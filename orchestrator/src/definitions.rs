@@ -1,1 +1,46 @@
-//! TODO
+//! Definitions: everything a code location provides (its assets and the resources their
+//! computes use), gathered before the graph is validated.
+
+use crate::asset::AssetsDefinition;
+use crate::context::Resources;
+use crate::graph::{AssetGraph, GraphError};
+
+/// Assets and resources, as provided by the compiled-in assets and by `orch.toml`.
+#[derive(Clone, Debug, Default)]
+pub struct Definitions {
+    pub assets: Vec<AssetsDefinition>,
+    pub resources: Resources,
+}
+
+impl Definitions {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn asset(mut self, definition: AssetsDefinition) -> Self {
+        self.assets.push(definition);
+        self
+    }
+
+    pub fn assets(mut self, definitions: impl IntoIterator<Item = AssetsDefinition>) -> Self {
+        self.assets.extend(definitions);
+        self
+    }
+
+    pub fn resources(mut self, resources: Resources) -> Self {
+        self.resources = resources;
+        self
+    }
+
+    /// Adds another set of definitions (their resources are added to these).
+    pub fn merge(mut self, other: Definitions) -> Self {
+        self.assets.extend(other.assets);
+        self.resources = self.resources.merge(&other.resources);
+        self
+    }
+
+    /// Validates the assets into a graph.
+    pub fn graph(&self) -> Result<AssetGraph, GraphError> {
+        AssetGraph::new(self.assets.clone())
+    }
+}

@@ -63,3 +63,462 @@ impl StepPartition {
         }
     }
 }
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
+
+use crate::asset::{AssetKey, BackfillPolicy};
+use crate::graph::AssetGraph;
+use crate::partitions::{PartitionError, PartitionMapping, PartitionsDefinition, UpstreamPartitions};
+
+/// The partition(s) a run asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum PartitionRequest {
+    /// No partition: only unpartitioned assets can be planned.
+    #[default]
+    None,
+    /// One key (`2026-11-22-10:00`). Assets partitioned differently get the partitions whose
+    /// time windows overlap this key's window (a daily asset gets its day).
+    Key(String),
+    /// An inclusive range of keys.
+    Range { from: String, to: String },
+}
+
+impl PartitionRequest {
+    /// The first key and, for a range, the last, as stored with the run.
+    pub fn bounds(&self) -> (Option<String>, Option<String>) {
+        match self {
+            PartitionRequest::None => (None, None),
+            PartitionRequest::Key(k) => (Some(k.clone()), None),
+            PartitionRequest::Range { from, to } => (Some(from.clone()), Some(to.clone())),
+        }
+    }
+}
+
+impl std::fmt::Display for PartitionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PartitionRequest::None => f.write_str("no partition"),
+            PartitionRequest::Key(k) => write!(f, "partition {k}"),
+            PartitionRequest::Range { from, to } => write!(f, "partitions {from} to {to}"),
+        }
+    }
+}
+
+/// One unit of execution: one definition over one partition (or range), materializing some of
+/// its assets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    /// `asset/key`, `asset/key[2026-11-22-10:00]` or `name[from...to]`.
+    pub key: String,
+    /// Index into the graph's definitions.
+    pub definition: usize,
+    /// The assets it materializes, in topological order.
+    pub assets: Vec<AssetKey>,
+    pub partition: StepPartition,
+    /// Steps (indices into the plan) that must succeed first.
+    pub upstream: Vec<usize>,
+}
+
+/// Steps in an order where each comes after its upstream steps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+    /// The selected assets, in topological order.
+    pub asset_keys: Vec<AssetKey>,
+    pub partition: PartitionRequest,
+}
+
+/// Why a request cannot be planned.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the selection matches no asset")]
+    Empty,
+    #[error(
+        "`{asset}` is partitioned ({partitions}); pass --partition KEY or --from KEY --to KEY"
+    )]
+    PartitionRequired { asset: AssetKey, partitions: String },
+    #[error("{0}")]
+    Partition(#[from] PartitionError),
+    #[error(
+        "`{key}` is not a partition of any selected asset: {reason}"
+    )]
+    UnknownPartition { key: String, reason: String },
+    #[error("the selection has no partitioned asset, but a partition was given ({request})")]
+    NothingPartitioned { request: PartitionRequest },
+    #[error(
+        "`{definition}` computes {all} together and cannot run only {selected}; select all of them"
+    )]
+    CannotSubset {
+        definition: String,
+        all: String,
+        selected: String,
+    },
+    #[error("the selected assets' computations depend on each other in a cycle: {0}")]
+    StepCycle(String),
+}
+
+/// Plans the materialization of `selected` (keys of `graph`) over `request`.
+pub fn plan(
+    graph: &AssetGraph,
+    selected: &BTreeSet<AssetKey>,
+    request: &PartitionRequest,
+) -> Result<Plan, PlanError> {
+    if selected.is_empty() {
+        return Err(PlanError::Empty);
+    }
+    let ordered: Vec<AssetKey> = graph
+        .toposorted()
+        .iter()
+        .filter(|k| selected.contains(*k))
+        .cloned()
+        .collect();
+    check_subsets(graph, selected)?;
+
+    let any_partitioned = ordered
+        .iter()
+        .any(|k| graph.spec(k).and_then(|s| s.partitions.as_ref()).is_some());
+    if !any_partitioned && *request != PartitionRequest::None {
+        return Err(PlanError::NothingPartitioned {
+            request: request.clone(),
+        });
+    }
+    let window = request_window(graph, &ordered, request)?;
+
+    // Which partitions each selected asset gets.
+    let mut keys_of: HashMap<&AssetKey, Vec<String>> = HashMap::new();
+    for key in &ordered {
+        let spec = graph.spec(key).expect("selected keys are in the graph");
+        let keys = match (&spec.partitions, request) {
+            (None, _) => Vec::new(),
+            (Some(def), PartitionRequest::None) => {
+                return Err(PlanError::PartitionRequired {
+                    asset: key.clone(),
+                    partitions: def.describe(),
+                });
+            }
+            (Some(def), PartitionRequest::Key(k)) => match def.validate_key(k) {
+                Ok(()) => vec![k.clone()],
+                Err(e) => overlapping(def, window.as_ref(), e)?,
+            },
+            (Some(def), PartitionRequest::Range { from, to }) => {
+                match def.keys_in_range(from, to) {
+                    Ok(keys) => keys,
+                    Err(e) => overlapping(def, window.as_ref(), e)?,
+                }
+            }
+        };
+        keys_of.insert(key, keys);
+    }
+
+    // Group assets into steps: one per (definition, partition), or per definition over the
+    // whole range for single-run backfills.
+    let mut step_index: BTreeMap<(usize, Option<String>), usize> = BTreeMap::new();
+    let mut steps: Vec<Step> = Vec::new();
+    // (asset, partition key) -> step; unpartitioned assets use "".
+    let mut step_of: HashMap<(&AssetKey, &str), usize> = HashMap::new();
+    for key in &ordered {
+        let def_index = graph.definition_index(key).expect("selected keys are in the graph");
+        let definition = &graph.definitions()[def_index];
+        let spec = graph.spec(key).expect("selected keys are in the graph");
+        let keys = &keys_of[key];
+        let single_run = definition.backfill == BackfillPolicy::SingleRun
+            && matches!(request, PartitionRequest::Range { .. })
+            && !keys.is_empty();
+        let partitions: Vec<(Option<String>, StepPartition)> = if keys.is_empty() {
+            vec![(None, StepPartition::None)]
+        } else if single_run {
+            let def = spec.partitions.as_ref().expect("partitioned");
+            let window = range_window(def, keys)?;
+            vec![(
+                Some(format!("{}...{}", keys[0], keys[keys.len() - 1])),
+                StepPartition::Range {
+                    keys: keys.clone(),
+                    window,
+                },
+            )]
+        } else {
+            let def = spec.partitions.as_ref().expect("partitioned");
+            keys.iter()
+                .map(|k| {
+                    let window = def.window(k)?;
+                    Ok((
+                        Some(k.clone()),
+                        StepPartition::Key {
+                            key: k.clone(),
+                            window,
+                        },
+                    ))
+                })
+                .collect::<Result<_, PartitionError>>()?
+        };
+        for (label, partition) in partitions {
+            let index = *step_index
+                .entry((def_index, label.clone()))
+                .or_insert_with(|| {
+                    steps.push(Step {
+                        key: String::new(),
+                        definition: def_index,
+                        assets: Vec::new(),
+                        partition: partition.clone(),
+                        upstream: Vec::new(),
+                    });
+                    steps.len() - 1
+                });
+            steps[index].assets.push(key.clone());
+            for k in partition.keys() {
+                step_of.insert((key, k), index);
+            }
+            if partition == StepPartition::None {
+                step_of.insert((key, ""), index);
+            }
+        }
+    }
+    for step in &mut steps {
+        let definition = &graph.definitions()[step.definition];
+        let name = if definition.specs.len() == 1 {
+            step.assets[0].to_string()
+        } else {
+            definition.name.clone()
+        };
+        step.key = match &step.partition {
+            StepPartition::None => name,
+            StepPartition::Key { key, .. } => format!("{name}[{key}]"),
+            StepPartition::Range { keys, .. } => {
+                format!("{name}[{}...{}]", keys[0], keys[keys.len() - 1])
+            }
+        };
+    }
+
+    // Step dependencies through each asset's deps and their partition mappings.
+    let mut steps_of_asset: HashMap<&AssetKey, BTreeSet<usize>> = HashMap::new();
+    for ((asset, _), index) in &step_of {
+        steps_of_asset.entry(*asset).or_default().insert(*index);
+    }
+    let mut upstream: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); steps.len()];
+    for (index, step) in steps.iter().enumerate() {
+        for asset in &step.assets {
+            let spec = graph.spec(asset).expect("planned assets are in the graph");
+            for dep in &spec.deps {
+                let Some(dep_steps) = steps_of_asset.get(&dep.key) else {
+                    continue; // not selected: its latest materialization is used
+                };
+                let dep_spec = graph.spec(&dep.key).expect("deps are in the graph");
+                let mapping = dep.mapping.clone().unwrap_or_else(|| {
+                    PartitionMapping::default_for(
+                        spec.partitions.as_ref(),
+                        dep_spec.partitions.as_ref(),
+                    )
+                });
+                let needed = mapping.upstream_keys(
+                    spec.partitions.as_ref(),
+                    &step.partition.keys(),
+                    dep_spec.partitions.as_ref(),
+                )?;
+                let targets: Vec<usize> = match needed {
+                    UpstreamPartitions::Unpartitioned | UpstreamPartitions::All => {
+                        dep_steps.iter().copied().collect()
+                    }
+                    UpstreamPartitions::Keys(keys) => keys
+                        .iter()
+                        .filter_map(|k| step_of.get(&(&dep.key, k.as_str())).copied())
+                        .collect(),
+                };
+                upstream[index].extend(targets.into_iter().filter(|t| *t != index));
+            }
+        }
+    }
+    for (step, up) in steps.iter_mut().zip(upstream) {
+        step.upstream = up.into_iter().collect();
+    }
+    let steps = order_steps(steps)?;
+    Ok(Plan {
+        steps,
+        asset_keys: ordered,
+        partition: request.clone(),
+    })
+}
+
+/// The time window a request covers, read with the first selected time-partitioned asset
+/// whose definition accepts the key(s).
+fn request_window(
+    graph: &AssetGraph,
+    ordered: &[AssetKey],
+    request: &PartitionRequest,
+) -> Result<Option<TimeWindow>, PlanError> {
+    let defs = || {
+        ordered
+            .iter()
+            .filter_map(|k| graph.spec(k).and_then(|s| s.partitions.as_ref()))
+    };
+    match request {
+        PartitionRequest::None => Ok(None),
+        PartitionRequest::Key(key) => {
+            let mut first_error = None;
+            for def in defs() {
+                match def.window(key) {
+                    Ok(window) => return Ok(window),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            Err(PlanError::UnknownPartition {
+                key: key.clone(),
+                reason: first_error.map(|e| e.to_string()).unwrap_or_default(),
+            })
+        }
+        PartitionRequest::Range { from, to } => {
+            let mut first_error = None;
+            for def in defs() {
+                match def.keys_in_range(from, to) {
+                    Ok(keys) => return Ok(range_window(def, &keys)?),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            Err(PlanError::UnknownPartition {
+                key: format!("{from}...{to}"),
+                reason: first_error.map(|e| e.to_string()).unwrap_or_default(),
+            })
+        }
+    }
+}
+
+fn range_window(
+    def: &PartitionsDefinition,
+    keys: &[String],
+) -> Result<Option<TimeWindow>, PartitionError> {
+    let (Some(first), Some(last)) = (keys.first(), keys.last()) else {
+        return Ok(None);
+    };
+    Ok(match (def.window(first)?, def.window(last)?) {
+        (Some(a), Some(b)) => Some(TimeWindow {
+            start: a.start,
+            end: b.end,
+        }),
+        _ => None,
+    })
+}
+
+/// An asset whose definition does not accept the requested key directly gets the partitions
+/// overlapping the request's window; without a window (static keys), the key is invalid.
+fn overlapping(
+    def: &PartitionsDefinition,
+    window: Option<&TimeWindow>,
+    error: PartitionError,
+) -> Result<Vec<String>, PlanError> {
+    match window {
+        Some(w) if def.is_time() => {
+            let keys = def.keys_overlapping(w);
+            if keys.is_empty() {
+                Err(error.into())
+            } else {
+                Ok(keys)
+            }
+        }
+        _ => Err(error.into()),
+    }
+}
+
+fn check_subsets(graph: &AssetGraph, selected: &BTreeSet<AssetKey>) -> Result<(), PlanError> {
+    for definition in graph.definitions() {
+        if definition.can_subset || definition.specs.len() < 2 {
+            continue;
+        }
+        let chosen: Vec<&AssetKey> = definition.keys().filter(|k| selected.contains(*k)).collect();
+        if !chosen.is_empty() && chosen.len() < definition.specs.len() {
+            let join = |keys: Vec<&AssetKey>| {
+                keys.iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(PlanError::CannotSubset {
+                definition: definition.name.clone(),
+                all: join(definition.keys().collect()),
+                selected: join(chosen),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Orders steps so that each follows its upstream (Kahn's algorithm, stable), remapping the
+/// upstream indices.
+fn order_steps(steps: Vec<Step>) -> Result<Vec<Step>, PlanError> {
+    let n = steps.len();
+    let mut remaining: Vec<usize> = steps.iter().map(|s| s.upstream.len()).collect();
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, step) in steps.iter().enumerate() {
+        for &u in &step.upstream {
+            downstream[u].push(i);
+        }
+    }
+    let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
+        .filter(|i| remaining[*i] == 0)
+        .map(std::cmp::Reverse)
+        .collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(std::cmp::Reverse(i)) = ready.pop() {
+        order.push(i);
+        for &d in &downstream[i] {
+            remaining[d] -= 1;
+            if remaining[d] == 0 {
+                ready.push(std::cmp::Reverse(d));
+            }
+        }
+    }
+    if order.len() < n {
+        let stuck: Vec<&str> = (0..n)
+            .filter(|i| remaining[*i] > 0)
+            .map(|i| steps[i].key.as_str())
+            .collect();
+        return Err(PlanError::StepCycle(stuck.join(", ")));
+    }
+    let mut new_index = vec![0; n];
+    for (new, &old) in order.iter().enumerate() {
+        new_index[old] = new;
+    }
+    let mut slots: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    Ok(order
+        .iter()
+        .map(|&old| {
+            let mut step = slots[old].take().expect("each step once");
+            step.upstream = step.upstream.iter().map(|u| new_index[*u]).collect();
+            step.upstream.sort_unstable();
+            step
+        })
+        .collect())
+}
+
+impl Plan {
+    /// The plan as printed by `orch materialize --dry-run`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Plan: {} step{} for {} asset{}, {}",
+            self.steps.len(),
+            if self.steps.len() == 1 { "" } else { "s" },
+            self.asset_keys.len(),
+            if self.asset_keys.len() == 1 { "" } else { "s" },
+            self.partition
+        );
+        let width = self.steps.len().to_string().len();
+        for (i, step) in self.steps.iter().enumerate() {
+            let _ = write!(out, "  {:>width$}. {}", i + 1, step.key);
+            if step.assets.len() > 1 {
+                let keys: Vec<String> = step.assets.iter().map(ToString::to_string).collect();
+                let _ = write!(out, " ({})", keys.join(", "));
+            }
+            if !step.upstream.is_empty() {
+                let ups: Vec<String> = step.upstream.iter().map(|u| (u + 1).to_string()).collect();
+                let _ = write!(out, "  after {}", ups.join(", "));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}

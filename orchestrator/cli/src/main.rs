@@ -1,1 +1,162 @@
-fn main(){}
+//! The `orch` command line: parses arguments and hands each command to its module. Exit codes:
+//! 0 success, 1 the work failed, 2 bad usage.
+
+mod assets;
+mod bench;
+mod materialize;
+mod progress;
+mod project;
+mod runs;
+mod table;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  orch materialize --select '*' --partition 2026-11-22-10:00
+  orch materialize --select 'mart_top_songs+' --partition 2026-11-22-10:00
+  orch materialize --select 'group:staging,kind:dbt' --from 2026-11-22-00:00 --to 2026-11-22-23:00
+  orch materialize --select '*example/plays_by_song' --partition 2026-11-22-10:00 --dry-run
+  orch assets list --select 'group:example'
+  orch runs list --status failure --limit 10
+  orch runs show 0193a5f2-...
+  orch bench overhead --layers 10 --width 100
+
+Selection syntax (as Dagster's): key, +key (one level up), ++key, *key (all upstream),
+key+, key*, group:NAME, tag:K=V, kind:K; a comma is a union.
+
+Configuration: orch.toml at the project root; ORCH_DATABASE_URL overrides its database_url
+(postgres://... or sqlite://PATH; default sqlite://.orch/orch.db).";
+
+/// orch: an asset orchestrator.
+#[derive(Debug, Parser)]
+#[command(name = "orch", version, about, after_help = EXAMPLES)]
+struct Cli {
+    /// The project folder (default: the nearest folder above holding orch.toml, or the
+    /// current folder).
+    #[arg(long, global = true, env = "ORCH_PROJECT_DIR", value_name = "DIR")]
+    project_dir: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Plan and run the materialization of selected assets.
+    #[command(after_help = EXAMPLES)]
+    Materialize(materialize::MaterializeArgs),
+    /// The asset catalog.
+    #[command(subcommand)]
+    Assets(AssetsCommand),
+    /// Run history.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// Apply the run-history migrations (orch also applies them at start).
+    Migrate,
+    /// Benchmarks that print their figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum AssetsCommand {
+    /// List assets with their group, kinds, last materialization and state.
+    List(assets::ListArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// List runs, newest first.
+    List(runs::ListArgs),
+    /// Show a run: its steps, their statuses, durations and errors, and its events.
+    Show(runs::ShowArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Orchestration overhead: materialize LAYERS x WIDTH no-op assets with run history in
+    /// SQLite and in Postgres.
+    Overhead(bench::OverheadArgs),
+}
+
+/// Output switches shared by listing commands.
+#[derive(Debug, Args, Clone, Copy)]
+pub struct OutputArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug)]
+pub enum Failure {
+    /// Bad input: exit 2.
+    Usage(String),
+    /// The work failed: exit 1.
+    Work(String),
+    /// The work failed and already said why: exit 1 with nothing more printed.
+    Reported,
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::Work(e.to_string())
+    }
+}
+
+pub type CmdResult = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ORCH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    // Steps abandoned after a cancellation must not keep the process alive.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Work(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Reported) => ExitCode::from(1),
+    }
+}
+
+async fn run(cli: Cli) -> CmdResult {
+    let dir = cli.project_dir.as_deref();
+    match cli.command {
+        Command::Materialize(args) => materialize::run(dir, args).await,
+        Command::Assets(AssetsCommand::List(args)) => assets::list(dir, args).await,
+        Command::Runs(RunsCommand::List(args)) => runs::list(dir, args).await,
+        Command::Runs(RunsCommand::Show(args)) => runs::show(dir, args).await,
+        Command::Migrate => {
+            let config = project::config(dir)?;
+            project::storage(&config).await?;
+            println!(
+                "run history at {} is up to date",
+                orch::storage::redact_url(&config.database_url)
+            );
+            Ok(())
+        }
+        Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(args).await,
+    }
+}

@@ -5,6 +5,7 @@
 //! Everything above this module sees only the [`Storage`] trait.
 
 mod postgres;
+pub mod schema;
 mod sql;
 mod sqlite;
 

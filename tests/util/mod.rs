@@ -1,0 +1,137 @@
+//! Test fixtures: a throwaway orch project that runs the real `orch` binary, and databases.
+
+pub mod db;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A temporary project folder with its own `orch.toml` and run history.
+pub struct Project {
+    dir: tempfile::TempDir,
+    database_url: Option<String>,
+}
+
+impl Project {
+    /// A project with only the command assets in `assets_toml` (no compiled-in assets).
+    pub fn new(assets_toml: &str) -> Project {
+        let project = Project::empty();
+        project.write(
+            "orch.toml",
+            &format!("[assets]\nbuiltin = false\n\n{assets_toml}"),
+        );
+        project
+    }
+
+    /// A project with no orch.toml: the compiled-in assets and every default.
+    pub fn empty() -> Project {
+        Project {
+            dir: tempfile::tempdir().expect("temp dir"),
+            database_url: None,
+        }
+    }
+
+    /// Uses this run history instead of the default SQLite file.
+    pub fn with_database(mut self, url: &str) -> Project {
+        self.database_url = Some(url.to_owned());
+        self
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent");
+        }
+        std::fs::write(&path, contents).expect("write file");
+        path
+    }
+
+    /// `orch ARGS` in this project, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("ORCH_PROJECT_DIR", self.dir.path())
+            .env_remove("ORCH_DATABASE_URL")
+            .env_remove("ORCH_MAX_CONCURRENT")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        if let Some(url) = &self.database_url {
+            cmd.env("ORCH_DATABASE_URL", url);
+        }
+        cmd
+    }
+
+    /// Runs `orch ARGS` to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().expect("run orch");
+        Run { output }
+    }
+}
+
+/// A finished `orch` process.
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    /// Asserts the exit code, showing both streams when it is wrong.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "orch exited {} instead of {code}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code(),
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+
+    /// Parses stdout as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout().trim()).unwrap_or_else(|e| {
+            panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout(), self.stderr())
+        })
+    }
+}
+
+/// Whether a process is still alive (and not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // The state follows the command name in parentheses.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `f` every 20 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    f()
+}

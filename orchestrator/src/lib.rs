@@ -26,6 +26,7 @@ pub use asset::{
     Severity, asset,
 };
 pub use context::{AssetContext, CheckResult, ComputeError, Materialization, Output, Resources};
+pub use graph::{AssetGraph, GraphError};
 pub use metadata::{Metadata, MetadataValue};
 pub use partitions::{
     Cadence, PartitionError, PartitionMapping, PartitionsDefinition, TimeWindow,

@@ -26,8 +26,12 @@ pub use asset::{
     Severity, asset,
 };
 pub use context::{AssetContext, CheckResult, ComputeError, Materialization, Output, Resources};
+pub use graph::{AssetGraph, GraphError};
 pub use metadata::{Metadata, MetadataValue};
-pub use partitions::{PartitionMapping, PartitionsDefinition, TimeWindow};
+pub use partitions::{
+    Cadence, PartitionError, PartitionMapping, PartitionsDefinition, TimeWindow,
+    TimeWindowPartitions, UpstreamPartitions,
+};
 pub use plan::StepPartition;
 pub use run::{Run, RunId, RunStatus};
 pub use storage::{Storage, StorageError};

@@ -216,7 +216,7 @@ pub fn plan(
     let mut step_index: BTreeMap<(usize, Option<String>), usize> = BTreeMap::new();
     let mut steps: Vec<Step> = Vec::new();
     // (asset, partition key) -> step; unpartitioned assets use "".
-    let mut step_of: HashMap<(&AssetKey, &str), usize> = HashMap::new();
+    let mut step_of: HashMap<(&AssetKey, String), usize> = HashMap::new();
     for key in &ordered {
         let def_index = graph.definition_index(key).expect("selected keys are in the graph");
         let definition = &graph.definitions()[def_index];
@@ -267,10 +267,10 @@ pub fn plan(
                 });
             steps[index].assets.push(key.clone());
             for k in partition.keys() {
-                step_of.insert((key, k), index);
+                step_of.insert((key, k.to_owned()), index);
             }
             if partition == StepPartition::None {
-                step_of.insert((key, ""), index);
+                step_of.insert((key, String::new()), index);
             }
         }
     }
@@ -321,7 +321,7 @@ pub fn plan(
                     }
                     UpstreamPartitions::Keys(keys) => keys
                         .iter()
-                        .filter_map(|k| step_of.get(&(&dep.key, k.as_str())).copied())
+                        .filter_map(|k| step_of.get(&(&dep.key, k.clone())).copied())
                         .collect(),
                 };
                 upstream[index].extend(targets.into_iter().filter(|t| *t != index));
@@ -520,5 +520,142 @@ impl Plan {
             out.push('\n');
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asset::{AssetSpec, AssetsDefinition, BackfillPolicy, asset};
+    use crate::context::{ComputeError, Materialization};
+
+    fn def(key: &str, deps: &[&str], partitions: Option<PartitionsDefinition>) -> AssetsDefinition {
+        let mut b = asset(key).deps(deps);
+        if let Some(p) = partitions {
+            b = b.partitions(p);
+        }
+        b.compute(|_ctx| async { Ok::<_, ComputeError>(Materialization::new()) })
+            .unwrap()
+    }
+
+    fn hourly() -> Option<PartitionsDefinition> {
+        Some(PartitionsDefinition::hourly("2026-11-01-00:00", "UTC").unwrap())
+    }
+
+    fn daily() -> Option<PartitionsDefinition> {
+        Some(PartitionsDefinition::daily("2026-11-01", "UTC").unwrap())
+    }
+
+    fn graph(defs: Vec<AssetsDefinition>) -> AssetGraph {
+        AssetGraph::new(defs).unwrap()
+    }
+
+    fn all(g: &AssetGraph) -> BTreeSet<AssetKey> {
+        g.toposorted().iter().cloned().collect()
+    }
+
+    fn key(k: &str) -> AssetKey {
+        AssetKey::parse(k).unwrap()
+    }
+
+    #[test]
+    fn an_hourly_key_gives_a_daily_asset_its_day() {
+        let g = graph(vec![
+            def("dim", &[], None),
+            def("raw", &["dim"], hourly()),
+            def("day", &["raw"], daily()),
+        ]);
+        let plan = plan(&g, &all(&g), &PartitionRequest::Key("2026-11-22-10:00".into())).unwrap();
+        expect_test::expect![[r#"
+            Plan: 3 steps for 3 assets, partition 2026-11-22-10:00
+              1. dim
+              2. raw[2026-11-22-10:00]  after 1
+              3. day[2026-11-22]  after 2
+        "#]]
+        .assert_eq(&plan.render());
+        let day = &plan.steps[2];
+        assert_eq!(
+            day.partition.window().unwrap().start.to_rfc3339(),
+            "2026-11-22T00:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn a_daily_key_plans_all_24_hours_upstream() {
+        let g = graph(vec![def("raw", &[], hourly()), def("day", &["raw"], daily())]);
+        let plan = plan(&g, &all(&g), &PartitionRequest::Key("2026-11-22".into())).unwrap();
+        assert_eq!(plan.steps.len(), 25);
+        assert_eq!(plan.steps[24].key, "day[2026-11-22]");
+        assert_eq!(plan.steps[24].upstream, (0..24).collect::<Vec<_>>());
+        assert_eq!(plan.steps[0].key, "raw[2026-11-22-00:00]");
+        assert_eq!(plan.steps[23].key, "raw[2026-11-22-23:00]");
+    }
+
+    #[test]
+    fn ranges_plan_one_step_per_partition_or_one_for_single_run_assets() {
+        let single = def("bulk", &["raw"], hourly()).with_backfill_policy(BackfillPolicy::SingleRun);
+        let g = graph(vec![def("raw", &[], hourly()), single]);
+        let request = PartitionRequest::Range {
+            from: "2026-11-22-00:00".into(),
+            to: "2026-11-22-02:00".into(),
+        };
+        let plan = plan(&g, &all(&g), &request).unwrap();
+        let keys: Vec<&str> = plan.steps.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "raw[2026-11-22-00:00]",
+                "raw[2026-11-22-01:00]",
+                "raw[2026-11-22-02:00]",
+                "bulk[2026-11-22-00:00...2026-11-22-02:00]"
+            ]
+        );
+        assert_eq!(plan.steps[3].upstream, [0, 1, 2]);
+        let window = plan.steps[3].partition.window().unwrap();
+        assert_eq!(window.end.to_rfc3339(), "2026-11-22T03:00:00+00:00");
+    }
+
+    #[test]
+    fn unselected_upstreams_are_not_planned() {
+        let g = graph(vec![def("a", &[], None), def("b", &["a"], None), def("c", &["b"], None)]);
+        let selected: BTreeSet<AssetKey> = [key("c"), key("a")].into_iter().collect();
+        let plan = plan(&g, &selected, &PartitionRequest::None).unwrap();
+        assert_eq!(plan.steps.len(), 2);
+        assert!(plan.steps.iter().all(|s| s.upstream.is_empty()));
+    }
+
+    #[test]
+    fn bad_requests_are_refused_with_what_to_do() {
+        let g = graph(vec![def("plain", &[], None), def("raw", &["plain"], hourly())]);
+        let err = plan(&g, &all(&g), &PartitionRequest::None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`raw` is partitioned (hourly partitions from 2026-11-01-00:00 (UTC)); pass --partition KEY or --from KEY --to KEY"
+        );
+        let only_plain: BTreeSet<AssetKey> = [key("plain")].into_iter().collect();
+        let err = plan(&g, &only_plain, &PartitionRequest::Key("2026-11-22".into())).unwrap_err();
+        assert!(matches!(err, PlanError::NothingPartitioned { .. }), "{err}");
+        let err = plan(&g, &all(&g), &PartitionRequest::Key("yesterday".into())).unwrap_err();
+        assert!(err.to_string().contains("2026-11-22-10:00"), "{err}");
+        assert!(matches!(plan(&g, &BTreeSet::new(), &PartitionRequest::None), Err(PlanError::Empty)));
+    }
+
+    #[test]
+    fn multi_assets_that_cannot_subset_must_be_selected_whole() {
+        let specs = vec![AssetSpec::new(key("m/a")), AssetSpec::new(key("m/b"))];
+        let multi = AssetsDefinition::multi("models", specs, |_ctx| async {
+            Ok::<_, ComputeError>(crate::context::Output::Reported)
+        });
+        let g = graph(vec![multi.clone()]);
+        let part: BTreeSet<AssetKey> = [key("m/a")].into_iter().collect();
+        let err = plan(&g, &part, &PartitionRequest::None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "`models` computes `m/a`, `m/b` together and cannot run only `m/a`; select all of them"
+        );
+        let g = graph(vec![multi.with_subsetting(true)]);
+        let plan = plan(&g, &part, &PartitionRequest::None).unwrap();
+        assert_eq!(plan.steps[0].key, "models");
+        assert_eq!(plan.steps[0].assets, [key("m/a")]);
     }
 }

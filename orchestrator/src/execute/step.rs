@@ -381,7 +381,7 @@ impl StepJob {
         ctx: &AssetContext,
         recorder: &Arc<StepRecorder>,
     ) -> Result<(), ComputeError> {
-        let pending: Vec<(AssetKey, CheckSpec)> = {
+        let mut pending: Vec<(AssetKey, CheckSpec, crate::metadata::Metadata)> = {
             let state = recorder.state.lock().expect("recorder lock");
             recorder
                 .checks
@@ -396,6 +396,7 @@ impl StepJob {
                 })
                 .collect()
         };
+        pending.sort_by(|a, b| (&a.0, &a.1.name).cmp(&(&b.0, &b.1.name)));
         for (asset, spec, metadata) in pending {
             let evaluate = spec.evaluate.clone().expect("filtered on evaluate");
             let result = self.call(evaluate(ctx.clone(), metadata)).await;

@@ -172,11 +172,13 @@ impl AssetGraph {
     }
 
     /// A cycle through the smallest key that is on one: the shortest path from that key back
-    /// to itself, within its strongly connected component.
+    /// to itself, within its strongly connected component. Kosaraju's algorithm, because
+    /// petgraph's is iterative where its Tarjan is recursive (a 10,000-asset cycle would
+    /// overflow the stack).
     fn find_cycle(&self) -> Vec<AssetKey> {
         let graph = &self.graph;
         let on_cycle = |scc: &Vec<NodeIndex>| scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
-        let Some((scc, start)) = petgraph::algo::tarjan_scc(graph)
+        let Some((scc, start)) = petgraph::algo::kosaraju_scc(graph)
             .into_iter()
             .filter(on_cycle)
             .filter_map(|scc| {
@@ -638,5 +640,15 @@ mod tests {
         assert_eq!(graph.ancestors(&key("sink"), None).len(), n);
         assert_eq!(graph.descendants(&key("chain/a00000"), None).len(), n);
         assert_eq!(graph.parents(&key("sink")).len(), n);
+
+        // A cycle through all of them is found and shown whole.
+        let mut definitions = graph.definitions().to_vec();
+        definitions[0] = def(&names[0], &[&names[n - 1]]);
+        let Err(GraphError::Cycle { path }) = AssetGraph::new(definitions) else {
+            panic!("expected a cycle");
+        };
+        assert_eq!(path.len(), n + 1);
+        assert_eq!(path[0], key("chain/a00000"));
+        assert_eq!(path[1], key("chain/a00001"));
     }
 }

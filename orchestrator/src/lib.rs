@@ -34,4 +34,5 @@ pub use partitions::{
 };
 pub use plan::StepPartition;
 pub use run::{Run, RunId, RunStatus};
+pub use selection::{Selection, SelectionError};
 pub use storage::{Storage, StorageError};

@@ -26,13 +26,14 @@ pub use asset::{
     Severity, asset,
 };
 pub use context::{AssetContext, CheckResult, ComputeError, Materialization, Output, Resources};
+pub use definitions::Definitions;
 pub use graph::{AssetGraph, GraphError};
 pub use metadata::{Metadata, MetadataValue};
 pub use partitions::{
     Cadence, PartitionError, PartitionMapping, PartitionsDefinition, TimeWindow,
     TimeWindowPartitions, UpstreamPartitions,
 };
-pub use plan::StepPartition;
+pub use plan::{PartitionRequest, Plan, PlanError, Step, StepPartition};
 pub use run::{Run, RunId, RunStatus};
 pub use selection::{Selection, SelectionError};
 pub use storage::{Storage, StorageError};

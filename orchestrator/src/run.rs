@@ -49,8 +49,9 @@ impl fmt::Debug for RunId {
 }
 
 /// A run's lifecycle, as in Dagster.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum RunStatus {
+    #[default]
     Queued,
     Starting,
     Started,
@@ -145,12 +146,6 @@ pub struct NewRun {
     pub parent_run_id: Option<RunId>,
     pub root_run_id: Option<RunId>,
     pub created_at: DateTime<Utc>,
-}
-
-impl Default for RunStatus {
-    fn default() -> Self {
-        RunStatus::Queued
-    }
 }
 
 /// A stored run.

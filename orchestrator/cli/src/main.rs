@@ -32,7 +32,12 @@ Configuration: orch.toml at the project root; ORCH_DATABASE_URL overrides its da
 
 /// orch: an asset orchestrator.
 #[derive(Debug, Parser)]
-#[command(name = "orch", version, about, after_help = EXAMPLES)]
+#[command(
+    name = "orch",
+    version,
+    about = "orch: an asset orchestrator. Plans and runs the materialization of data assets and records every run.",
+    after_help = EXAMPLES
+)]
 struct Cli {
     /// The project folder (default: the nearest folder above holding orch.toml, or the
     /// current folder).

@@ -231,10 +231,12 @@ impl Executor {
                     })
                 }
             };
-            if let Some(pool) = &self.graph.definitions()[steps[index].definition].pool {
-                if let Some(used) = pool_use.get_mut(pool) {
-                    *used = used.saturating_sub(1);
-                }
+            if let Some(used) = self.graph.definitions()[steps[index].definition]
+                .pool
+                .as_ref()
+                .and_then(|pool| pool_use.get_mut(pool))
+            {
+                *used = used.saturating_sub(1);
             }
             match outcome.status {
                 StepStatus::Succeeded => {

@@ -19,7 +19,7 @@ use crate::storage::Storage;
 pub type EventObserver = Arc<dyn Fn(&Event) + Send + Sync>;
 
 enum Message {
-    Event(Event),
+    Event(Box<Event>),
     Log(LogLine),
     Flush(oneshot::Sender<Result<(), String>>),
 }
@@ -59,7 +59,7 @@ impl EventSink {
         }
         // The writer only stops once every sender is gone, so this cannot fail while `self`
         // exists.
-        let _ = self.tx.send(Message::Event(event));
+        let _ = self.tx.send(Message::Event(Box::new(event)));
     }
 
     /// Hands a log line over to be stored.
@@ -90,7 +90,7 @@ async fn writer(
         let mut next = Some(first);
         while let Some(message) = next.take() {
             match message {
-                Message::Event(e) => events.push(e),
+                Message::Event(e) => events.push(*e),
                 Message::Log(l) => logs.push(l),
                 Message::Flush(done) => flushes.push(done),
             }

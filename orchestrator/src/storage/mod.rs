@@ -193,11 +193,9 @@ pub trait Storage: Send + Sync + 'static {
 /// and its folder if needed, and applies pending migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Storage>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let _ = PostgresStorage::connect(url).await?;
-        unimplemented!("BASE-STUB")
+        Ok(Arc::new(PostgresStorage::connect(url).await?))
     } else if url.starts_with("sqlite:") {
-        let _ = SqliteStorage::connect(url).await?;
-        unimplemented!("BASE-STUB")
+        Ok(Arc::new(SqliteStorage::connect(url).await?))
     } else {
         Err(StorageError::UnsupportedUrl {
             url: redact_url(url),

@@ -33,11 +33,23 @@ partitions = { daily = "2026-11-01" }
 #[test]
 fn materialize_prints_progress_exits_0_and_records_every_step() {
     let project = Project::new(PIPELINE);
-    let run = project.run(&["materialize", "--select", "*", "--partition", "2026-11-22-10:00"]);
+    let run = project.run(&[
+        "materialize",
+        "--select",
+        "*",
+        "--partition",
+        "2026-11-22-10:00",
+    ]);
     run.expect_code(0);
     let out = run.stdout();
-    assert!(out.contains("started    raw/events[2026-11-22-10:00]"), "{out}");
-    assert!(out.contains("succeeded  staging/events[2026-11-22-10:00]"), "{out}");
+    assert!(
+        out.contains("started    raw/events[2026-11-22-10:00]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("succeeded  staging/events[2026-11-22-10:00]"),
+        "{out}"
+    );
     assert!(out.contains("succeeded  marts/daily[2026-11-22]"), "{out}");
     assert!(out.contains("SUCCESS"), "{out}");
 
@@ -51,23 +63,47 @@ fn materialize_prints_progress_exits_0_and_records_every_step() {
     let show = project.run(&["runs", "show", &run_id]);
     show.expect_code(0);
     let text = show.stdout();
-    for step in ["raw/events[2026-11-22-10:00]", "staging/events[2026-11-22-10:00]", "marts/daily[2026-11-22]"] {
+    for step in [
+        "raw/events[2026-11-22-10:00]",
+        "staging/events[2026-11-22-10:00]",
+        "marts/daily[2026-11-22]",
+    ] {
         assert!(text.contains(step), "runs show lacks {step}:\n{text}");
     }
-    for event in ["RUN_STARTING", "RUN_START", "STEP_START", "ASSET_MATERIALIZATION", "STEP_SUCCESS", "RUN_SUCCESS"] {
+    for event in [
+        "RUN_STARTING",
+        "RUN_START",
+        "STEP_START",
+        "ASSET_MATERIALIZATION",
+        "STEP_SUCCESS",
+        "RUN_SUCCESS",
+    ] {
         assert!(text.contains(event), "runs show lacks {event}:\n{text}");
     }
-    assert!(text.contains("row_count=42"), "the command's metadata is recorded:\n{text}");
+    assert!(
+        text.contains("row_count=42"),
+        "the command's metadata is recorded:\n{text}"
+    );
 
     let json = project.run(&["runs", "show", &run_id, "--json"]).json();
     let steps = json["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 3);
-    assert!(steps.iter().all(|s| s["status"] == "SUCCESS" && s["attempts"] == 1), "{json}");
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["status"] == "SUCCESS" && s["attempts"] == 1),
+        "{json}"
+    );
 
     let assets = project.run(&["assets", "list"]);
     assets.expect_code(0);
     let text = assets.stdout();
-    assert!(text.lines().any(|l| l.starts_with("raw/events") && l.contains("42") && l.contains("1 MATERIALIZED")), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("raw/events")
+            && l.contains("42")
+            && l.contains("1 MATERIALIZED")),
+        "{text}"
+    );
 }
 
 #[test]
@@ -94,9 +130,14 @@ command = "echo independent"
     assert!(err.contains("step `a` failed"), "{err}");
     assert!(err.contains("cannot reach the warehouse"), "{err}");
     let out = run.stdout();
-    assert!(out.contains("skipped    b: skipped: upstream step `a` failed"), "{out}");
+    assert!(
+        out.contains("skipped    b: skipped: upstream step `a` failed"),
+        "{out}"
+    );
     assert!(out.contains("succeeded  c"), "{out}");
-    let runs = project.run(&["runs", "list", "--status", "failure", "--json"]).json();
+    let runs = project
+        .run(&["runs", "list", "--status", "failure", "--json"])
+        .json();
     assert_eq!(runs[0]["status"], "FAILURE");
 }
 
@@ -123,21 +164,45 @@ retry = { max_attempts = 3, delay_ms = 50, backoff = "exponential" }
 #[test]
 fn bad_usage_exits_2_with_a_precise_message() {
     let project = Project::new(PIPELINE);
-    let run = project.run(&["materialize", "--select", "staging/event", "--partition", "2026-11-22-10:00"]);
+    let run = project.run(&[
+        "materialize",
+        "--select",
+        "staging/event",
+        "--partition",
+        "2026-11-22-10:00",
+    ]);
     run.expect_code(2);
-    assert!(run.stderr().contains("did you mean `staging/events`?"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("did you mean `staging/events`?"),
+        "{}",
+        run.stderr()
+    );
 
     let run = project.run(&["materialize", "--select", "raw/events,,marts/daily"]);
     run.expect_code(2);
     assert!(run.stderr().contains("position"), "{}", run.stderr());
 
-    let run = project.run(&["materialize", "--select", "*", "--partition", "2026-11-22 10:00"]);
+    let run = project.run(&[
+        "materialize",
+        "--select",
+        "*",
+        "--partition",
+        "2026-11-22 10:00",
+    ]);
     run.expect_code(2);
-    assert!(run.stderr().contains("2026-11-22-10:00"), "the message shows the expected format: {}", run.stderr());
+    assert!(
+        run.stderr().contains("2026-11-22-10:00"),
+        "the message shows the expected format: {}",
+        run.stderr()
+    );
 
     let run = project.run(&["materialize", "--select", "raw/events"]);
     run.expect_code(2);
-    assert!(run.stderr().contains("pass --partition"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("pass --partition"),
+        "{}",
+        run.stderr()
+    );
 
     let run = project.run(&["materialize"]);
     run.expect_code(2);
@@ -145,15 +210,27 @@ fn bad_usage_exits_2_with_a_precise_message() {
     let run = project.run(&["runs", "show", "not-a-run"]);
     run.expect_code(2);
 
-    project.write("orch.toml", "[assets]\nbuiltin = false\n[[asset]]\nkey = 'a'\ncommand = 'true'\ndeps = ['b']\n");
+    project.write(
+        "orch.toml",
+        "[assets]\nbuiltin = false\n[[asset]]\nkey = 'a'\ncommand = 'true'\ndeps = ['b']\n",
+    );
     let run = project.run(&["materialize", "--select", "*"]);
     run.expect_code(2);
-    assert!(run.stderr().contains("depends on `b`, which no definition provides"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("depends on `b`, which no definition provides"),
+        "{}",
+        run.stderr()
+    );
 
     project.write("orch.toml", "databse_url = 'x'\n");
     let run = project.run(&["assets", "list"]);
     run.expect_code(2);
-    assert!(run.stderr().contains("unknown field `databse_url`"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("unknown field `databse_url`"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -162,7 +239,10 @@ fn an_unreachable_database_is_one_clear_error() {
     let run = project.run(&["runs", "list"]);
     run.expect_code(1);
     let err = run.stderr();
-    assert!(err.contains("cannot connect to the run history at postgres://orch:***@127.0.0.1:1/orch"), "{err}");
+    assert!(
+        err.contains("cannot connect to the run history at postgres://orch:***@127.0.0.1:1/orch"),
+        "{err}"
+    );
     assert!(!err.contains("secret"), "the password leaked: {err}");
 }
 
@@ -170,7 +250,14 @@ fn an_unreachable_database_is_one_clear_error() {
 fn dry_run_prints_the_plan() {
     let project = Project::new(PIPELINE);
     let run = project.run(&[
-        "materialize", "--select", "*", "--from", "2026-11-22-22:00", "--to", "2026-11-23-01:00", "--dry-run",
+        "materialize",
+        "--select",
+        "*",
+        "--from",
+        "2026-11-22-22:00",
+        "--to",
+        "2026-11-23-01:00",
+        "--dry-run",
     ]);
     run.expect_code(0);
     expect![[r#"
@@ -187,7 +274,10 @@ fn dry_run_prints_the_plan() {
           10. marts/daily[2026-11-23]  after 7, 8
     "#]]
     .assert_eq(&run.stdout());
-    assert_eq!(project.run(&["runs", "list", "--json"]).json(), serde_json::json!([]));
+    assert_eq!(
+        project.run(&["runs", "list", "--json"]).json(),
+        serde_json::json!([])
+    );
 }
 
 #[test]
@@ -204,7 +294,7 @@ deps = ["slow"]
 command = "true"
 "#,
     );
-    let mut child = project
+    let child = project
         .command(&["materialize", "--select", "*"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -212,25 +302,46 @@ command = "true"
         .expect("start orch");
     let pid_file = project.path().join("child.pid");
     assert!(
-        wait_until(Duration::from_secs(20), || std::fs::read_to_string(&pid_file).is_ok_and(|s| !s.trim().is_empty())),
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &pid_file
+        )
+        .is_ok_and(|s| !s.trim().is_empty())),
         "the slow asset never started"
     );
-    let sleeper: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    let sleeper: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(process_alive(sleeper));
     send_sigint(child.id());
     let output = child.wait_with_output().expect("wait for orch");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("was canceled"), "{stderr}");
-    assert!(wait_until(Duration::from_secs(5), || !process_alive(sleeper)), "the child process {sleeper} survived");
+    assert!(
+        wait_until(Duration::from_secs(5), || !process_alive(sleeper)),
+        "the child process {sleeper} survived"
+    );
 
     let runs = project.run(&["runs", "list", "--json"]).json();
     assert_eq!(runs[0]["status"], "CANCELED");
     let run_id = runs[0]["run_id"].as_str().unwrap().to_owned();
     let show = project.run(&["runs", "show", &run_id, "--json"]).json();
-    let kinds: Vec<&str> = show["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
-    let canceling = kinds.iter().position(|k| *k == "RUN_CANCELING").expect("RUN_CANCELING");
-    let canceled = kinds.iter().position(|k| *k == "RUN_CANCELED").expect("RUN_CANCELED");
+    let kinds: Vec<&str> = show["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    let canceling = kinds
+        .iter()
+        .position(|k| *k == "RUN_CANCELING")
+        .expect("RUN_CANCELING");
+    let canceled = kinds
+        .iter()
+        .position(|k| *k == "RUN_CANCELED")
+        .expect("RUN_CANCELED");
     assert!(canceling < canceled, "{kinds:?}");
     assert!(kinds.contains(&"STEP_CANCELED"), "{kinds:?}");
     let steps = show["steps"].as_array().unwrap();
@@ -250,13 +361,17 @@ fn send_sigint(pid: u32) {
 fn busy_project() -> String {
     let mut toml = String::new();
     for i in 0..25 {
-        toml.push_str(&format!("[[asset]]\nkey = \"a{i}\"\ncommand = \"echo {i}\"\n"));
+        toml.push_str(&format!(
+            "[[asset]]\nkey = \"a{i}\"\ncommand = \"echo {i}\"\n"
+        ));
         if i > 0 {
             toml.push_str(&format!("deps = [\"a{}\"]\n", i - 1));
         }
     }
     for i in 0..25 {
-        toml.push_str(&format!("[[asset]]\nkey = \"b{i}\"\ncommand = \"echo {i}\"\n"));
+        toml.push_str(&format!(
+            "[[asset]]\nkey = \"b{i}\"\ncommand = \"echo {i}\"\n"
+        ));
     }
     toml
 }
@@ -303,9 +418,17 @@ async fn concurrent_processes_share_one_postgres() {
 #[test]
 fn the_example_graph_materializes_with_no_config() {
     let project = Project::empty();
-    let run = project.run(&["materialize", "--select", "*", "--partition", "2026-11-22-10:00"]);
+    let run = project.run(&[
+        "materialize",
+        "--select",
+        "*",
+        "--partition",
+        "2026-11-22-10:00",
+    ]);
     run.expect_code(0);
-    let list = project.run(&["assets", "list", "--select", "group:example", "--json"]).json();
+    let list = project
+        .run(&["assets", "list", "--select", "group:example", "--json"])
+        .json();
     let states: Vec<(&str, &str)> = list
         .as_array()
         .unwrap()
@@ -322,5 +445,10 @@ fn the_example_graph_materializes_with_no_config() {
         ]
     );
     assert!(project.path().join(".orch/orch.db").is_file());
-    assert!(project.path().join(".orch/example/daily_top_songs/2026-11-22.json").is_file());
+    assert!(
+        project
+            .path()
+            .join(".orch/example/daily_top_songs/2026-11-22.json")
+            .is_file()
+    );
 }

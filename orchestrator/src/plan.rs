@@ -69,7 +69,9 @@ use std::fmt::Write as _;
 
 use crate::asset::{AssetKey, BackfillPolicy};
 use crate::graph::AssetGraph;
-use crate::partitions::{PartitionError, PartitionMapping, PartitionsDefinition, UpstreamPartitions};
+use crate::partitions::{
+    PartitionError, PartitionMapping, PartitionsDefinition, UpstreamPartitions,
+};
 
 /// The partition(s) a run asks for.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -134,15 +136,11 @@ pub struct Plan {
 pub enum PlanError {
     #[error("the selection matches no asset")]
     Empty,
-    #[error(
-        "`{asset}` is partitioned ({partitions}); pass --partition KEY or --from KEY --to KEY"
-    )]
+    #[error("`{asset}` is partitioned ({partitions}); pass --partition KEY or --from KEY --to KEY")]
     PartitionRequired { asset: AssetKey, partitions: String },
     #[error("{0}")]
     Partition(#[from] PartitionError),
-    #[error(
-        "`{key}` is not a partition of any selected asset: {reason}"
-    )]
+    #[error("`{key}` is not a partition of any selected asset: {reason}")]
     UnknownPartition { key: String, reason: String },
     #[error("the selection has no partitioned asset, but a partition was given ({request})")]
     NothingPartitioned { request: PartitionRequest },
@@ -218,7 +216,9 @@ pub fn plan(
     // (asset, partition key) -> step; unpartitioned assets use "".
     let mut step_of: HashMap<(&AssetKey, String), usize> = HashMap::new();
     for key in &ordered {
-        let def_index = graph.definition_index(key).expect("selected keys are in the graph");
+        let def_index = graph
+            .definition_index(key)
+            .expect("selected keys are in the graph");
         let definition = &graph.definitions()[def_index];
         let spec = graph.spec(key).expect("selected keys are in the graph");
         let keys = &keys_of[key];
@@ -427,7 +427,10 @@ fn check_subsets(graph: &AssetGraph, selected: &BTreeSet<AssetKey>) -> Result<()
         if definition.can_subset || definition.specs.len() < 2 {
             continue;
         }
-        let chosen: Vec<&AssetKey> = definition.keys().filter(|k| selected.contains(*k)).collect();
+        let chosen: Vec<&AssetKey> = definition
+            .keys()
+            .filter(|k| selected.contains(*k))
+            .collect();
         if !chosen.is_empty() && chosen.len() < definition.specs.len() {
             let join = |keys: Vec<&AssetKey>| {
                 keys.iter()
@@ -565,7 +568,12 @@ mod tests {
             def("raw", &["dim"], hourly()),
             def("day", &["raw"], daily()),
         ]);
-        let plan = plan(&g, &all(&g), &PartitionRequest::Key("2026-11-22-10:00".into())).unwrap();
+        let plan = plan(
+            &g,
+            &all(&g),
+            &PartitionRequest::Key("2026-11-22-10:00".into()),
+        )
+        .unwrap();
         expect_test::expect![[r#"
             Plan: 3 steps for 3 assets, partition 2026-11-22-10:00
               1. dim
@@ -582,7 +590,10 @@ mod tests {
 
     #[test]
     fn a_daily_key_plans_all_24_hours_upstream() {
-        let g = graph(vec![def("raw", &[], hourly()), def("day", &["raw"], daily())]);
+        let g = graph(vec![
+            def("raw", &[], hourly()),
+            def("day", &["raw"], daily()),
+        ]);
         let plan = plan(&g, &all(&g), &PartitionRequest::Key("2026-11-22".into())).unwrap();
         assert_eq!(plan.steps.len(), 25);
         assert_eq!(plan.steps[24].key, "day[2026-11-22]");
@@ -593,7 +604,8 @@ mod tests {
 
     #[test]
     fn ranges_plan_one_step_per_partition_or_one_for_single_run_assets() {
-        let single = def("bulk", &["raw"], hourly()).with_backfill_policy(BackfillPolicy::SingleRun);
+        let single =
+            def("bulk", &["raw"], hourly()).with_backfill_policy(BackfillPolicy::SingleRun);
         let g = graph(vec![def("raw", &[], hourly()), single]);
         let request = PartitionRequest::Range {
             from: "2026-11-22-00:00".into(),
@@ -617,7 +629,11 @@ mod tests {
 
     #[test]
     fn unselected_upstreams_are_not_planned() {
-        let g = graph(vec![def("a", &[], None), def("b", &["a"], None), def("c", &["b"], None)]);
+        let g = graph(vec![
+            def("a", &[], None),
+            def("b", &["a"], None),
+            def("c", &["b"], None),
+        ]);
         let selected: BTreeSet<AssetKey> = [key("c"), key("a")].into_iter().collect();
         let plan = plan(&g, &selected, &PartitionRequest::None).unwrap();
         assert_eq!(plan.steps.len(), 2);
@@ -626,7 +642,10 @@ mod tests {
 
     #[test]
     fn bad_requests_are_refused_with_what_to_do() {
-        let g = graph(vec![def("plain", &[], None), def("raw", &["plain"], hourly())]);
+        let g = graph(vec![
+            def("plain", &[], None),
+            def("raw", &["plain"], hourly()),
+        ]);
         let err = plan(&g, &all(&g), &PartitionRequest::None).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -637,7 +656,10 @@ mod tests {
         assert!(matches!(err, PlanError::NothingPartitioned { .. }), "{err}");
         let err = plan(&g, &all(&g), &PartitionRequest::Key("yesterday".into())).unwrap_err();
         assert!(err.to_string().contains("2026-11-22-10:00"), "{err}");
-        assert!(matches!(plan(&g, &BTreeSet::new(), &PartitionRequest::None), Err(PlanError::Empty)));
+        assert!(matches!(
+            plan(&g, &BTreeSet::new(), &PartitionRequest::None),
+            Err(PlanError::Empty)
+        ));
     }
 
     #[test]

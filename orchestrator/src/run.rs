@@ -187,7 +187,10 @@ mod tests {
     fn terminal_statuses_have_no_successors() {
         for status in RunStatus::ALL {
             assert_eq!(status.is_terminal(), status.successors().is_empty());
-            assert_eq!(RunStatus::parse(&status.to_string().to_lowercase()), Some(status));
+            assert_eq!(
+                RunStatus::parse(&status.to_string().to_lowercase()),
+                Some(status)
+            );
         }
         assert!(RunStatus::Started.can_become(RunStatus::Success));
         assert!(!RunStatus::Queued.can_become(RunStatus::Success));

@@ -107,7 +107,11 @@ impl Run {
     /// Parses stdout as JSON.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout().trim()).unwrap_or_else(|e| {
-            panic!("stdout is not JSON ({e}):\n{}\n--- stderr\n{}", self.stdout(), self.stderr())
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n--- stderr\n{}",
+                self.stdout(),
+                self.stderr()
+            )
         })
     }
 }

@@ -25,7 +25,9 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
     let keys: Vec<orch::AssetKey> = match &args.select {
         Some(s) => {
             let selection = Selection::parse(s).map_err(|e| Failure::Usage(e.to_string()))?;
-            let selected = selection.resolve(&graph).map_err(|e| Failure::Usage(e.to_string()))?;
+            let selected = selection
+                .resolve(&graph)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             graph
                 .toposorted()
                 .iter()
@@ -98,7 +100,15 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
         println!("{}", serde_json::Value::Array(list));
         return Ok(());
     }
-    let mut table = Table::new(&["KEY", "GROUP", "KINDS", "PARTITIONS", "LAST MATERIALIZATION", "ROWS", "STATE"]);
+    let mut table = Table::new(&[
+        "KEY",
+        "GROUP",
+        "KINDS",
+        "PARTITIONS",
+        "LAST MATERIALIZATION",
+        "ROWS",
+        "STATE",
+    ]);
     for (key, spec, m, state) in rows {
         table.row(vec![
             key.to_string(),
@@ -110,7 +120,9 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
                 .map(|c| format!("{c:?}").to_lowercase())
                 .or_else(|| spec.partitions.as_ref().map(|_| "static".to_owned()))
                 .unwrap_or_default(),
-            m.as_ref().map(|m| time(m.timestamp)).unwrap_or_else(|| "never".to_owned()),
+            m.as_ref()
+                .map(|m| time(m.timestamp))
+                .unwrap_or_else(|| "never".to_owned()),
             m.as_ref()
                 .and_then(|m| m.metadata.row_count())
                 .map(|r| r.to_string())

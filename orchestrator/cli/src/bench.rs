@@ -79,7 +79,9 @@ struct Figures {
 
 pub async fn overhead(args: OverheadArgs) -> CmdResult {
     if args.layers == 0 || args.width == 0 {
-        return Err(Failure::Usage("--layers and --width must be at least 1".into()));
+        return Err(Failure::Usage(
+            "--layers and --width must be at least 1".into(),
+        ));
     }
     let process_start = Instant::now();
     println!(
@@ -107,7 +109,14 @@ pub async fn overhead(args: OverheadArgs) -> CmdResult {
         let _ = orch::storage::schema::drop_schema(&args.postgres_url, &schema).await;
         figures.push(result?);
     }
-    let mut table = Table::new(&["BACKEND", "STEPS", "GRAPH+PLAN", "EXECUTE+RECORD", "TOTAL", "PER STEP"]);
+    let mut table = Table::new(&[
+        "BACKEND",
+        "STEPS",
+        "GRAPH+PLAN",
+        "EXECUTE+RECORD",
+        "TOTAL",
+        "PER STEP",
+    ]);
     for f in &figures {
         table.row(vec![
             f.backend.to_owned(),
@@ -128,13 +137,18 @@ pub async fn overhead(args: OverheadArgs) -> CmdResult {
 
 fn tempfile_dir() -> Result<std::path::PathBuf, Failure> {
     let dir = std::env::temp_dir().join(format!("orch-bench-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir).map_err(|e| Failure::Work(format!("cannot create {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::Work(format!("cannot create {}: {e}", dir.display())))?;
     Ok(dir)
 }
 
 /// One measured run: build the graph, plan, open and migrate the run history (not counted),
 /// then create the run and execute it with every event stored.
-async fn measure(backend: &'static str, url: &str, args: &OverheadArgs) -> Result<Figures, Failure> {
+async fn measure(
+    backend: &'static str,
+    url: &str,
+    args: &OverheadArgs,
+) -> Result<Figures, Failure> {
     let storage = orch::storage::open(url).await?;
     let start = Instant::now();
     let graph = Arc::new(graph(args.layers, args.width)?);

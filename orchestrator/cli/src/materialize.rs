@@ -58,7 +58,8 @@ pub async fn run(dir: Option<&Path>, args: MaterializeArgs) -> CmdResult {
         (None, Some(from), Some(to)) => PartitionRequest::Range { from, to },
         _ => PartitionRequest::None,
     };
-    let plan = plan::plan(&graph, &selected, &request).map_err(|e| Failure::Usage(e.to_string()))?;
+    let plan =
+        plan::plan(&graph, &selected, &request).map_err(|e| Failure::Usage(e.to_string()))?;
     if args.dry_run {
         if args.json {
             let steps: Vec<serde_json::Value> = plan

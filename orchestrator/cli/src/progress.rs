@@ -74,7 +74,10 @@ impl Progress {
         let body = &event.body;
         let text = match event.kind {
             EventKind::StepStart => {
-                self.running.lock().expect("progress lock").insert(step.to_owned());
+                self.running
+                    .lock()
+                    .expect("progress lock")
+                    .insert(step.to_owned());
                 match body.attempt {
                     Some(n) if n > 1 => format!("  started    {step} (attempt {n})"),
                     _ => format!("  started    {step}"),
@@ -89,12 +92,20 @@ impl Progress {
             }
             EventKind::StepFailure => {
                 self.done(step);
-                let error = body.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
+                let error = body
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.as_str())
+                    .unwrap_or("");
                 format!("  FAILED     {step}: {}", first_line(error))
             }
             EventKind::StepUpForRetry => {
                 self.running.lock().expect("progress lock").remove(step);
-                let error = body.error.as_ref().map(|e| e.message.as_str()).unwrap_or("");
+                let error = body
+                    .error
+                    .as_ref()
+                    .map(|e| e.message.as_str())
+                    .unwrap_or("");
                 format!(
                     "  retrying   {step}: attempt {} failed ({}); next in {}",
                     body.attempt.unwrap_or(1),
@@ -104,7 +115,10 @@ impl Progress {
             }
             EventKind::StepSkipped => {
                 self.done(step);
-                format!("  skipped    {step}: {}", body.message.as_deref().unwrap_or(""))
+                format!(
+                    "  skipped    {step}: {}",
+                    body.message.as_deref().unwrap_or("")
+                )
             }
             EventKind::StepCanceled => {
                 self.done(step);
@@ -114,7 +128,11 @@ impl Progress {
                 Some(check) if !check.passed => format!(
                     "  check      {} on {}: FAILED ({})",
                     check.check_name,
-                    event.asset_key.as_ref().map(ToString::to_string).unwrap_or_default(),
+                    event
+                        .asset_key
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_default(),
                     check.severity
                 ),
                 _ => return,

@@ -12,7 +12,8 @@ use crate::Failure;
 
 /// The configuration for `dir` (or the current folder).
 pub fn config(dir: Option<&Path>) -> Result<Config, Failure> {
-    let cwd = std::env::current_dir().map_err(|e| Failure::Work(format!("cannot read the current folder: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::Work(format!("cannot read the current folder: {e}")))?;
     let start = match dir {
         Some(d) => cwd.join(d),
         None => cwd,

@@ -35,7 +35,10 @@ pub struct ShowArgs {
 fn parse_status(s: &str) -> Result<RunStatus, String> {
     RunStatus::parse(s).ok_or_else(|| {
         let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
-        format!("unknown status `{s}` (one of {})", all.join(", ").to_lowercase())
+        format!(
+            "unknown status `{s}` (one of {})",
+            all.join(", ").to_lowercase()
+        )
     })
 }
 
@@ -58,7 +61,14 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
         println!("no runs");
         return Ok(());
     }
-    let mut table = Table::new(&["RUN ID", "STATUS", "SELECTION", "PARTITION", "CREATED", "DURATION"]);
+    let mut table = Table::new(&[
+        "RUN ID",
+        "STATUS",
+        "SELECTION",
+        "PARTITION",
+        "CREATED",
+        "DURATION",
+    ]);
     for run in &runs {
         table.row(vec![
             run.run_id.to_string(),
@@ -75,7 +85,9 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
 
 fn run_duration(run: &Run) -> String {
     match (run.started_at, run.ended_at) {
-        (Some(s), Some(e)) => duration_ms((e - s).num_microseconds().unwrap_or_default() as f64 / 1000.0),
+        (Some(s), Some(e)) => {
+            duration_ms((e - s).num_microseconds().unwrap_or_default() as f64 / 1000.0)
+        }
         (Some(_), None) => "running".to_owned(),
         _ => String::new(),
     }
@@ -118,11 +130,17 @@ fn steps_from_events(events: &[StoredEvent]) -> Vec<(String, StepRow)> {
                 event.body.metadata.get("plan")
             {
                 for step in steps {
-                    if let Some(key) = step.get("key").and_then(|k| k.as_str()) {
-                        if !rows.contains_key(key) {
-                            order.push(key.to_owned());
-                            rows.insert(key.to_owned(), StepRow { status: "NOT_STARTED", ..StepRow::default() });
-                        }
+                    if let Some(key) = step.get("key").and_then(|k| k.as_str())
+                        && !rows.contains_key(key)
+                    {
+                        order.push(key.to_owned());
+                        rows.insert(
+                            key.to_owned(),
+                            StepRow {
+                                status: "NOT_STARTED",
+                                ..StepRow::default()
+                            },
+                        );
                     }
                 }
             }
@@ -131,7 +149,13 @@ fn steps_from_events(events: &[StoredEvent]) -> Vec<(String, StepRow)> {
         let Some(key) = &event.step_key else { continue };
         if !rows.contains_key(key) {
             order.push(key.clone());
-            rows.insert(key.clone(), StepRow { status: "NOT_STARTED", ..StepRow::default() });
+            rows.insert(
+                key.clone(),
+                StepRow {
+                    status: "NOT_STARTED",
+                    ..StepRow::default()
+                },
+            );
         }
         let row = rows.get_mut(key).expect("inserted above");
         match event.kind {
@@ -170,8 +194,12 @@ fn steps_from_events(events: &[StoredEvent]) -> Vec<(String, StepRow)> {
 }
 
 pub async fn show(dir: Option<&Path>, args: ShowArgs) -> CmdResult {
-    let run_id = RunId::parse(args.run_id.trim())
-        .map_err(|_| Failure::Usage(format!("`{}` is not a run id (runs list shows them)", args.run_id)))?;
+    let run_id = RunId::parse(args.run_id.trim()).map_err(|_| {
+        Failure::Usage(format!(
+            "`{}` is not a run id (runs list shows them)",
+            args.run_id
+        ))
+    })?;
     let config = project::config(dir)?;
     let storage = project::storage(&config).await?;
     let Some(run) = storage.get_run(run_id).await? else {

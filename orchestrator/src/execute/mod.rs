@@ -170,9 +170,11 @@ impl Executor {
             .await?
             .ok_or(StorageError::RunNotFound(run_id))?;
         if current.status == RunStatus::Queued {
-            self.transition(sink, run_id, RunStatus::Starting, None).await?;
+            self.transition(sink, run_id, RunStatus::Starting, None)
+                .await?;
         }
-        self.transition(sink, run_id, RunStatus::Started, None).await?;
+        self.transition(sink, run_id, RunStatus::Started, None)
+            .await?;
         sink.event(plan_event(run_id, plan));
 
         let steps = &plan.steps;
@@ -220,15 +222,21 @@ impl Executor {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Computes' panics are caught inside the step; this is the task itself.
-                    let index = task_steps.get(&e.id()).copied().expect("every task is mapped");
+                    let index = task_steps
+                        .get(&e.id())
+                        .copied()
+                        .expect("every task is mapped");
                     tracing::error!(error = %e, step = %steps[index].key, "a step's task failed");
-                    (index, StepOutcome {
-                        key: steps[index].key.clone(),
-                        status: StepStatus::Failed,
-                        attempts: 1,
-                        error: Some(format!("the step's task failed: {e}")),
-                        duration: None,
-                    })
+                    (
+                        index,
+                        StepOutcome {
+                            key: steps[index].key.clone(),
+                            status: StepStatus::Failed,
+                            attempts: 1,
+                            error: Some(format!("the step's task failed: {e}")),
+                            duration: None,
+                        },
+                    )
                 }
             };
             if let Some(used) = self.graph.definitions()[steps[index].definition]
@@ -275,7 +283,8 @@ impl Executor {
             .filter(|o| o.status == StepStatus::Failed)
             .collect();
         let run = if canceling {
-            self.transition(sink, run_id, RunStatus::Canceled, None).await?
+            self.transition(sink, run_id, RunStatus::Canceled, None)
+                .await?
         } else if !failed.is_empty() {
             let names: Vec<&str> = failed.iter().map(|o| o.key.as_str()).collect();
             let message = format!(
@@ -284,7 +293,8 @@ impl Executor {
                 if failed.len() == 1 { "" } else { "s" },
                 names.join(", ")
             );
-            self.finish(sink, run_id, RunStatus::Failure, Some(message)).await?
+            self.finish(sink, run_id, RunStatus::Failure, Some(message))
+                .await?
         } else {
             self.finish(sink, run_id, RunStatus::Success, None).await?
         };
@@ -308,14 +318,22 @@ impl Executor {
             Err(StorageError::IllegalTransition {
                 from: RunStatus::Canceling,
                 ..
-            }) => self.transition(sink, run_id, RunStatus::Canceled, None).await,
+            }) => {
+                self.transition(sink, run_id, RunStatus::Canceled, None)
+                    .await
+            }
             other => other,
         }
     }
 
     async fn begin_cancel(&self, sink: &EventSink, run_id: RunId) -> Result<(), StorageError> {
         match self
-            .transition(sink, run_id, RunStatus::Canceling, Some("cancel requested".into()))
+            .transition(
+                sink,
+                run_id,
+                RunStatus::Canceling,
+                Some("cancel requested".into()),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -342,7 +360,9 @@ impl Executor {
     ) {
         let mut waiting = VecDeque::new();
         while running.len() < self.config.max_concurrent {
-            let Some(index) = ready.pop_front() else { break };
+            let Some(index) = ready.pop_front() else {
+                break;
+            };
             let step = &plan.steps[index];
             let definition = &self.graph.definitions()[step.definition];
             if let Some(pool) = &definition.pool {
@@ -427,7 +447,8 @@ fn plan_event(run_id: RunId, plan: &Plan) -> crate::event::Event {
         plan.steps.len(),
         if plan.steps.len() == 1 { "" } else { "s" }
     ));
-    event.body.metadata = Metadata::new().with("plan", MetadataValue::Json(serde_json::Value::Array(steps)));
+    event.body.metadata =
+        Metadata::new().with("plan", MetadataValue::Json(serde_json::Value::Array(steps)));
     event
 }
 

@@ -181,9 +181,10 @@ impl StepRecorder {
             .evaluated
             .insert((asset.clone(), result.check_name.clone()));
         if !result.passed && blocking {
-            state
-                .blocking_failures
-                .push(format!("blocking check `{}` on `{asset}` failed", result.check_name));
+            state.blocking_failures.push(format!(
+                "blocking check `{}` on `{asset}` failed",
+                result.check_name
+            ));
         }
     }
 
@@ -192,10 +193,8 @@ impl StepRecorder {
     }
 
     fn warn(&self, message: String) {
-        self.sink.event(
-            self.event(EventKind::EngineEvent, None)
-                .message(message),
-        );
+        self.sink
+            .event(self.event(EventKind::EngineEvent, None).message(message));
     }
 }
 
@@ -246,7 +245,12 @@ impl StepJob {
                 canceled.body.duration_ms = Some(ms(elapsed));
                 canceled.body.message = Some("the run was canceled".into());
                 self.sink.event(canceled);
-                return self.outcome(StepStatus::Canceled, attempt, Some("canceled".into()), started);
+                return self.outcome(
+                    StepStatus::Canceled,
+                    attempt,
+                    Some("canceled".into()),
+                    started,
+                );
             }
             let info = ErrorInfo {
                 message: error.message().to_owned(),
@@ -257,7 +261,8 @@ impl StepJob {
                 let mut retry = recorder.event(EventKind::StepUpForRetry, self.single_asset());
                 retry.body.attempt = Some(attempt);
                 retry.body.error = Some(info);
-                retry.body.retry_delay_ms = Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
+                retry.body.retry_delay_ms =
+                    Some(u64::try_from(delay.as_millis()).unwrap_or(u64::MAX));
                 retry.body.duration_ms = Some(ms(elapsed));
                 self.sink.event(retry);
                 tokio::select! {
@@ -279,8 +284,18 @@ impl StepJob {
             failure.body.error = Some(info.clone());
             failure.body.duration_ms = Some(ms(elapsed));
             self.sink.event(failure);
-            let materialized = recorder.state.lock().expect("recorder lock").materialized.clone();
-            for asset in self.step.assets.iter().filter(|a| !materialized.contains_key(*a)) {
+            let materialized = recorder
+                .state
+                .lock()
+                .expect("recorder lock")
+                .materialized
+                .clone();
+            for asset in self
+                .step
+                .assets
+                .iter()
+                .filter(|a| !materialized.contains_key(*a))
+            {
                 let mut failed = recorder.event(EventKind::AssetFailed, Some(asset));
                 failed.body.error = Some(info.clone());
                 self.sink.event(failed);
@@ -392,7 +407,11 @@ impl StepJob {
                         && !state.evaluated.contains(&(asset.clone(), name.clone()))
                 })
                 .map(|((asset, _), spec)| {
-                    (asset.clone(), spec.clone(), state.materialized[asset].clone())
+                    (
+                        asset.clone(),
+                        spec.clone(),
+                        state.materialized[asset].clone(),
+                    )
                 })
                 .collect()
         };

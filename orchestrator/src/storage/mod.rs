@@ -235,6 +235,9 @@ mod tests {
             redact_url("postgres://postgres@127.0.0.1/x"),
             "postgres://postgres@127.0.0.1/x"
         );
-        assert_eq!(redact_url("sqlite://.orch/orch.db"), "sqlite://.orch/orch.db");
+        assert_eq!(
+            redact_url("sqlite://.orch/orch.db"),
+            "sqlite://.orch/orch.db"
+        );
     }
 }

@@ -448,7 +448,11 @@ impl AssetContext {
         &self,
         mut command: tokio::process::Command,
     ) -> Result<ExitStatus, ComputeError> {
-        let program = format!("{:?}", command.as_std().get_program());
+        let program = command
+            .as_std()
+            .get_program()
+            .to_string_lossy()
+            .into_owned();
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -508,14 +512,30 @@ impl AssetContext {
         if status.success() {
             Ok(status)
         } else {
-            let mut message = format!("{program} exited with {status}");
-            if !tail.is_empty() {
-                message.push_str(":\n");
-                message.push_str(&tail.join("\n"));
-            }
-            Err(ComputeError::new(message))
+            Err(ComputeError::new(exit_message(&program, status, &tail)))
         }
     }
+}
+
+/// `sh exited with status 3: cannot reach the warehouse`, then the last lines of stderr if
+/// there are more than one.
+fn exit_message(program: &str, status: ExitStatus, tail: &[String]) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let how = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("status {code}"),
+        (None, Some(signal)) => format!("signal {signal}"),
+        (None, None) => status.to_string(),
+    };
+    let mut message = format!("{program} exited with {how}");
+    if let Some(last) = tail.iter().rev().find(|l| !l.trim().is_empty()) {
+        message.push_str(": ");
+        message.push_str(last.trim());
+    }
+    if tail.len() > 1 {
+        message.push_str("\nlast lines of stderr:\n");
+        message.push_str(&tail.join("\n"));
+    }
+    message
 }
 
 #[derive(Clone, Copy)]

@@ -114,6 +114,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
 pub type CmdResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
+    reset_sigpipe();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -146,6 +147,16 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(Failure::Reported) => ExitCode::from(1),
+    }
+}
+
+/// Lets `orch ... | head` end quietly when the reader goes away, as other command-line tools
+/// do, instead of panicking on a failed print.
+#[allow(unsafe_code)]
+fn reset_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default at start, before any thread.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

@@ -161,76 +161,74 @@ retry = { max_attempts = 3, delay_ms = 50, backoff = "exponential" }
     assert!(err.contains("next in 100 ms"), "{err}");
 }
 
+/// Runs `orch ARGS`, expects exit 2 and a message containing `needle`.
+#[track_caller]
+fn expect_usage_error(project: &Project, args: &[&str], needle: &str) {
+    let run = project.run(args);
+    run.expect_code(2);
+    assert!(
+        run.stderr().contains(needle),
+        "`{needle}` is not in:\n{}",
+        run.stderr()
+    );
+}
+
 #[test]
 fn bad_usage_exits_2_with_a_precise_message() {
-    let project = Project::new(PIPELINE);
-    let run = project.run(&[
-        "materialize",
-        "--select",
-        "staging/event",
-        "--partition",
-        "2026-11-22-10:00",
-    ]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("did you mean `staging/events`?"),
-        "{}",
-        run.stderr()
+    let p = Project::new(PIPELINE);
+    let hour = "2026-11-22-10:00";
+    expect_usage_error(
+        &p,
+        &[
+            "materialize",
+            "--select",
+            "staging/event",
+            "--partition",
+            hour,
+        ],
+        "did you mean `staging/events`?",
+    );
+    expect_usage_error(
+        &p,
+        &["materialize", "--select", "raw/events,,marts/daily"],
+        "position 11",
+    );
+    // The message shows the expected format.
+    expect_usage_error(
+        &p,
+        &[
+            "materialize",
+            "--select",
+            "*",
+            "--partition",
+            "2026-11-22 10:00",
+        ],
+        hour,
+    );
+    expect_usage_error(
+        &p,
+        &["materialize", "--select", "raw/events"],
+        "pass --partition",
+    );
+    expect_usage_error(&p, &["materialize"], "--select");
+    expect_usage_error(&p, &["runs", "show", "not-a-run"], "is not a run id");
+    expect_usage_error(
+        &p,
+        &["runs", "list", "--status", "done"],
+        "unknown status `done`",
     );
 
-    let run = project.run(&["materialize", "--select", "raw/events,,marts/daily"]);
-    run.expect_code(2);
-    assert!(run.stderr().contains("position"), "{}", run.stderr());
-
-    let run = project.run(&[
-        "materialize",
-        "--select",
-        "*",
-        "--partition",
-        "2026-11-22 10:00",
-    ]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("2026-11-22-10:00"),
-        "the message shows the expected format: {}",
-        run.stderr()
-    );
-
-    let run = project.run(&["materialize", "--select", "raw/events"]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("pass --partition"),
-        "{}",
-        run.stderr()
-    );
-
-    let run = project.run(&["materialize"]);
-    run.expect_code(2);
-
-    let run = project.run(&["runs", "show", "not-a-run"]);
-    run.expect_code(2);
-
-    project.write(
+    p.write(
         "orch.toml",
         "[assets]\nbuiltin = false\n[[asset]]\nkey = 'a'\ncommand = 'true'\ndeps = ['b']\n",
     );
-    let run = project.run(&["materialize", "--select", "*"]);
-    run.expect_code(2);
-    assert!(
-        run.stderr()
-            .contains("depends on `b`, which no definition provides"),
-        "{}",
-        run.stderr()
+    expect_usage_error(
+        &p,
+        &["materialize", "--select", "*"],
+        "depends on `b`, which no definition provides",
     );
-
-    project.write("orch.toml", "databse_url = 'x'\n");
-    let run = project.run(&["assets", "list"]);
-    run.expect_code(2);
-    assert!(
-        run.stderr().contains("unknown field `databse_url`"),
-        "{}",
-        run.stderr()
-    );
+    p.write("orch.toml", "databse_url = 'x'\n");
+    expect_usage_error(&p, &["assets", "list"], "unknown field `databse_url`");
 }
 
 #[test]

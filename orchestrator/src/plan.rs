@@ -453,12 +453,7 @@ fn check_subsets(graph: &AssetGraph, selected: &BTreeSet<AssetKey>) -> Result<()
 fn order_steps(steps: Vec<Step>) -> Result<Vec<Step>, PlanError> {
     let n = steps.len();
     let mut remaining: Vec<usize> = steps.iter().map(|s| s.upstream.len()).collect();
-    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
-    for (i, step) in steps.iter().enumerate() {
-        for &u in &step.upstream {
-            downstream[u].push(i);
-        }
-    }
+    let downstream = downstream_of(&steps);
     let mut ready: std::collections::BinaryHeap<std::cmp::Reverse<usize>> = (0..n)
         .filter(|i| remaining[*i] == 0)
         .map(std::cmp::Reverse)
@@ -496,7 +491,34 @@ fn order_steps(steps: Vec<Step>) -> Result<Vec<Step>, PlanError> {
         .collect())
 }
 
+/// For each step, the steps that wait for it.
+pub fn downstream_of(steps: &[Step]) -> Vec<Vec<usize>> {
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for (i, step) in steps.iter().enumerate() {
+        for &u in &step.upstream {
+            downstream[u].push(i);
+        }
+    }
+    downstream
+}
+
 impl Plan {
+    /// The steps as JSON (key, assets, partitions, upstream step keys): printed by
+    /// `--dry-run --json` and stored with each run.
+    pub fn steps_json(&self) -> serde_json::Value {
+        self.steps
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "key": s.key,
+                    "assets": s.assets.iter().map(AssetKey::to_string).collect::<Vec<_>>(),
+                    "partitions": s.partition.keys(),
+                    "upstream": s.upstream.iter().map(|u| self.steps[*u].key.clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    }
+
     /// The plan as printed by `orch materialize --dry-run`.
     pub fn render(&self) -> String {
         let mut out = String::new();

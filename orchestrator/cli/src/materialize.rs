@@ -62,19 +62,7 @@ pub async fn run(dir: Option<&Path>, args: MaterializeArgs) -> CmdResult {
         plan::plan(&graph, &selected, &request).map_err(|e| Failure::Usage(e.to_string()))?;
     if args.dry_run {
         if args.json {
-            let steps: Vec<serde_json::Value> = plan
-                .steps
-                .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "key": s.key,
-                        "assets": s.assets.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "partitions": s.partition.keys(),
-                        "upstream": s.upstream.iter().map(|u| plan.steps[*u].key.clone()).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::json!({ "steps": steps }));
+            println!("{}", serde_json::json!({ "steps": plan.steps_json() }));
         } else {
             print!("{}", plan.render());
         }

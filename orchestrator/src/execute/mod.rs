@@ -15,7 +15,6 @@ use chrono::Utc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::asset::AssetKey;
 use crate::config::ExecutionConfig;
 use crate::context::Resources;
 use crate::event::{ErrorInfo, EventKind};
@@ -180,12 +179,7 @@ impl Executor {
         let steps = &plan.steps;
         let n = steps.len();
         let mut remaining: Vec<usize> = steps.iter().map(|s| s.upstream.len()).collect();
-        let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, step) in steps.iter().enumerate() {
-            for &u in &step.upstream {
-                downstream[u].push(i);
-            }
-        }
+        let downstream = crate::plan::downstream_of(steps);
         let mut outcomes: Vec<Option<StepOutcome>> = vec![None; n];
         let mut ready: VecDeque<usize> = (0..n).filter(|i| remaining[*i] == 0).collect();
         let mut running: JoinSet<(usize, StepOutcome)> = JoinSet::new();
@@ -430,25 +424,13 @@ impl Executor {
 
 /// An ENGINE_EVENT carrying the plan, so that a run's history shows steps that never started.
 fn plan_event(run_id: RunId, plan: &Plan) -> crate::event::Event {
-    let steps: Vec<serde_json::Value> = plan
-        .steps
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "key": s.key,
-                "assets": s.assets.iter().map(AssetKey::to_string).collect::<Vec<_>>(),
-                "upstream": s.upstream.iter().map(|u| plan.steps[*u].key.clone()).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
     let mut event = now_event(run_id, EventKind::EngineEvent);
     event.body.message = Some(format!(
         "planned {} step{}",
         plan.steps.len(),
         if plan.steps.len() == 1 { "" } else { "s" }
     ));
-    event.body.metadata =
-        Metadata::new().with("plan", MetadataValue::Json(serde_json::Value::Array(steps)));
+    event.body.metadata = Metadata::new().with("plan", MetadataValue::Json(plan.steps_json()));
     event
 }
 

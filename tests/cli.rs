@@ -95,6 +95,25 @@ fn materialize_prints_progress_exits_0_and_records_every_step() {
         "{json}"
     );
 
+    let logs = project.run(&[
+        "runs",
+        "logs",
+        &run_id,
+        "--step",
+        "staging/events[2026-11-22-10:00]",
+    ]);
+    logs.expect_code(0);
+    let text = logs.stdout();
+    assert!(
+        text.contains("staging/events[2026-11-22-10:00] stdout staged"),
+        "{text}"
+    );
+    assert!(text.contains("stderr a warning"), "{text}");
+    assert!(
+        !text.contains("raw/events"),
+        "only the step asked for: {text}"
+    );
+
     let assets = project.run(&["assets", "list"]);
     assets.expect_code(0);
     let text = assets.stdout();

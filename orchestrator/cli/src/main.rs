@@ -22,6 +22,7 @@ Examples:
   orch assets list --select 'group:example'
   orch runs list --status failure --limit 10
   orch runs show 0193a5f2-...
+  orch runs logs 0193a5f2-... --step 'example/plays[2026-11-22-10:00]'
   orch bench overhead --layers 10 --width 100
 
 Selection syntax (as Dagster's): key, +key (one level up), ++key, *key (all upstream),
@@ -77,6 +78,8 @@ enum RunsCommand {
     List(runs::ListArgs),
     /// Show a run: its steps, their statuses, durations and errors, and its events.
     Show(runs::ShowArgs),
+    /// Print a run's step logs: the logger's lines and child processes' stdout and stderr.
+    Logs(runs::LogsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,6 +170,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Assets(AssetsCommand::List(args)) => assets::list(dir, args).await,
         Command::Runs(RunsCommand::List(args)) => runs::list(dir, args).await,
         Command::Runs(RunsCommand::Show(args)) => runs::show(dir, args).await,
+        Command::Runs(RunsCommand::Logs(args)) => runs::logs(dir, args).await,
         Command::Migrate => {
             let config = project::config(dir)?;
             project::storage(&config).await?;

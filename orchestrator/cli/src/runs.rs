@@ -32,6 +32,59 @@ pub struct ShowArgs {
     output: OutputArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// The run's id.
+    run_id: String,
+    /// Only this step's lines.
+    #[arg(long)]
+    step: Option<String>,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+fn parse_run_id(s: &str) -> Result<RunId, Failure> {
+    RunId::parse(s.trim())
+        .map_err(|_| Failure::Usage(format!("`{s}` is not a run id (runs list shows them)")))
+}
+
+/// A step's stored log lines: the logger's and its child processes' stdout and stderr.
+pub async fn logs(dir: Option<&Path>, args: LogsArgs) -> CmdResult {
+    let run_id = parse_run_id(&args.run_id)?;
+    let config = project::config(dir)?;
+    let storage = project::storage(&config).await?;
+    if storage.get_run(run_id).await?.is_none() {
+        return Err(Failure::Work(format!("run {run_id} does not exist")));
+    }
+    let lines = storage.step_logs(run_id, args.step.as_deref()).await?;
+    if args.output.json {
+        let list: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| {
+                serde_json::json!({
+                    "timestamp": l.timestamp.to_rfc3339(),
+                    "step_key": l.step_key,
+                    "stream": l.stream.as_str(),
+                    "level": l.level.as_str(),
+                    "message": l.message,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(list));
+        return Ok(());
+    }
+    for line in &lines {
+        println!(
+            "{} {} {:<6} {}",
+            line.timestamp.format("%H:%M:%S%.3f"),
+            line.step_key,
+            line.stream.as_str(),
+            line.message
+        );
+    }
+    Ok(())
+}
+
 fn parse_status(s: &str) -> Result<RunStatus, String> {
     RunStatus::parse(s).ok_or_else(|| {
         let all: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
@@ -194,12 +247,7 @@ fn steps_from_events(events: &[StoredEvent]) -> Vec<(String, StepRow)> {
 }
 
 pub async fn show(dir: Option<&Path>, args: ShowArgs) -> CmdResult {
-    let run_id = RunId::parse(args.run_id.trim()).map_err(|_| {
-        Failure::Usage(format!(
-            "`{}` is not a run id (runs list shows them)",
-            args.run_id
-        ))
-    })?;
+    let run_id = parse_run_id(&args.run_id)?;
     let config = project::config(dir)?;
     let storage = project::storage(&config).await?;
     let Some(run) = storage.get_run(run_id).await? else {

@@ -135,6 +135,109 @@ pub struct CheckRecord {
     pub timestamp: DateTime<Utc>,
 }
 
+/// A run claimed from the queue by a worker: the run (now STARTING) and its lease. Every write
+/// the worker makes about the run's lease is fenced by `attempt`, so a worker whose lease
+/// expired and was resolved by someone else cannot write over the new state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    pub run: Run,
+    /// Increases with every claim of the run.
+    pub attempt: i64,
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Limits checked when claiming a run.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueLimits {
+    /// Runs that may be STARTING, STARTED or CANCELING at once, across all workers.
+    pub max_concurrent_runs: Option<u32>,
+}
+
+/// What renewing a lease found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeaseState {
+    /// Renewed; the run is in this (non-terminal) status. CANCELING means someone asked to
+    /// cancel it.
+    Held(RunStatus),
+    /// The lease is no longer this worker's (another attempt, or the run ended): stop.
+    Lost,
+}
+
+/// A schedule's stored state (on or off).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleState {
+    pub name: String,
+    pub enabled: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a schedule tick did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TickStatus {
+    /// A run was requested.
+    Requested,
+    /// No run: the tick's request could not be planned, or the policy skipped it.
+    Skipped,
+}
+
+impl TickStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TickStatus::Requested => "REQUESTED",
+            TickStatus::Skipped => "SKIPPED",
+        }
+    }
+}
+
+/// One recorded tick of a schedule. (schedule, tick_time) is unique: a tick is recorded, and
+/// its run created, at most once however many daemons evaluate it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tick {
+    pub schedule: String,
+    pub tick_time: DateTime<Utc>,
+    pub status: TickStatus,
+    pub run_id: Option<RunId>,
+    pub message: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The outcome of recording a tick.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TickRecord {
+    /// This call recorded the tick (and created its run, if it carried one).
+    Recorded(Tick),
+    /// The tick was already recorded (by another daemon, or before a restart).
+    AlreadyRecorded(Tick),
+}
+
+/// A backfill: runs over a range of partitions, queued together.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Backfill {
+    pub id: String,
+    pub selection: String,
+    pub partition_from: String,
+    pub partition_to: String,
+    /// How many runs it queued.
+    pub run_count: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A daemon's heartbeat row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DaemonHeartbeat {
+    pub daemon_id: String,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+    /// What the daemon reports about itself (pid, host, runs in flight...).
+    pub info: serde_json::Value,
+}
+
+/// The tag that marks the runs of a backfill.
+pub const BACKFILL_TAG: &str = "orch/backfill";
+/// The tag that marks the run of a schedule tick.
+pub const SCHEDULE_TAG: &str = "orch/schedule";
+
 /// Which event-log entries to read for a run.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EventFilter {
@@ -187,6 +290,108 @@ pub trait Storage: Send + Sync + 'static {
 
     /// An asset's check results, newest first.
     async fn check_results(&self, asset_key: &AssetKey, limit: u32) -> Result<Vec<CheckRecord>>;
+    // --- The run queue (several workers, possibly in several processes) ---
+
+    /// Claims the oldest QUEUED run, if the limits allow one more to start: in one transaction
+    /// it becomes STARTING with a lease of `lease_for` owned by `owner` and its attempt
+    /// number increased. Concurrent claimers never get the same run (Postgres: `FOR UPDATE
+    /// SKIP LOCKED`; SQLite: `BEGIN IMMEDIATE`). Also wakes nobody: see `notify_queue`.
+    async fn claim_run(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_for: std::time::Duration,
+        limits: &QueueLimits,
+    ) -> Result<Option<Lease>>;
+
+    /// Extends the lease of `run_id` to `now + lease_for` if `attempt` still holds it and the
+    /// run has not ended.
+    async fn renew_lease(
+        &self,
+        run_id: RunId,
+        attempt: i64,
+        now: DateTime<Utc>,
+        lease_for: std::time::Duration,
+    ) -> Result<LeaseState>;
+
+    /// Non-terminal runs whose lease expired before `now` (their worker died or hangs).
+    async fn expired_leases(&self, now: DateTime<Utc>) -> Result<Vec<Lease>>;
+
+    /// Fails a run whose lease expired, if `attempt` still holds it and it is still expired
+    /// at `now`, recording `reason` as a RUN_FAILURE event in the same transaction. Returns
+    /// the failed run, or `None` if someone else resolved or renewed it first.
+    async fn fail_expired(
+        &self,
+        run_id: RunId,
+        attempt: i64,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Option<Run>>;
+
+    /// Asks to cancel a run from any process: QUEUED becomes CANCELED at once; STARTING and
+    /// STARTED become CANCELING (the worker sees it when it renews its lease, and stops).
+    /// The matching RUN_CANCELING or RUN_CANCELED event is appended in the same transaction.
+    /// A run already CANCELING is returned unchanged; a finished run is an IllegalTransition.
+    async fn request_cancel(&self, run_id: RunId, now: DateTime<Utc>) -> Result<Run>;
+
+    /// Wakes queue workers waiting in `wait_for_queue` (Postgres: `NOTIFY`, across processes;
+    /// SQLite: within this process). Called after a run is queued.
+    async fn notify_queue(&self) -> Result<()>;
+
+    /// Waits until `notify_queue` is called (by any process, for Postgres) or `timeout`
+    /// passes. Never fails: a dropped listener is reconnected and the timeout covers the gap.
+    async fn wait_for_queue(&self, timeout: std::time::Duration);
+
+    // --- Schedules ---
+
+    /// Turns a schedule on or off (creating its row).
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool, now: DateTime<Utc>)
+    -> Result<ScheduleState>;
+
+    /// Every schedule that has a stored state.
+    async fn schedule_states(&self) -> Result<Vec<ScheduleState>>;
+
+    /// Records a tick of `schedule` at `tick_time` and, if `run` is given, creates that run
+    /// (QUEUED, with its RUN_ENQUEUED event) in the same transaction, unless the tick was
+    /// already recorded, in which case nothing changes. This is what makes a tick produce
+    /// exactly one run however many daemons evaluate it and however often they restart.
+    async fn record_tick(
+        &self,
+        schedule: &str,
+        tick_time: DateTime<Utc>,
+        run: Option<&NewRun>,
+        status: TickStatus,
+        message: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<TickRecord>;
+
+    /// A schedule's ticks, newest first.
+    async fn schedule_ticks(&self, schedule: &str, limit: u32) -> Result<Vec<Tick>>;
+
+    // --- Backfills, sensors, daemons ---
+
+    /// Records a backfill and queues its runs (each tagged `orch/backfill=<id>`, with their
+    /// RUN_ENQUEUED events) in one transaction.
+    async fn create_backfill(&self, backfill: &Backfill, runs: &[NewRun]) -> Result<()>;
+
+    async fn get_backfill(&self, id: &str) -> Result<Option<Backfill>>;
+
+    /// Backfills, newest first.
+    async fn list_backfills(&self, limit: u32) -> Result<Vec<Backfill>>;
+
+    /// The number of runs carrying tag `key=value`, per status.
+    async fn count_runs_by_status(&self, tag_key: &str, tag_value: &str)
+    -> Result<Vec<(RunStatus, u64)>>;
+
+    async fn sensor_cursor(&self, sensor: &str) -> Result<Option<String>>;
+
+    async fn set_sensor_cursor(&self, sensor: &str, cursor: &str, now: DateTime<Utc>) -> Result<()>;
+
+    /// Records that a daemon is alive (upsert).
+    async fn daemon_heartbeat(&self, heartbeat: &DaemonHeartbeat) -> Result<()>;
+
+    /// Daemons that sent a heartbeat at or after `since`.
+    async fn daemon_heartbeats(&self, since: DateTime<Utc>) -> Result<Vec<DaemonHeartbeat>>;
 }
 
 /// Opens the storage at `url` (`postgres://...` or `sqlite://PATH`), creating the SQLite file

@@ -3,6 +3,7 @@
 //! `orch_test`) and fail with instructions when it is unreachable.
 
 mod cli;
+mod daemon;
 mod execute;
 mod storage;
 mod util;

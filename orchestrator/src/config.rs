@@ -45,6 +45,54 @@ struct FileConfig {
     assets: AssetsFile,
     #[serde(default, rename = "asset")]
     command_assets: Vec<CommandAssetConfig>,
+    #[serde(default, rename = "schedule")]
+    schedules: Vec<ScheduleConfig>,
+    #[serde(default)]
+    daemon: DaemonFile,
+}
+
+/// One `[[schedule]]` table of `orch.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    pub name: String,
+    /// Five fields as cron writes them: `10 * * * *` is ten past every hour.
+    pub cron: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    pub selection: String,
+    /// `last_complete` (the default: the partition that just ended) or `none`.
+    pub partition: Option<String>,
+    /// `all`, `latest` (the default) or `latest:N`.
+    pub catchup: Option<String>,
+    /// Whether it runs before anyone switches it on or off (`orch schedules on|off`).
+    #[serde(default)]
+    pub enabled: bool,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DaemonFile {
+    max_concurrent_runs: Option<u32>,
+    local_runs: Option<usize>,
+    lease_secs: Option<u64>,
+    heartbeat_secs: Option<u64>,
+    /// `fail` or `requeue`.
+    expired_runs: Option<String>,
+}
+
+/// The daemon's settings from `orch.toml` (`[daemon]`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DaemonSettings {
+    pub max_concurrent_runs: Option<u32>,
+    pub local_runs: Option<usize>,
+    pub lease_secs: Option<u64>,
+    pub heartbeat_secs: Option<u64>,
+    pub expired_runs: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,6 +126,9 @@ pub struct Config {
     pub builtin_assets: bool,
     /// Assets declared in `orch.toml` whose compute is a shell command.
     pub command_assets: Vec<CommandAssetConfig>,
+    /// Schedules declared in `orch.toml`.
+    pub schedules: Vec<ScheduleConfig>,
+    pub daemon: DaemonSettings,
 }
 
 /// How runs execute.
@@ -194,6 +245,14 @@ impl Config {
             pools: parsed.pools,
             builtin_assets: parsed.assets.builtin.unwrap_or(true),
             command_assets: parsed.command_assets,
+            schedules: parsed.schedules,
+            daemon: DaemonSettings {
+                max_concurrent_runs: parsed.daemon.max_concurrent_runs,
+                local_runs: parsed.daemon.local_runs,
+                lease_secs: parsed.daemon.lease_secs,
+                heartbeat_secs: parsed.daemon.heartbeat_secs,
+                expired_runs: parsed.daemon.expired_runs,
+            },
         })
     }
 }

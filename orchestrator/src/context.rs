@@ -459,6 +459,7 @@ impl AssetContext {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .process_group(0);
+        die_with_parent(&mut command);
         let mut child = command
             .spawn()
             .map_err(|e| ComputeError::fatal(format!("cannot start {program}: {e}")))?;
@@ -536,6 +537,24 @@ fn exit_message(program: &str, status: ExitStatus, tail: &[String]) -> String {
         message.push_str(&tail.join("\n"));
     }
     message
+}
+
+/// Makes the child receive SIGKILL when orch dies (even by SIGKILL), so that a run whose
+/// daemon was killed does not keep a step running while the run is re-queued elsewhere.
+/// Linux only; grandchildren that the child starts are not covered.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut tokio::process::Command) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl(2) is async-signal-safe, the only kind of call allowed between fork and
+    // exec; it touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = command;
 }
 
 #[derive(Clone, Copy)]

@@ -3,12 +3,14 @@
 
 use crate::asset::AssetsDefinition;
 use crate::context::Resources;
+use crate::daemon::ScheduleDefinition;
 use crate::graph::{AssetGraph, GraphError};
 
 /// Assets and resources, as provided by the compiled-in assets and by `orch.toml`.
 #[derive(Clone, Debug, Default)]
 pub struct Definitions {
     pub assets: Vec<AssetsDefinition>,
+    pub schedules: Vec<ScheduleDefinition>,
     pub resources: Resources,
 }
 
@@ -27,6 +29,11 @@ impl Definitions {
         self
     }
 
+    pub fn schedule(mut self, schedule: ScheduleDefinition) -> Self {
+        self.schedules.push(schedule);
+        self
+    }
+
     pub fn resources(mut self, resources: Resources) -> Self {
         self.resources = resources;
         self
@@ -35,6 +42,7 @@ impl Definitions {
     /// Adds another set of definitions (their resources are added to these).
     pub fn merge(mut self, other: Definitions) -> Self {
         self.assets.extend(other.assets);
+        self.schedules.extend(other.schedules);
         self.resources = self.resources.merge(&other.resources);
         self
     }

@@ -10,6 +10,7 @@ pub mod asset;
 pub mod command;
 pub mod config;
 pub mod context;
+pub mod daemon;
 pub mod definitions;
 pub mod event;
 pub mod execute;

@@ -87,6 +87,15 @@ pub enum PartitionRequest {
 }
 
 impl PartitionRequest {
+    /// The request stored with a run as its first and last keys.
+    pub fn from_bounds(first: Option<String>, last: Option<String>) -> PartitionRequest {
+        match (first, last) {
+            (Some(from), Some(to)) => PartitionRequest::Range { from, to },
+            (Some(key), None) => PartitionRequest::Key(key),
+            _ => PartitionRequest::None,
+        }
+    }
+
     /// The first key and, for a range, the last, as stored with the run.
     pub fn bounds(&self) -> (Option<String>, Option<String>) {
         match self {
@@ -491,6 +500,10 @@ fn order_steps(steps: Vec<Step>) -> Result<Vec<Step>, PlanError> {
         .collect())
 }
 
+/// The run tag that limits a run to some steps of its plan (a JSON list of step keys), as a
+/// re-execution from failure does.
+pub const STEP_SELECTION_TAG: &str = "orch/steps";
+
 /// For each step, the steps that wait for it.
 pub fn downstream_of(steps: &[Step]) -> Vec<Vec<usize>> {
     let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
@@ -503,6 +516,25 @@ pub fn downstream_of(steps: &[Step]) -> Vec<Vec<usize>> {
 }
 
 impl Plan {
+    /// Keeps only the steps whose keys are in `keys`, dropping dependencies on the others
+    /// (their results from an earlier run are used).
+    pub fn retain_steps(&mut self, keys: &BTreeSet<String>) {
+        let mut new_index = vec![None; self.steps.len()];
+        let mut kept = Vec::new();
+        for (old, step) in self.steps.iter().enumerate() {
+            if keys.contains(&step.key) {
+                new_index[old] = Some(kept.len());
+                kept.push(step.clone());
+            }
+        }
+        for step in &mut kept {
+            step.upstream = step.upstream.iter().filter_map(|u| new_index[*u]).collect();
+        }
+        let assets: BTreeSet<&AssetKey> = kept.iter().flat_map(|s| &s.assets).collect();
+        self.asset_keys.retain(|k| assets.contains(k));
+        self.steps = kept;
+    }
+
     /// The steps as JSON (key, assets, partitions, upstream step keys): printed by
     /// `--dry-run --json` and stored with each run.
     pub fn steps_json(&self) -> serde_json::Value {
@@ -682,6 +714,21 @@ mod tests {
             plan(&g, &BTreeSet::new(), &PartitionRequest::None),
             Err(PlanError::Empty)
         ));
+    }
+
+    #[test]
+    fn retaining_steps_keeps_their_order_and_inner_dependencies() {
+        let g = graph(vec![
+            def("a", &[], None),
+            def("b", &["a"], None),
+            def("c", &["b"], None),
+        ]);
+        let mut plan = plan(&g, &all(&g), &PartitionRequest::None).unwrap();
+        plan.retain_steps(&["b".to_owned(), "c".to_owned()].into_iter().collect());
+        assert_eq!(
+            plan.render(),
+            "Plan: 2 steps for 2 assets, no partition\n  1. b\n  2. c  after 1\n"
+        );
     }
 
     #[test]

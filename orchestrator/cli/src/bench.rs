@@ -22,6 +22,16 @@ pub struct OverheadArgs {
     layers: usize,
     #[arg(long, default_value_t = 100)]
     width: usize,
+    #[command(flatten)]
+    db: BenchDb,
+    /// Steps running at once.
+    #[arg(long, default_value_t = 16)]
+    max_concurrent: usize,
+}
+
+/// Where a benchmark keeps its run history.
+#[derive(Debug, Args)]
+pub struct BenchDb {
     /// Which run histories to measure.
     #[arg(long, value_enum, default_value_t = BackendChoice::Both)]
     backend: BackendChoice,
@@ -32,9 +42,51 @@ pub struct OverheadArgs {
         default_value = "postgres://postgres@127.0.0.1:5432/postgres"
     )]
     postgres_url: String,
-    /// Steps running at once.
-    #[arg(long, default_value_t = 16)]
-    max_concurrent: usize,
+}
+
+/// A throwaway run history for one benchmark round; `cleanup` removes it.
+struct Scratch {
+    backend: &'static str,
+    url: String,
+    cleanup: Box<dyn FnOnce() -> futures::future::BoxFuture<'static, ()> + Send>,
+}
+
+impl BenchDb {
+    /// One scratch run history per chosen backend.
+    async fn scratches(&self) -> Result<Vec<Scratch>, Failure> {
+        let mut out = Vec::new();
+        if matches!(self.backend, BackendChoice::Sqlite | BackendChoice::Both) {
+            let dir = tempfile_dir()?;
+            let url = format!("sqlite://{}", dir.join("orch.db").display());
+            out.push(Scratch {
+                backend: "sqlite",
+                url,
+                cleanup: Box::new(move || {
+                    Box::pin(async move {
+                        let _ = std::fs::remove_dir_all(&dir);
+                    })
+                }),
+            });
+        }
+        if matches!(self.backend, BackendChoice::Postgres | BackendChoice::Both) {
+            let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
+            orch::storage::schema::create_schema(&self.postgres_url, &schema)
+                .await
+                .map_err(|e| Failure::Work(format!("{e}\n  (pass --postgres-url or set ORCH_BENCH_DATABASE_URL; --backend sqlite skips Postgres)")))?;
+            let url = orch::storage::schema::url_with_schema(&self.postgres_url, &schema);
+            let admin = self.postgres_url.clone();
+            out.push(Scratch {
+                backend: "postgres",
+                url,
+                cleanup: Box::new(move || {
+                    Box::pin(async move {
+                        let _ = orch::storage::schema::drop_schema(&admin, &schema).await;
+                    })
+                }),
+            });
+        }
+        Ok(out)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,21 +144,9 @@ pub async fn overhead(args: OverheadArgs) -> CmdResult {
         args.max_concurrent
     );
     let mut figures = Vec::new();
-    if matches!(args.backend, BackendChoice::Sqlite | BackendChoice::Both) {
-        let dir = tempfile_dir()?;
-        let url = format!("sqlite://{}", dir.join("orch.db").display());
-        let result = measure("sqlite", &url, &args).await;
-        let _ = std::fs::remove_dir_all(&dir);
-        figures.push(result?);
-    }
-    if matches!(args.backend, BackendChoice::Postgres | BackendChoice::Both) {
-        let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
-        orch::storage::schema::create_schema(&args.postgres_url, &schema)
-            .await
-            .map_err(|e| Failure::Work(format!("{e}\n  (pass --postgres-url or set ORCH_BENCH_DATABASE_URL; --backend sqlite skips Postgres)")))?;
-        let url = orch::storage::schema::url_with_schema(&args.postgres_url, &schema);
-        let result = measure("postgres", &url, &args).await;
-        let _ = orch::storage::schema::drop_schema(&args.postgres_url, &schema).await;
+    for scratch in args.db.scratches().await? {
+        let result = measure(scratch.backend, &scratch.url, &args).await;
+        (scratch.cleanup)().await;
         figures.push(result?);
     }
     let mut table = Table::new(&[
@@ -198,4 +238,222 @@ async fn measure(
         execute_ms,
         total_ms: build_ms + execute_ms,
     })
+}
+
+#[derive(Debug, Args)]
+pub struct LaunchArgs {
+    /// Runs to launch, one after the other.
+    #[arg(long, default_value_t = 20)]
+    runs: usize,
+    #[command(flatten)]
+    db: BenchDb,
+}
+
+/// Latencies in milliseconds, summarized.
+fn summary(mut ms: Vec<f64>) -> (f64, f64, f64) {
+    ms.sort_by(f64::total_cmp);
+    let pick = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
+    (pick(0.5), pick(0.99), ms[ms.len() - 1])
+}
+
+/// `orch bench launch`: a daemon idles on an empty queue; runs are queued one at a time the
+/// way `orch materialize --queue` does, and a schedule ticks every second; each latency is
+/// measured to the moment the run's first step starts its compute.
+pub async fn launch(args: LaunchArgs) -> CmdResult {
+    use orch::daemon::{Daemon, DaemonConfig, ScheduleDefinition, SystemClock};
+    if args.runs == 0 {
+        return Err(Failure::Usage("--runs must be at least 1".into()));
+    }
+    println!(
+        "orch bench launch: {} queued runs and {} schedule ticks per backend, through one daemon",
+        args.runs,
+        args.runs.min(5)
+    );
+    let mut table = Table::new(&["BACKEND", "FROM", "SAMPLES", "P50", "P99", "MAX"]);
+    for scratch in args.db.scratches().await? {
+        let result = launch_round(&scratch.url, args.runs).await;
+        (scratch.cleanup)().await;
+        let (queued, ticks) = result?;
+        for (from, samples) in [("queued run", queued), ("schedule tick", ticks)] {
+            let n = samples.len();
+            let (p50, p99, max) = summary(samples);
+            table.row(vec![
+                scratch.backend.to_owned(),
+                from.to_owned(),
+                n.to_string(),
+                duration_ms(p50),
+                duration_ms(p99),
+                duration_ms(max),
+            ]);
+        }
+    }
+    print!("{}", table.render());
+    return Ok(());
+
+    async fn launch_round(url: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>), Failure> {
+        let storage = orch::storage::open(url).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+            chrono::DateTime<chrono::Utc>,
+            std::time::Instant,
+        )>();
+        let step = asset("bench/launch")
+            .compute(move |_ctx| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((chrono::Utc::now(), Instant::now()));
+                    Ok::<_, ComputeError>(Materialization::new())
+                }
+            })
+            .map_err(|e| Failure::Work(e.to_string()))?;
+        let graph =
+            Arc::new(AssetGraph::new(vec![step]).map_err(|e| Failure::Work(e.to_string()))?);
+        let every_second = ScheduleDefinition::new("bench_every_second", "* * * * * *", "UTC", "*")
+            .map_err(|e| Failure::Work(e.to_string()))?
+            .partition_rule(orch::daemon::PartitionRule::None)
+            .catchup(orch::daemon::Catchup::Latest(1));
+        let daemon = Daemon::new(
+            storage.clone(),
+            graph.clone(),
+            Resources::new(),
+            vec![every_second],
+            DaemonConfig {
+                local_runs: 1,
+                ..DaemonConfig::default()
+            },
+            Arc::new(SystemClock),
+        )
+        .map_err(|e| Failure::Work(e.to_string()))?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Arc::new(daemon).run(stop.clone(), CancellationToken::new()));
+        // Let the daemon settle into waiting on the queue.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let executor = Executor::new(
+            graph.clone(),
+            storage.clone(),
+            Resources::new(),
+            ExecutionConfig::default(),
+            Default::default(),
+        );
+        let selected: BTreeSet<_> = graph.toposorted().iter().cloned().collect();
+        let plan = plan::plan(&graph, &selected, &PartitionRequest::None)
+            .map_err(|e| Failure::Work(e.to_string()))?;
+        let mut queued = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = Instant::now();
+            executor
+                .create_run(
+                    &plan,
+                    &RunRequest {
+                        selection: "*".into(),
+                        ..RunRequest::default()
+                    },
+                )
+                .await?;
+            storage.notify_queue().await?;
+            let (_, at) = rx
+                .recv()
+                .await
+                .ok_or_else(|| Failure::Work("the daemon stopped".into()))?;
+            queued.push(at.duration_since(started).as_secs_f64() * 1000.0);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // Schedule ticks: switch the every-second schedule on and time each tick's first step
+        // from the tick's own time.
+        while rx.try_recv().is_ok() {}
+        storage
+            .set_schedule_enabled("bench_every_second", true, chrono::Utc::now())
+            .await?;
+        let mut ticks = Vec::new();
+        while ticks.len() < runs.min(5) {
+            let (wall, _) = rx
+                .recv()
+                .await
+                .ok_or_else(|| Failure::Work("the daemon stopped".into()))?;
+            let tick = storage.schedule_ticks("bench_every_second", 1).await?;
+            if let Some(tick) = tick.first() {
+                let ms = (wall - tick.tick_time)
+                    .num_microseconds()
+                    .unwrap_or_default() as f64
+                    / 1000.0;
+                if (0.0..1000.0).contains(&ms) {
+                    ticks.push(ms);
+                }
+            }
+        }
+        storage
+            .set_schedule_enabled("bench_every_second", false, chrono::Utc::now())
+            .await?;
+        stop.cancel();
+        let _ = task.await;
+        Ok((queued, ticks))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct MemoryArgs {
+    /// Assets in the graph (a 25-layer graph as in `bench overhead`).
+    #[arg(long, default_value_t = 2500)]
+    assets: usize,
+    /// How long the daemon idles before the reading, in seconds.
+    #[arg(long, default_value_t = 3)]
+    idle_secs: u64,
+    #[command(flatten)]
+    db: BenchDb,
+}
+
+/// This process's resident memory (VmRSS) and its peak (VmHWM), in MiB.
+fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let read = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(f64::NAN)
+    };
+    (read("VmRSS:"), read("VmHWM:"))
+}
+
+/// `orch bench daemon-memory`: the memory of a daemon process at rest with a large graph.
+pub async fn daemon_memory(args: MemoryArgs) -> CmdResult {
+    use orch::daemon::{Daemon, DaemonConfig, SystemClock};
+    let width = 100.min(args.assets.max(1));
+    let layers = args.assets.div_ceil(width);
+    let (before, _) = memory_mib();
+    println!(
+        "orch bench daemon-memory: {} assets ({layers} layers x {width}), idle {} s",
+        layers * width,
+        args.idle_secs
+    );
+    let mut table = Table::new(&["BACKEND", "RSS AT START", "RSS AT REST", "PEAK"]);
+    for scratch in args.db.scratches().await? {
+        let storage = orch::storage::open(&scratch.url).await?;
+        let graph = Arc::new(graph(layers, width)?);
+        let daemon = Daemon::new(
+            storage,
+            graph,
+            Resources::new(),
+            Vec::new(),
+            DaemonConfig::default(),
+            Arc::new(SystemClock),
+        )
+        .map_err(|e| Failure::Work(e.to_string()))?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Arc::new(daemon).run(stop.clone(), CancellationToken::new()));
+        tokio::time::sleep(std::time::Duration::from_secs(args.idle_secs)).await;
+        let (rss, peak) = memory_mib();
+        stop.cancel();
+        let _ = task.await;
+        (scratch.cleanup)().await;
+        table.row(vec![
+            scratch.backend.to_owned(),
+            format!("{before:.1} MiB"),
+            format!("{rss:.1} MiB"),
+            format!("{peak:.1} MiB"),
+        ]);
+    }
+    print!("{}", table.render());
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod assets;
 mod bench;
+mod daemon;
 mod materialize;
 mod progress;
 mod project;
@@ -22,6 +23,12 @@ Examples:
   orch assets list --select 'group:example'
   orch runs list --status failure --limit 10
   orch runs show 0193a5f2-...
+  orch runs cancel 0193a5f2-...
+  orch runs reexecute 0193a5f2-... --from-failure
+  orch daemon
+  orch schedules on hourly_pipeline
+  orch backfill --select '*' --from 2026-11-01-00:00 --to 2026-11-01-23:00
+  orch backfill status 0193a5f2-...
   orch runs logs 0193a5f2-... --step 'example/plays[2026-11-22-10:00]'
   orch bench overhead --layers 10 --width 100
 
@@ -61,6 +68,13 @@ enum Command {
     Runs(RunsCommand),
     /// Apply the run-history migrations (orch also applies them at start).
     Migrate,
+    /// Run schedules and queued runs: several daemons may share one Postgres.
+    Daemon(daemon::DaemonArgs),
+    /// Schedules: list them, switch them on and off, see their ticks.
+    #[command(subcommand)]
+    Schedules(daemon::SchedulesCommand),
+    /// Backfill a range of partitions: one queued run per partition, run by the daemons.
+    Backfill(daemon::BackfillArgs),
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -80,6 +94,10 @@ enum RunsCommand {
     Show(runs::ShowArgs),
     /// Print a run's step logs: the logger's lines and child processes' stdout and stderr.
     Logs(runs::LogsArgs),
+    /// Cancel a run, whichever process runs it.
+    Cancel(runs::CancelArgs),
+    /// Execute a finished run again, whole or from its failure (`--from-failure`).
+    Reexecute(runs::ReexecuteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +105,11 @@ enum BenchCommand {
     /// Orchestration overhead: materialize LAYERS x WIDTH no-op assets with run history in
     /// SQLite and in Postgres.
     Overhead(bench::OverheadArgs),
+    /// Launch latency: from a queued run (CLI or API) and from a schedule tick to its first
+    /// step running, through a daemon.
+    Launch(bench::LaunchArgs),
+    /// A daemon's memory at rest with a large asset graph.
+    DaemonMemory(bench::MemoryArgs),
 }
 
 /// Output switches shared by listing commands.
@@ -171,6 +194,11 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Runs(RunsCommand::List(args)) => runs::list(dir, args).await,
         Command::Runs(RunsCommand::Show(args)) => runs::show(dir, args).await,
         Command::Runs(RunsCommand::Logs(args)) => runs::logs(dir, args).await,
+        Command::Runs(RunsCommand::Cancel(args)) => runs::cancel(dir, args).await,
+        Command::Runs(RunsCommand::Reexecute(args)) => runs::reexecute(dir, args).await,
+        Command::Daemon(args) => daemon::run(dir, args).await,
+        Command::Schedules(cmd) => daemon::schedules(dir, cmd).await,
+        Command::Backfill(args) => daemon::backfill(dir, args).await,
         Command::Migrate => {
             let config = project::config(dir)?;
             project::storage(&config).await?;
@@ -181,5 +209,7 @@ async fn run(cli: Cli) -> CmdResult {
             Ok(())
         }
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(args).await,
+        Command::Bench(BenchCommand::Launch(args)) => bench::launch(args).await,
+        Command::Bench(BenchCommand::DaemonMemory(args)) => bench::daemon_memory(args).await,
     }
 }

@@ -1,14 +1,18 @@
-//! `orch materialize`: select, plan, run with a progress display, and report.
+//! `orch materialize`: select, plan, and run here with a progress display (or queue the run
+//! for the daemons with `--queue`), and report.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
+use orch::config::Config;
 use orch::execute::{Executor, RunOutcome, RunRequest, StepStatus};
-use orch::plan::{self, PartitionRequest};
-use orch::{RunStatus, Selection};
+use orch::plan::{self, PartitionRequest, Plan};
+use orch::storage::Storage;
+use orch::{Definitions, RunId, RunStatus, Selection};
 use tokio_util::sync::CancellationToken;
 
 use crate::progress::Progress;
@@ -31,6 +35,9 @@ pub struct MaterializeArgs {
     /// Print the plan and stop.
     #[arg(long)]
     dry_run: bool,
+    /// Queue the run for the daemons (`orch daemon`) instead of running it here.
+    #[arg(long, conflicts_with = "dry_run")]
+    queue: bool,
     /// Print the result as JSON (progress then goes to stderr).
     #[arg(long)]
     json: bool,
@@ -68,37 +75,84 @@ pub async fn run(dir: Option<&Path>, args: MaterializeArgs) -> CmdResult {
         }
         return Ok(());
     }
-
-    let storage = project::storage(&config).await?;
-    let executor = Executor::new(
-        graph.clone(),
-        storage,
-        defs.resources.clone(),
-        config.execution.clone(),
-        config.pools.clone(),
-    );
     let request_info = RunRequest {
         selection: args.select.clone(),
         tags: args.tags.into_iter().collect::<BTreeMap<_, _>>(),
         ..RunRequest::default()
     };
-    let run = executor.create_run(&plan, &request_info).await?;
-    let to_terminal = !args.json && std::io::stdout().is_terminal();
-    let progress = Arc::new(Progress::new(&run.run_id, &plan, to_terminal, args.json));
+    if args.queue {
+        let storage = project::storage(&config).await?;
+        let executor = executor(&config, &defs, graph, storage.clone());
+        let run = executor.create_run(&plan, &request_info).await?;
+        storage.notify_queue().await?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({ "run_id": run.run_id.to_string(), "status": run.status.as_str() })
+            );
+        } else {
+            println!(
+                "queued run {} ({} steps); a daemon (`orch daemon`) will run it",
+                run.run_id,
+                plan.steps.len()
+            );
+        }
+        return Ok(());
+    }
+    execute_here(&config, &defs, graph, &plan, &request_info, args.json).await
+}
+
+pub fn executor(
+    config: &Config,
+    defs: &Definitions,
+    graph: Arc<orch::AssetGraph>,
+    storage: Arc<dyn Storage>,
+) -> Executor {
+    Executor::new(
+        graph,
+        storage,
+        defs.resources.clone(),
+        config.execution.clone(),
+        config.pools.clone(),
+    )
+}
+
+/// Creates the run and executes it in this process, with progress, Ctrl-C and cancellation
+/// from other processes (`orch runs cancel`), then reports and maps the outcome to an exit
+/// code.
+pub async fn execute_here(
+    config: &Config,
+    defs: &Definitions,
+    graph: Arc<orch::AssetGraph>,
+    plan: &Plan,
+    request: &RunRequest,
+    json: bool,
+) -> CmdResult {
+    let storage = project::storage(config).await?;
+    let executor = executor(config, defs, graph, storage.clone());
+    let run = executor.create_run(plan, request).await?;
+    let to_terminal = !json && std::io::stdout().is_terminal();
+    let progress = Arc::new(Progress::new(&run.run_id, plan, to_terminal, json));
     let cancel = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(cancel.clone(), progress.clone()));
+    let watcher = tokio::spawn(cancel_when_requested(
+        storage.clone(),
+        run.run_id,
+        cancel.clone(),
+    ));
     let observer = {
         let progress = progress.clone();
         Arc::new(move |event: &orch::event::Event| progress.on_event(event))
             as orch::execute::EventObserver
     };
     let outcome = executor
-        .execute(run.run_id, &plan, cancel, vec![observer])
+        .execute(run.run_id, plan, cancel, vec![observer])
         .await;
     signals.abort();
+    watcher.abort();
     let outcome = outcome?;
     progress.finish(&outcome);
-    if args.json {
+    if json {
         println!("{}", outcome_json(&outcome));
     }
     match outcome.run.status {
@@ -142,6 +196,23 @@ async fn cancel_on_signal(cancel: CancellationToken, progress: Arc<Progress>) {
     }
     progress.note("canceling the run: waiting for running steps to stop...");
     cancel.cancel();
+}
+
+/// Watches the run's status: `orch runs cancel` in another process marks it CANCELING.
+async fn cancel_when_requested(
+    storage: Arc<dyn Storage>,
+    run_id: RunId,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(Some(run)) = storage.get_run(run_id).await
+            && run.status == RunStatus::Canceling
+        {
+            cancel.cancel();
+            return;
+        }
+    }
 }
 
 fn outcome_json(outcome: &RunOutcome) -> serde_json::Value {

@@ -33,6 +33,21 @@ pub fn definitions(config: &Config) -> Result<Definitions, Failure> {
     Ok(defs.assets(commands))
 }
 
+/// Every schedule: the compiled-in ones and those of orch.toml.
+pub fn schedules(
+    config: &Config,
+    defs: &Definitions,
+) -> Result<Vec<orch::daemon::ScheduleDefinition>, Failure> {
+    let mut schedules = defs.schedules.clone();
+    for schedule in &config.schedules {
+        schedules.push(
+            orch::daemon::schedule::from_config(schedule)
+                .map_err(|e| Failure::Usage(format!("in {}: {e}", config_name(config))))?,
+        );
+    }
+    Ok(schedules)
+}
+
 /// The validated asset graph.
 pub fn graph(config: &Config) -> Result<(Definitions, Arc<AssetGraph>), Failure> {
     let defs = definitions(config)?;

@@ -1,4 +1,4 @@
-//! `orch runs list` and `orch runs show`: run history from storage.
+//! `orch runs`: list, show, logs, cancel and re-execute runs from the run history.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -354,4 +354,116 @@ pub async fn show(dir: Option<&Path>, args: ShowArgs) -> CmdResult {
     }
     print!("{}", table.render());
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run's id.
+    run_id: String,
+}
+
+/// Asks to cancel a run, whichever process runs it: a queued run is canceled at once; a
+/// running one becomes CANCELING and its process stops it.
+pub async fn cancel(dir: Option<&Path>, args: CancelArgs) -> CmdResult {
+    let run_id = parse_run_id(&args.run_id)?;
+    let config = project::config(dir)?;
+    let storage = project::storage(&config).await?;
+    match storage.request_cancel(run_id, chrono::Utc::now()).await {
+        Ok(run) => {
+            println!("run {} is {}", run.run_id, run.status);
+            Ok(())
+        }
+        Err(orch::StorageError::IllegalTransition { from, .. }) => Err(Failure::Work(format!(
+            "run {run_id} has already ended ({from}); nothing to cancel"
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ReexecuteArgs {
+    /// The run to execute again.
+    run_id: String,
+    /// Only the steps that did not succeed (failed, skipped, canceled or never started).
+    #[arg(long)]
+    from_failure: bool,
+    /// Queue the run for the daemons instead of running it here.
+    #[arg(long)]
+    queue: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Executes a finished run again as a new run (its parent), whole or from its failure.
+pub async fn reexecute(dir: Option<&Path>, args: ReexecuteArgs) -> CmdResult {
+    let parent_id = parse_run_id(&args.run_id)?;
+    let config = project::config(dir)?;
+    let (defs, graph) = project::graph(&config)?;
+    let storage = project::storage(&config).await?;
+    let Some(parent) = storage.get_run(parent_id).await? else {
+        return Err(Failure::Work(format!("run {parent_id} does not exist")));
+    };
+    if !parent.status.is_terminal() {
+        return Err(Failure::Usage(format!(
+            "run {parent_id} is {}; re-execute it once it has ended",
+            parent.status
+        )));
+    }
+    let mut plan = orch::daemon::plan_for_run(&graph, &parent)
+        .map_err(|e| Failure::Usage(format!("cannot re-execute run {parent_id}: {e}")))?;
+    let mut tags = parent.tags.clone();
+    tags.remove(orch::plan::STEP_SELECTION_TAG);
+    tags.remove(orch::storage::SCHEDULE_TAG);
+    tags.remove(orch::daemon::TICK_TAG);
+    if args.from_failure {
+        let events = storage
+            .run_events(
+                parent_id,
+                &EventFilter {
+                    kinds: vec![EventKind::StepSuccess],
+                    ..EventFilter::default()
+                },
+            )
+            .await?;
+        let succeeded: std::collections::BTreeSet<String> = events
+            .into_iter()
+            .filter_map(|e| e.event.step_key)
+            .collect();
+        let remaining: std::collections::BTreeSet<String> = plan
+            .steps
+            .iter()
+            .map(|s| s.key.clone())
+            .filter(|k| !succeeded.contains(k))
+            .collect();
+        if remaining.is_empty() {
+            return Err(Failure::Usage(format!(
+                "every step of run {parent_id} succeeded: nothing to re-execute from failure"
+            )));
+        }
+        plan.retain_steps(&remaining);
+        let keys: Vec<&String> = remaining.iter().collect();
+        tags.insert(
+            orch::plan::STEP_SELECTION_TAG.to_owned(),
+            serde_json::to_string(&keys).expect("strings serialize"),
+        );
+    }
+    let request = orch::execute::RunRequest {
+        selection: parent.selection.clone(),
+        tags,
+        parent_run_id: Some(parent.run_id),
+        root_run_id: Some(parent.root_run_id.unwrap_or(parent.run_id)),
+    };
+    if args.queue {
+        let executor = crate::materialize::executor(&config, &defs, graph, storage.clone());
+        let run = executor.create_run(&plan, &request).await?;
+        storage.notify_queue().await?;
+        println!(
+            "queued run {} re-executing {parent_id} ({} steps)",
+            run.run_id,
+            plan.steps.len()
+        );
+        return Ok(());
+    }
+    crate::materialize::execute_here(&config, &defs, graph, &plan, &request, args.json).await
 }

@@ -3,22 +3,65 @@
 //!
 //! A URL may set the schema with `?options=-c%20search_path%3D<schema>`; migrations and
 //! queries then use that schema (the schema must exist).
+//!
+//! The run queue wakes its waiters across processes with `NOTIFY orch_queue`, whose payload
+//! is the schema the run history lives in (the database's channels are shared by all its
+//! schemas): a waiter ignores other schemas' notifications. A notification with an empty
+//! payload wakes every schema's waiters.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
+use tokio::sync::{Mutex, Notify};
+use tokio::time::Instant;
 
 use super::{Backend, Result, StorageError, redact_url};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 
+/// The channel that says "a run was queued".
+const QUEUE_CHANNEL: &str = "orch_queue";
+
+/// The high half of the advisory-lock key that serializes claimers under a concurrency limit
+/// (`orch` in ASCII); the low half is a hash of the schema, so that run histories in different
+/// schemas of one database do not wait for each other.
+const QUEUE_LOCK_CLASS: i64 = 0x6f72_6368;
+
 /// Run history in Postgres.
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
     pool: PgPool,
+    queue: Arc<QueueSignal>,
+}
+
+/// What the queue's wake-ups need: the schema (the notifications' payload), the advisory-lock
+/// key, and one listener, created on the first wait and shared by this storage's waiters.
+#[derive(Debug)]
+struct QueueSignal {
+    schema: String,
+    lock_key: i64,
+    /// A pool of one connection for the listener, apart from the storage's pool so that
+    /// closing that pool does not wait for the listener.
+    listener_pool: PgPool,
+    listener: Mutex<Option<PgListener>>,
+    /// Wakes this storage's other waiters when the one holding the listener is notified.
+    woken: Notify,
+}
+
+impl Drop for QueueSignal {
+    fn drop(&mut self) {
+        // A dropped listener hands its connection back from a new task, which needs a
+        // runtime; without one (the process is ending) the connection just goes.
+        if let Some(listener) = self.listener.get_mut().take()
+            && tokio::runtime::Handle::try_current().is_err()
+        {
+            std::mem::forget(listener);
+        }
+    }
 }
 
 impl PostgresStorage {
@@ -34,12 +77,31 @@ impl PostgresStorage {
         // error (a pool would retry until its acquire timeout and report only that).
         let mut conn = options.connect().await.map_err(connect_error)?;
         MIGRATOR.run(&mut conn).await?;
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+            .fetch_one(&mut conn)
+            .await?;
         conn.close().await?;
+        let schema = schema.unwrap_or_else(|| "public".to_owned());
+        let listener_pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_lazy_with(options.clone());
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
-        Ok(PostgresStorage { pool })
+        Ok(PostgresStorage {
+            pool,
+            queue: Arc::new(QueueSignal {
+                lock_key: queue_lock_key(&schema),
+                schema,
+                listener_pool,
+                listener: Mutex::new(None),
+                woken: Notify::new(),
+            }),
+        })
     }
 
     /// The connection pool, for Postgres-specific SQL elsewhere (the run queue).
@@ -70,6 +132,111 @@ impl PostgresStorage {
         ids.sort_unstable();
         Ok(ids)
     }
+
+    /// Locks the rows a claim picks, skipping those another claimer holds.
+    const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+
+    /// Locks the row read, until the transaction ends.
+    const FOR_UPDATE: &str = " FOR UPDATE";
+
+    /// Serializes the claimers that check a concurrency limit, until the transaction ends.
+    async fn lock_queue(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(self.queue.lock_key)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Notifies the queue's waiters when the transaction on `conn` commits.
+    async fn queue_changed(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(QUEUE_CHANNEL)
+            .bind(self.queue.schema.as_str())
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Nothing: `queue_changed`'s notification is delivered on commit.
+    fn queue_committed(&self) {}
+
+    async fn send_queue_notification(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(QUEUE_CHANNEL)
+            .bind(self.queue.schema.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Waits for a notification about this schema, or another waiter of this storage being
+    /// woken by one, or the timeout. One waiter at a time holds the listener; the others wait
+    /// for the lock or for `woken`. Notifications that arrived since the last wait are
+    /// buffered by the listener and end the wait at once, so none is lost between two waits
+    /// (after the first, which starts listening).
+    async fn wait_queue_notification(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let woken = self.queue.woken.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let listen = async {
+            let mut listener = self.queue.listener.lock().await;
+            match self.queue.next_notification(&mut listener).await {
+                Ok(()) => self.queue.woken.notify_waiters(),
+                Err(error) => {
+                    // A new listener next time; until then the timeout stands in for it.
+                    *listener = None;
+                    drop(listener);
+                    tracing::warn!(%error, "cannot listen for queued runs; polling instead");
+                    tokio::time::sleep_until(deadline).await;
+                }
+            }
+        };
+        tokio::select! {
+            () = woken => {}
+            () = listen => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+impl QueueSignal {
+    /// Waits for the next notification about this schema on `listener`, listening first if
+    /// there is no listener yet, then drops any others the listener already buffered (one
+    /// wake-up is enough for any number of queued runs).
+    async fn next_notification(&self, listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+        let listener = match listener {
+            Some(listener) => listener,
+            None => {
+                let mut new = PgListener::connect_with(&self.listener_pool).await?;
+                new.ignore_pool_close_event(true);
+                new.listen(QUEUE_CHANNEL).await?;
+                listener.insert(new)
+            }
+        };
+        loop {
+            let notification = listener.recv().await?;
+            if self.is_ours(notification.payload()) {
+                break;
+            }
+        }
+        while listener.next_buffered().is_some() {}
+        Ok(())
+    }
+
+    fn is_ours(&self, payload: &str) -> bool {
+        payload.is_empty() || payload == self.schema
+    }
+}
+
+/// The advisory-lock key of the queue of the run history in `schema`. FNV-1a, so that every
+/// process and version computes the same key.
+fn queue_lock_key(schema: &str) -> i64 {
+    let hash = schema.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    (QUEUE_LOCK_CLASS << 32) | i64::from(hash)
 }
 
 super::sql::impl_storage!(PostgresStorage, sqlx::Postgres, Backend::Postgres);

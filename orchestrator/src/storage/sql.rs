@@ -11,7 +11,18 @@
 //! - `async fn allocate_ids(conn, table, n) -> Result<Vec<i64>>`: `n` fresh ids of `table`,
 //!   ascending, called inside the write transaction, so that appended rows get ids in append
 //!   order whatever the database does with a multi-row insert,
-//! - `const MAX_PARAMS: usize`: the most bind parameters one statement may hold.
+//! - `const MAX_PARAMS: usize`: the most bind parameters one statement may hold,
+//! - `const SKIP_LOCKED: &str` and `const FOR_UPDATE: &str`: the row-locking clauses that end a
+//!   `SELECT` inside a write transaction (Postgres locks rows; SQLite's `BEGIN IMMEDIATE`
+//!   already holds the whole database, so they are empty),
+//! - `async fn lock_queue(&self, conn)`: serializes claimers that check a concurrency limit
+//!   (Postgres: a transaction-scoped advisory lock; SQLite: nothing, `BEGIN IMMEDIATE` does),
+//! - `async fn queue_changed(&self, conn)`, called inside a write transaction that queued
+//!   runs, and `fn queue_committed(&self)`, called after it commits: together they wake the
+//!   queue's waiters (Postgres: `pg_notify` in the transaction, delivered on commit; SQLite:
+//!   the in-process `Notify` after the commit),
+//! - `async fn send_queue_notification(&self)` and `async fn wait_queue_notification(&self,
+//!   timeout)`, behind `notify_queue` and `wait_for_queue`.
 //!
 //! Times are microseconds since the epoch; an unpartitioned asset has partition key `''` in
 //! the derived tables.
@@ -23,7 +34,8 @@ use serde::de::DeserializeOwned;
 use sqlx::types::Json;
 
 use super::{
-    AssetPartitionRecord, CheckRecord, FailureRecord, MaterializationRecord, Result, StorageError,
+    AssetPartitionRecord, Backfill, CheckRecord, DaemonHeartbeat, FailureRecord, Lease,
+    MaterializationRecord, Result, ScheduleState, StorageError, Tick, TickStatus,
 };
 use crate::asset::AssetKey;
 use crate::event::{
@@ -40,6 +52,33 @@ macro_rules! run_columns {
     };
 }
 pub(super) use run_columns;
+
+/// The columns of `runs` that make a [`Lease`], in [`LeaseRow`]'s order.
+macro_rules! lease_columns {
+    () => {
+        concat!(
+            $crate::storage::sql::run_columns!(),
+            ", attempt, lease_owner, lease_expires_at"
+        )
+    };
+}
+pub(super) use lease_columns;
+
+/// The columns of `schedule_ticks` that make a [`Tick`], in [`TickRow`]'s order.
+macro_rules! tick_columns {
+    () => {
+        "schedule, tick_time, status, run_id, message, created_at"
+    };
+}
+pub(super) use tick_columns;
+
+/// The columns of `backfills` that make a [`Backfill`], in [`BackfillRow`]'s order.
+macro_rules! backfill_columns {
+    () => {
+        "id, selection, partition_from, partition_to, run_count, created_at"
+    };
+}
+pub(super) use backfill_columns;
 
 /// The columns of `asset_partitions` that make an [`AssetPartitionRecord`].
 macro_rules! partition_columns {
@@ -96,6 +135,27 @@ fn partition_from_db(partition: String) -> Option<String> {
     (!partition.is_empty()).then_some(partition)
 }
 
+/// The statuses of a run that a worker holds: claimed and not yet over. Only these carry a
+/// lease that can be renewed or expire.
+pub(super) const IN_FLIGHT: [RunStatus; 3] =
+    [RunStatus::Starting, RunStatus::Started, RunStatus::Canceling];
+
+/// `'STARTING', 'STARTED', 'CANCELING'`, for `status IN (...)`, optionally only the in-flight
+/// statuses that may become `to`.
+pub(super) fn in_flight_list(to: Option<RunStatus>) -> String {
+    literal_list(
+        IN_FLIGHT
+            .into_iter()
+            .filter(|s| to.is_none_or(|to| s.can_become(to)))
+            .map(RunStatus::as_str),
+    )
+}
+
+/// A duration in microseconds, saturating.
+pub(super) fn duration_micros(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// `'A', 'B'`: an `IN` list of fixed vocabulary (statuses, event kinds). These strings are
 /// compile-time constants of `[A-Z_]`, so inlining them is safe and keeps statements cacheable.
 pub(super) fn literal_list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
@@ -150,6 +210,140 @@ impl RunRow {
             updated_at: time(self.updated_at)?,
         })
     }
+}
+
+/// A `runs` row with its lease.
+#[derive(sqlx::FromRow)]
+pub(super) struct LeaseRow {
+    #[sqlx(flatten)]
+    run: RunRow,
+    attempt: i64,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<i64>,
+}
+
+impl LeaseRow {
+    pub(super) fn into_lease(self) -> Result<Lease> {
+        let run = self.run.into_run()?;
+        let expires_at = self.lease_expires_at.ok_or_else(|| {
+            StorageError::Corrupt(format!("run {} is leased without an expiry", run.run_id))
+        })?;
+        Ok(Lease {
+            run,
+            attempt: self.attempt,
+            owner: self.lease_owner.unwrap_or_default(),
+            expires_at: time(expires_at)?,
+        })
+    }
+}
+
+/// A `schedules` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct ScheduleRow {
+    name: String,
+    enabled: bool,
+    updated_at: i64,
+}
+
+impl ScheduleRow {
+    pub(super) fn into_state(self) -> Result<ScheduleState> {
+        Ok(ScheduleState {
+            name: self.name,
+            enabled: self.enabled,
+            updated_at: time(self.updated_at)?,
+        })
+    }
+}
+
+/// A `schedule_ticks` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct TickRow {
+    schedule: String,
+    tick_time: i64,
+    status: String,
+    run_id: Option<String>,
+    message: Option<String>,
+    created_at: i64,
+}
+
+impl TickRow {
+    pub(super) fn into_tick(self) -> Result<Tick> {
+        let status = [TickStatus::Requested, TickStatus::Skipped]
+            .into_iter()
+            .find(|s| s.as_str() == self.status)
+            .ok_or_else(|| StorageError::Corrupt(format!("unknown tick status `{}`", self.status)))?;
+        Ok(Tick {
+            schedule: self.schedule,
+            tick_time: time(self.tick_time)?,
+            status,
+            run_id: opt_run_id(self.run_id)?,
+            message: self.message,
+            created_at: time(self.created_at)?,
+        })
+    }
+}
+
+/// A `backfills` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct BackfillRow {
+    id: String,
+    selection: String,
+    partition_from: String,
+    partition_to: String,
+    run_count: i64,
+    created_at: i64,
+}
+
+impl BackfillRow {
+    pub(super) fn into_backfill(self) -> Result<Backfill> {
+        Ok(Backfill {
+            run_count: u32::try_from(self.run_count).map_err(|_| {
+                StorageError::Corrupt(format!(
+                    "backfill {} has {} runs",
+                    self.id, self.run_count
+                ))
+            })?,
+            id: self.id,
+            selection: self.selection,
+            partition_from: self.partition_from,
+            partition_to: self.partition_to,
+            created_at: time(self.created_at)?,
+        })
+    }
+}
+
+/// A `daemon_heartbeats` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct HeartbeatRow {
+    daemon_id: String,
+    started_at: i64,
+    heartbeat_at: i64,
+    info: Json<serde_json::Value>,
+}
+
+impl HeartbeatRow {
+    pub(super) fn into_heartbeat(self) -> Result<DaemonHeartbeat> {
+        Ok(DaemonHeartbeat {
+            daemon_id: self.daemon_id,
+            started_at: time(self.started_at)?,
+            heartbeat_at: time(self.heartbeat_at)?,
+            info: self.info.0,
+        })
+    }
+}
+
+/// A `(status, count)` row of `count_runs_by_status`.
+pub(super) fn status_counts(rows: Vec<(String, i64)>) -> Result<Vec<(RunStatus, u64)>> {
+    let mut counts = rows
+        .into_iter()
+        .map(|(status, n)| {
+            let status = RunStatus::parse(&status)
+                .ok_or_else(|| StorageError::Corrupt(format!("unknown run status `{status}`")))?;
+            Ok((status, u64::try_from(n).unwrap_or(0)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    counts.sort_unstable();
+    Ok(counts)
 }
 
 /// An `event_log` row.
@@ -457,18 +651,14 @@ pub(super) fn derive<'a>(events: &'a [Event], ids: &[i64]) -> Derived<'a> {
 }
 
 /// Implements [`Storage`](crate::storage::Storage) for `$storage`, whose field `pool` is a
-/// `sqlx::Pool<$db>`, from the backend's inherent `begin_write`, `allocate_ids` and
-/// `MAX_PARAMS` (see the module documentation).
+/// `sqlx::Pool<$db>`, from the backend's inherent items listed in the module documentation.
 macro_rules! impl_storage {
     ($storage:ty, $db:ty, $backend:expr) => {
-        #[::async_trait::async_trait]
-        impl $crate::storage::Storage for $storage {
-            fn backend(&self) -> $crate::storage::Backend {
-                $backend
-            }
-
-            async fn create_run(
-                &self,
+        impl $storage {
+            /// Inserts `run` (its row and its asset and tag index rows) in the transaction on
+            /// `conn`: what `create_run` does, shared with the methods that queue runs.
+            async fn insert_run(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
                 run: &$crate::run::NewRun,
             ) -> $crate::storage::Result<$crate::run::Run> {
                 use $crate::storage::sql::{RunRow, micros, rows_per_statement, run_columns};
@@ -476,7 +666,6 @@ macro_rules! impl_storage {
                 use sqlx::types::Json;
 
                 let keys: Vec<String> = run.asset_keys.iter().map(|k| k.to_string()).collect();
-                let mut tx = self.begin_write().await?;
                 let row: Option<RunRow> = sqlx::query_as(concat!(
                     "INSERT INTO runs (run_id, status, selection, asset_keys, partition_key, \
                      partition_key_end, tags, parent_run_id, root_run_id, created_at, \
@@ -494,7 +683,7 @@ macro_rules! impl_storage {
                 .bind(run.parent_run_id.map(|id| id.to_string()))
                 .bind(run.root_run_id.map(|id| id.to_string()))
                 .bind(micros(run.created_at))
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *conn)
                 .await?;
                 let Some(row) = row else {
                     return Err(StorageError::RunExists(run.run_id));
@@ -511,7 +700,7 @@ macro_rules! impl_storage {
                     qb.push_values(chunk, |mut b, key| {
                         b.push_bind(id.as_str()).push_bind(*key);
                     });
-                    qb.build().persistent(false).execute(&mut *tx).await?;
+                    qb.build().persistent(false).execute(&mut *conn).await?;
                 }
 
                 let tags: Vec<(&String, &String)> = run.tags.iter().collect();
@@ -523,10 +712,178 @@ macro_rules! impl_storage {
                             .push_bind(key.as_str())
                             .push_bind(value.as_str());
                     });
-                    qb.build().persistent(false).execute(&mut *tx).await?;
+                    qb.build().persistent(false).execute(&mut *conn).await?;
+                }
+                row.into_run()
+            }
+
+            /// Appends `events` and what derives from them in the transaction on `conn`: what
+            /// `append_events` does, shared with the methods that record run events.
+            async fn insert_events(
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                events: &[$crate::event::Event],
+            ) -> $crate::storage::Result<()> {
+                use $crate::storage::sql::{derive, micros, rows_per_statement};
+                use sqlx::types::Json;
+
+                if events.is_empty() {
+                    return Ok(());
+                }
+                let ids = Self::allocate_ids(&mut *conn, "event_log", events.len()).await?;
+                let rows = rows_per_statement(Self::MAX_PARAMS, 8);
+                for (events, ids) in events.chunks(rows).zip(ids.chunks(rows)) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO event_log (id, run_id, step_key, asset_key, partition_key, \
+                         event_type, timestamp, body) ",
+                    );
+                    qb.push_values(events.iter().zip(ids), |mut b, (event, id)| {
+                        b.push_bind(*id)
+                            .push_bind(event.run_id.to_string())
+                            .push_bind(event.step_key.as_deref())
+                            .push_bind(event.asset_key.as_ref().map(|k| k.to_string()))
+                            .push_bind(event.partition_key.as_deref())
+                            .push_bind(event.kind.as_str())
+                            .push_bind(micros(event.timestamp))
+                            .push_bind(Json(&event.body));
+                    });
+                    qb.build().persistent(false).execute(&mut *conn).await?;
+                }
+
+                let derived = derive(events, &ids);
+                for chunk in derived
+                    .materializations
+                    .chunks(rows_per_statement(Self::MAX_PARAMS, 8))
+                {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO asset_partitions (asset_key, partition_key, mat_run_id, \
+                         mat_event_id, mat_timestamp, mat_metadata, mat_code_version, \
+                         updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, m| {
+                        b.push_bind(m.asset_key.as_str())
+                            .push_bind(m.partition_key)
+                            .push_bind(m.run_id.as_str())
+                            .push_bind(m.event_id)
+                            .push_bind(m.timestamp)
+                            .push_bind(Json(m.metadata))
+                            .push_bind(m.code_version)
+                            .push_bind(m.timestamp);
+                    });
+                    qb.push(
+                        " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                         mat_run_id = excluded.mat_run_id, \
+                         mat_event_id = excluded.mat_event_id, \
+                         mat_timestamp = excluded.mat_timestamp, \
+                         mat_metadata = excluded.mat_metadata, \
+                         mat_code_version = excluded.mat_code_version, \
+                         updated_at = excluded.updated_at \
+                         WHERE asset_partitions.mat_event_id IS NULL \
+                         OR asset_partitions.mat_event_id < excluded.mat_event_id",
+                    );
+                    qb.build().persistent(false).execute(&mut *conn).await?;
+                }
+                for chunk in derived.failures.chunks(rows_per_statement(Self::MAX_PARAMS, 7)) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO asset_partitions (asset_key, partition_key, failure_run_id, \
+                         failure_event_id, failure_timestamp, failure_message, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, f| {
+                        b.push_bind(f.asset_key.as_str())
+                            .push_bind(f.partition_key)
+                            .push_bind(f.run_id.as_str())
+                            .push_bind(f.event_id)
+                            .push_bind(f.timestamp)
+                            .push_bind(f.message)
+                            .push_bind(f.timestamp);
+                    });
+                    qb.push(
+                        " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
+                         failure_run_id = excluded.failure_run_id, \
+                         failure_event_id = excluded.failure_event_id, \
+                         failure_timestamp = excluded.failure_timestamp, \
+                         failure_message = excluded.failure_message, \
+                         updated_at = excluded.updated_at \
+                         WHERE asset_partitions.failure_event_id IS NULL \
+                         OR asset_partitions.failure_event_id < excluded.failure_event_id",
+                    );
+                    qb.build().persistent(false).execute(&mut *conn).await?;
+                }
+                for chunk in derived.checks.chunks(rows_per_statement(Self::MAX_PARAMS, 10)) {
+                    let mut qb = sqlx::QueryBuilder::<$db>::new(
+                        "INSERT INTO asset_check_results (event_id, run_id, asset_key, \
+                         partition_key, check_name, passed, severity, description, metadata, \
+                         timestamp) ",
+                    );
+                    qb.push_values(chunk, |mut b, c| {
+                        b.push_bind(c.event_id)
+                            .push_bind(c.run_id.as_str())
+                            .push_bind(c.asset_key.as_str())
+                            .push_bind(c.partition_key)
+                            .push_bind(c.check.check_name.as_str())
+                            .push_bind(c.check.passed)
+                            .push_bind(c.check.severity.as_str())
+                            .push_bind(c.check.description.as_deref())
+                            .push_bind(Json(c.metadata))
+                            .push_bind(c.timestamp);
+                    });
+                    qb.build().persistent(false).execute(&mut *conn).await?;
+                }
+                Ok(())
+            }
+
+            /// Queues `runs` in the transaction on `conn`, as `create_run` and the executor do
+            /// for one run: each stored QUEUED (whatever status it carries) and tagged
+            /// `tag`, with its RUN_ENQUEUED event; the queue's waiters wake when it commits.
+            async fn enqueue_runs(
+                &self,
+                conn: &mut <$db as ::sqlx::Database>::Connection,
+                runs: &[$crate::run::NewRun],
+                tag: (&str, &str),
+            ) -> $crate::storage::Result<Vec<$crate::run::Run>> {
+                use $crate::event::{Event, EventKind};
+                use $crate::run::RunStatus;
+
+                let mut created = Vec::with_capacity(runs.len());
+                let mut events = Vec::with_capacity(runs.len());
+                for run in runs {
+                    let mut run = run.clone();
+                    run.status = RunStatus::Queued;
+                    run.tags.insert(tag.0.to_owned(), tag.1.to_owned());
+                    created.push(Self::insert_run(conn, &run).await?);
+                    events.push(Event {
+                        timestamp: run.created_at,
+                        ..Event::run(run.run_id, EventKind::RunEnqueued)
+                    });
+                }
+                Self::insert_events(conn, &events).await?;
+                if !runs.is_empty() {
+                    self.queue_changed(conn).await?;
+                }
+                Ok(created)
+            }
+        }
+
+        #[::async_trait::async_trait]
+        impl $crate::storage::Storage for $storage {
+            fn backend(&self) -> $crate::storage::Backend {
+                $backend
+            }
+
+            async fn create_run(
+                &self,
+                run: &$crate::run::NewRun,
+            ) -> $crate::storage::Result<$crate::run::Run> {
+                let queued = run.status == $crate::run::RunStatus::Queued;
+                let mut tx = self.begin_write().await?;
+                let created = Self::insert_run(&mut tx, run).await?;
+                if queued {
+                    self.queue_changed(&mut tx).await?;
                 }
                 tx.commit().await?;
-                row.into_run()
+                if queued {
+                    self.queue_committed();
+                }
+                Ok(created)
             }
 
             async fn get_run(
@@ -599,10 +956,16 @@ macro_rules! impl_storage {
                 use $crate::storage::{Storage, StorageError};
 
                 let from = to.predecessors();
+                // A run that is over holds no lease: the reaper never sees it.
+                let lease = if to.is_terminal() {
+                    ", lease_owner = NULL, lease_expires_at = NULL"
+                } else {
+                    ""
+                };
                 let sql = format!(
                     "UPDATE runs SET status = $1, updated_at = $2, \
-                     started_at = COALESCE($3, started_at), ended_at = COALESCE($4, ended_at) \
-                     WHERE run_id = $5 AND status IN ({}) RETURNING {}",
+                     started_at = COALESCE($3, started_at), ended_at = COALESCE($4, ended_at)\
+                     {lease} WHERE run_id = $5 AND status IN ({}) RETURNING {}",
                     literal_list(from.iter().map(|s| s.as_str())),
                     run_columns!()
                 );
@@ -644,112 +1007,11 @@ macro_rules! impl_storage {
                 &self,
                 events: &[$crate::event::Event],
             ) -> $crate::storage::Result<()> {
-                use $crate::storage::sql::{derive, micros, rows_per_statement};
-                use sqlx::types::Json;
-
                 if events.is_empty() {
                     return Ok(());
                 }
                 let mut tx = self.begin_write().await?;
-                let ids = Self::allocate_ids(&mut tx, "event_log", events.len()).await?;
-                let rows = rows_per_statement(Self::MAX_PARAMS, 8);
-                for (events, ids) in events.chunks(rows).zip(ids.chunks(rows)) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO event_log (id, run_id, step_key, asset_key, partition_key, \
-                         event_type, timestamp, body) ",
-                    );
-                    qb.push_values(events.iter().zip(ids), |mut b, (event, id)| {
-                        b.push_bind(*id)
-                            .push_bind(event.run_id.to_string())
-                            .push_bind(event.step_key.as_deref())
-                            .push_bind(event.asset_key.as_ref().map(|k| k.to_string()))
-                            .push_bind(event.partition_key.as_deref())
-                            .push_bind(event.kind.as_str())
-                            .push_bind(micros(event.timestamp))
-                            .push_bind(Json(&event.body));
-                    });
-                    qb.build().persistent(false).execute(&mut *tx).await?;
-                }
-
-                let derived = derive(events, &ids);
-                for chunk in derived
-                    .materializations
-                    .chunks(rows_per_statement(Self::MAX_PARAMS, 8))
-                {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO asset_partitions (asset_key, partition_key, mat_run_id, \
-                         mat_event_id, mat_timestamp, mat_metadata, mat_code_version, \
-                         updated_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, m| {
-                        b.push_bind(m.asset_key.as_str())
-                            .push_bind(m.partition_key)
-                            .push_bind(m.run_id.as_str())
-                            .push_bind(m.event_id)
-                            .push_bind(m.timestamp)
-                            .push_bind(Json(m.metadata))
-                            .push_bind(m.code_version)
-                            .push_bind(m.timestamp);
-                    });
-                    qb.push(
-                        " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-                         mat_run_id = excluded.mat_run_id, \
-                         mat_event_id = excluded.mat_event_id, \
-                         mat_timestamp = excluded.mat_timestamp, \
-                         mat_metadata = excluded.mat_metadata, \
-                         mat_code_version = excluded.mat_code_version, \
-                         updated_at = excluded.updated_at \
-                         WHERE asset_partitions.mat_event_id IS NULL \
-                         OR asset_partitions.mat_event_id < excluded.mat_event_id",
-                    );
-                    qb.build().persistent(false).execute(&mut *tx).await?;
-                }
-                for chunk in derived.failures.chunks(rows_per_statement(Self::MAX_PARAMS, 7)) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO asset_partitions (asset_key, partition_key, failure_run_id, \
-                         failure_event_id, failure_timestamp, failure_message, updated_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, f| {
-                        b.push_bind(f.asset_key.as_str())
-                            .push_bind(f.partition_key)
-                            .push_bind(f.run_id.as_str())
-                            .push_bind(f.event_id)
-                            .push_bind(f.timestamp)
-                            .push_bind(f.message)
-                            .push_bind(f.timestamp);
-                    });
-                    qb.push(
-                        " ON CONFLICT (asset_key, partition_key) DO UPDATE SET \
-                         failure_run_id = excluded.failure_run_id, \
-                         failure_event_id = excluded.failure_event_id, \
-                         failure_timestamp = excluded.failure_timestamp, \
-                         failure_message = excluded.failure_message, \
-                         updated_at = excluded.updated_at \
-                         WHERE asset_partitions.failure_event_id IS NULL \
-                         OR asset_partitions.failure_event_id < excluded.failure_event_id",
-                    );
-                    qb.build().persistent(false).execute(&mut *tx).await?;
-                }
-                for chunk in derived.checks.chunks(rows_per_statement(Self::MAX_PARAMS, 10)) {
-                    let mut qb = sqlx::QueryBuilder::<$db>::new(
-                        "INSERT INTO asset_check_results (event_id, run_id, asset_key, \
-                         partition_key, check_name, passed, severity, description, metadata, \
-                         timestamp) ",
-                    );
-                    qb.push_values(chunk, |mut b, c| {
-                        b.push_bind(c.event_id)
-                            .push_bind(c.run_id.as_str())
-                            .push_bind(c.asset_key.as_str())
-                            .push_bind(c.partition_key)
-                            .push_bind(c.check.check_name.as_str())
-                            .push_bind(c.check.passed)
-                            .push_bind(c.check.severity.as_str())
-                            .push_bind(c.check.description.as_deref())
-                            .push_bind(Json(c.metadata))
-                            .push_bind(c.timestamp);
-                    });
-                    qb.build().persistent(false).execute(&mut *tx).await?;
-                }
+                Self::insert_events(&mut tx, events).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -947,6 +1209,494 @@ macro_rules! impl_storage {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter().map(CheckRow::into_record).collect()
+            }
+
+            // --- The run queue ---
+
+            async fn claim_run(
+                &self,
+                owner: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                lease_for: ::std::time::Duration,
+                limits: &$crate::storage::QueueLimits,
+            ) -> $crate::storage::Result<Option<$crate::storage::Lease>> {
+                use $crate::run::RunStatus;
+                use $crate::storage::sql::{
+                    LeaseRow, duration_micros, in_flight_list, lease_columns, micros,
+                };
+
+                debug_assert!(RunStatus::Queued.can_become(RunStatus::Starting));
+                let now = micros(now);
+                let mut tx = self.begin_write().await?;
+                if let Some(max) = limits.max_concurrent_runs {
+                    // Claimers that check the limit go one at a time, so that two of them
+                    // cannot both see room for one more run.
+                    self.lock_queue(&mut tx).await?;
+                    let in_flight: i64 = sqlx::query_scalar(&format!(
+                        "SELECT COUNT(*) FROM runs WHERE status IN ({})",
+                        in_flight_list(None)
+                    ))
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    if in_flight >= i64::from(max) {
+                        tx.commit().await?;
+                        return Ok(None);
+                    }
+                }
+                let row: Option<LeaseRow> = sqlx::query_as(&format!(
+                    "UPDATE runs SET status = 'STARTING', attempt = attempt + 1, \
+                     lease_owner = $1, lease_expires_at = $2, updated_at = $3 \
+                     WHERE id = (SELECT id FROM runs WHERE status = 'QUEUED' \
+                     ORDER BY id LIMIT 1{}) AND status = 'QUEUED' RETURNING {}",
+                    Self::SKIP_LOCKED,
+                    lease_columns!()
+                ))
+                .bind(owner)
+                .bind(now.saturating_add(duration_micros(lease_for)))
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                row.map(LeaseRow::into_lease).transpose()
+            }
+
+            async fn renew_lease(
+                &self,
+                run_id: $crate::run::RunId,
+                attempt: i64,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                lease_for: ::std::time::Duration,
+            ) -> $crate::storage::Result<$crate::storage::LeaseState> {
+                use $crate::run::RunStatus;
+                use $crate::storage::sql::{duration_micros, in_flight_list, micros};
+                use $crate::storage::{LeaseState, StorageError};
+
+                let status: Option<String> = sqlx::query_scalar(&format!(
+                    "UPDATE runs SET lease_expires_at = $1 WHERE run_id = $2 AND attempt = $3 \
+                     AND status IN ({}) RETURNING status",
+                    in_flight_list(None)
+                ))
+                .bind(micros(now).saturating_add(duration_micros(lease_for)))
+                .bind(run_id.to_string())
+                .bind(attempt)
+                .fetch_optional(&self.pool)
+                .await?;
+                match status {
+                    None => Ok(LeaseState::Lost),
+                    Some(status) => RunStatus::parse(&status).map(LeaseState::Held).ok_or_else(
+                        || StorageError::Corrupt(format!("unknown run status `{status}`")),
+                    ),
+                }
+            }
+
+            async fn expired_leases(
+                &self,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<Vec<$crate::storage::Lease>> {
+                use $crate::storage::sql::{LeaseRow, in_flight_list, lease_columns, micros};
+
+                // The same `status IN` list as the partial index `runs_lease_expires_at`.
+                let rows: Vec<LeaseRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM runs WHERE status IN ({}) AND lease_expires_at < $1 \
+                     ORDER BY lease_expires_at, id",
+                    lease_columns!(),
+                    in_flight_list(None)
+                ))
+                .bind(micros(now))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(LeaseRow::into_lease).collect()
+            }
+
+            async fn fail_expired(
+                &self,
+                run_id: $crate::run::RunId,
+                attempt: i64,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                reason: &str,
+            ) -> $crate::storage::Result<Option<$crate::run::Run>> {
+                use $crate::event::{Event, EventKind};
+                use $crate::run::RunStatus;
+                use $crate::storage::sql::{RunRow, in_flight_list, micros, run_columns};
+
+                let mut tx = self.begin_write().await?;
+                let row: Option<RunRow> = sqlx::query_as(&format!(
+                    "UPDATE runs SET status = 'FAILURE', ended_at = $1, updated_at = $1, \
+                     lease_owner = NULL, lease_expires_at = NULL \
+                     WHERE run_id = $2 AND attempt = $3 AND status IN ({}) \
+                     AND lease_expires_at < $1 RETURNING {}",
+                    in_flight_list(Some(RunStatus::Failure)),
+                    run_columns!()
+                ))
+                .bind(micros(now))
+                .bind(run_id.to_string())
+                .bind(attempt)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    tx.commit().await?;
+                    return Ok(None);
+                };
+                let run = row.into_run()?;
+                let event = Event {
+                    timestamp: now,
+                    ..Event::run(run_id, EventKind::RunFailure).message(reason)
+                };
+                Self::insert_events(&mut tx, &[event]).await?;
+                tx.commit().await?;
+                Ok(Some(run))
+            }
+
+            async fn request_cancel(
+                &self,
+                run_id: $crate::run::RunId,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<$crate::run::Run> {
+                use $crate::event::{Event, EventKind};
+                use $crate::run::RunStatus;
+                use $crate::storage::StorageError;
+                use $crate::storage::sql::{RunRow, micros, run_columns};
+
+                let mut tx = self.begin_write().await?;
+                // The status read here fences the update: the row stays locked (Postgres) or
+                // the database stays locked (SQLite) until the commit.
+                let row: Option<RunRow> = sqlx::query_as(&format!(
+                    "SELECT {} FROM runs WHERE run_id = $1{}",
+                    run_columns!(),
+                    Self::FOR_UPDATE
+                ))
+                .bind(run_id.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Err(StorageError::RunNotFound(run_id));
+                };
+                let run = row.into_run()?;
+                let (to, message) = match run.status {
+                    RunStatus::Queued => (RunStatus::Canceled, "canceled before it started"),
+                    RunStatus::Starting | RunStatus::Started => {
+                        (RunStatus::Canceling, "cancel requested")
+                    }
+                    RunStatus::Canceling => {
+                        tx.commit().await?;
+                        return Ok(run);
+                    }
+                    from @ (RunStatus::Success | RunStatus::Failure | RunStatus::Canceled) => {
+                        return Err(StorageError::IllegalTransition {
+                            run_id,
+                            from,
+                            to: RunStatus::Canceling,
+                        });
+                    }
+                };
+                debug_assert!(run.status.can_become(to));
+                let at = micros(now);
+                let lease = if to.is_terminal() {
+                    ", lease_owner = NULL, lease_expires_at = NULL"
+                } else {
+                    ""
+                };
+                let row: Option<RunRow> = sqlx::query_as(&format!(
+                    "UPDATE runs SET status = $1, updated_at = $2, \
+                     ended_at = COALESCE($3, ended_at){lease} \
+                     WHERE run_id = $4 AND status = $5 RETURNING {}",
+                    run_columns!()
+                ))
+                .bind(to.as_str())
+                .bind(at)
+                .bind(to.is_terminal().then_some(at))
+                .bind(run_id.to_string())
+                .bind(run.status.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Err(StorageError::Corrupt(format!(
+                        "run {run_id} changed status while it was locked for cancellation"
+                    )));
+                };
+                let event = Event {
+                    timestamp: now,
+                    ..Event::run(run_id, EventKind::for_run_status(to)).message(message)
+                };
+                Self::insert_events(&mut tx, &[event]).await?;
+                tx.commit().await?;
+                row.into_run()
+            }
+
+            async fn notify_queue(&self) -> $crate::storage::Result<()> {
+                self.send_queue_notification().await?;
+                Ok(())
+            }
+
+            async fn wait_for_queue(&self, timeout: ::std::time::Duration) {
+                self.wait_queue_notification(timeout).await
+            }
+
+            // --- Schedules ---
+
+            async fn set_schedule_enabled(
+                &self,
+                name: &str,
+                enabled: bool,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<$crate::storage::ScheduleState> {
+                use $crate::storage::sql::{ScheduleRow, micros};
+
+                let row: ScheduleRow = sqlx::query_as(
+                    "INSERT INTO schedules (name, enabled, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET enabled = excluded.enabled, \
+                     updated_at = excluded.updated_at RETURNING name, enabled, updated_at",
+                )
+                .bind(name)
+                .bind(enabled)
+                .bind(micros(now))
+                .fetch_one(&self.pool)
+                .await?;
+                row.into_state()
+            }
+
+            async fn schedule_states(
+                &self,
+            ) -> $crate::storage::Result<Vec<$crate::storage::ScheduleState>> {
+                use $crate::storage::sql::ScheduleRow;
+
+                let rows: Vec<ScheduleRow> =
+                    sqlx::query_as("SELECT name, enabled, updated_at FROM schedules ORDER BY name")
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.into_iter().map(ScheduleRow::into_state).collect()
+            }
+
+            async fn record_tick(
+                &self,
+                schedule: &str,
+                tick_time: ::chrono::DateTime<::chrono::Utc>,
+                run: Option<&$crate::run::NewRun>,
+                status: $crate::storage::TickStatus,
+                message: Option<&str>,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<$crate::storage::TickRecord> {
+                use $crate::storage::sql::{TickRow, micros, tick_columns};
+                use $crate::storage::{SCHEDULE_TAG, StorageError, TickRecord};
+
+                let mut tx = self.begin_write().await?;
+                // The primary key decides: a concurrent recorder of the same tick waits here
+                // (Postgres) or for the write lock (SQLite) until this transaction ends.
+                let inserted: Option<TickRow> = sqlx::query_as(concat!(
+                    "INSERT INTO schedule_ticks (schedule, tick_time, status, run_id, message, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+                     ON CONFLICT (schedule, tick_time) DO NOTHING RETURNING ",
+                    tick_columns!()
+                ))
+                .bind(schedule)
+                .bind(micros(tick_time))
+                .bind(status.as_str())
+                .bind(run.map(|r| r.run_id.to_string()))
+                .bind(message)
+                .bind(micros(now))
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = inserted {
+                    let tick = row.into_tick()?;
+                    if let Some(run) = run {
+                        self.enqueue_runs(&mut tx, std::slice::from_ref(run), (SCHEDULE_TAG, schedule))
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    if run.is_some() {
+                        self.queue_committed();
+                    }
+                    return Ok(TickRecord::Recorded(tick));
+                }
+                let existing: Option<TickRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    tick_columns!(),
+                    " FROM schedule_ticks WHERE schedule = $1 AND tick_time = $2"
+                ))
+                .bind(schedule)
+                .bind(micros(tick_time))
+                .fetch_optional(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                match existing {
+                    Some(row) => Ok(TickRecord::AlreadyRecorded(row.into_tick()?)),
+                    None => Err(StorageError::Corrupt(format!(
+                        "the tick of {schedule} at {tick_time} is neither new nor recorded"
+                    ))),
+                }
+            }
+
+            async fn schedule_ticks(
+                &self,
+                schedule: &str,
+                limit: u32,
+            ) -> $crate::storage::Result<Vec<$crate::storage::Tick>> {
+                use $crate::storage::sql::{TickRow, tick_columns};
+
+                let rows: Vec<TickRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    tick_columns!(),
+                    " FROM schedule_ticks WHERE schedule = $1 ORDER BY tick_time DESC LIMIT $2"
+                ))
+                .bind(schedule)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(TickRow::into_tick).collect()
+            }
+
+            // --- Backfills, sensors, daemons ---
+
+            async fn create_backfill(
+                &self,
+                backfill: &$crate::storage::Backfill,
+                runs: &[$crate::run::NewRun],
+            ) -> $crate::storage::Result<()> {
+                use $crate::storage::BACKFILL_TAG;
+                use $crate::storage::sql::micros;
+
+                let mut tx = self.begin_write().await?;
+                // `run_count` is the number of runs queued here, whatever the caller counted.
+                sqlx::query(
+                    "INSERT INTO backfills (id, selection, partition_from, partition_to, \
+                     run_count, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(backfill.id.as_str())
+                .bind(backfill.selection.as_str())
+                .bind(backfill.partition_from.as_str())
+                .bind(backfill.partition_to.as_str())
+                .bind(i64::try_from(runs.len()).unwrap_or(i64::MAX))
+                .bind(micros(backfill.created_at))
+                .execute(&mut *tx)
+                .await?;
+                self.enqueue_runs(&mut tx, runs, (BACKFILL_TAG, backfill.id.as_str()))
+                    .await?;
+                tx.commit().await?;
+                if !runs.is_empty() {
+                    self.queue_committed();
+                }
+                Ok(())
+            }
+
+            async fn get_backfill(
+                &self,
+                id: &str,
+            ) -> $crate::storage::Result<Option<$crate::storage::Backfill>> {
+                use $crate::storage::sql::{BackfillRow, backfill_columns};
+
+                let row: Option<BackfillRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    backfill_columns!(),
+                    " FROM backfills WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(BackfillRow::into_backfill).transpose()
+            }
+
+            async fn list_backfills(
+                &self,
+                limit: u32,
+            ) -> $crate::storage::Result<Vec<$crate::storage::Backfill>> {
+                use $crate::storage::sql::{BackfillRow, backfill_columns};
+
+                let rows: Vec<BackfillRow> = sqlx::query_as(concat!(
+                    "SELECT ",
+                    backfill_columns!(),
+                    " FROM backfills ORDER BY created_at DESC, id DESC LIMIT $1"
+                ))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(BackfillRow::into_backfill).collect()
+            }
+
+            async fn count_runs_by_status(
+                &self,
+                tag_key: &str,
+                tag_value: &str,
+            ) -> $crate::storage::Result<Vec<($crate::run::RunStatus, u64)>> {
+                use $crate::storage::sql::status_counts;
+
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT runs.status, COUNT(*) FROM run_tags \
+                     JOIN runs ON runs.run_id = run_tags.run_id \
+                     WHERE run_tags.key = $1 AND run_tags.value = $2 GROUP BY runs.status",
+                )
+                .bind(tag_key)
+                .bind(tag_value)
+                .fetch_all(&self.pool)
+                .await?;
+                status_counts(rows)
+            }
+
+            async fn sensor_cursor(&self, sensor: &str) -> $crate::storage::Result<Option<String>> {
+                let cursor: Option<String> =
+                    sqlx::query_scalar("SELECT cursor FROM sensor_cursors WHERE name = $1")
+                        .bind(sensor)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(cursor)
+            }
+
+            async fn set_sensor_cursor(
+                &self,
+                sensor: &str,
+                cursor: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<()> {
+                use $crate::storage::sql::micros;
+
+                sqlx::query(
+                    "INSERT INTO sensor_cursors (name, cursor, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor, \
+                     updated_at = excluded.updated_at",
+                )
+                .bind(sensor)
+                .bind(cursor)
+                .bind(micros(now))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn daemon_heartbeat(
+                &self,
+                heartbeat: &$crate::storage::DaemonHeartbeat,
+            ) -> $crate::storage::Result<()> {
+                use $crate::storage::sql::micros;
+                use sqlx::types::Json;
+
+                sqlx::query(
+                    "INSERT INTO daemon_heartbeats (daemon_id, started_at, heartbeat_at, info) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (daemon_id) DO UPDATE SET \
+                     started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, \
+                     info = excluded.info",
+                )
+                .bind(heartbeat.daemon_id.as_str())
+                .bind(micros(heartbeat.started_at))
+                .bind(micros(heartbeat.heartbeat_at))
+                .bind(Json(&heartbeat.info))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn daemon_heartbeats(
+                &self,
+                since: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<Vec<$crate::storage::DaemonHeartbeat>> {
+                use $crate::storage::sql::{HeartbeatRow, micros};
+
+                let rows: Vec<HeartbeatRow> = sqlx::query_as(
+                    "SELECT daemon_id, started_at, heartbeat_at, info FROM daemon_heartbeats \
+                     WHERE heartbeat_at >= $1 ORDER BY daemon_id",
+                )
+                .bind(micros(since))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(HeartbeatRow::into_heartbeat).collect()
             }
         }
     };

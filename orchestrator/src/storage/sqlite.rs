@@ -6,10 +6,16 @@
 //! every write transaction starts with `BEGIN IMMEDIATE`, so that it takes the write lock
 //! (waiting for it) before it reads anything, and never fails with "database is locked" when
 //! upgrading a read to a write.
+//!
+//! The run queue's wake-ups (`notify_queue`, and the methods that queue runs) reach the
+//! waiters of this storage and its clones only: SQLite has no way to signal another process.
+//! A waiter in another process relies on its `wait_for_queue` timeout, so that timeout is how
+//! long a run queued from elsewhere may wait before it is claimed.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -17,6 +23,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
+use tokio::sync::Notify;
 
 use super::{Backend, Result, StorageError, redact_url};
 
@@ -26,6 +33,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
     pool: SqlitePool,
+    /// Wakes this process's queue waiters (see the module documentation).
+    queued: Arc<Notify>,
 }
 
 impl SqliteStorage {
@@ -64,7 +73,10 @@ impl SqliteStorage {
                 .await
                 .map_err(connect_error)?;
             MIGRATOR.run(&pool).await?;
-            return Ok(SqliteStorage { pool });
+            return Ok(SqliteStorage {
+                pool,
+                queued: Arc::new(Notify::new()),
+            });
         }
 
         let file = options.get_filename().to_path_buf();
@@ -86,7 +98,10 @@ impl SqliteStorage {
             .map_err(connect_error)?;
         MIGRATOR.run(&pool).await?;
         drop(lock);
-        Ok(SqliteStorage { pool })
+        Ok(SqliteStorage {
+            pool,
+            queued: Arc::new(Notify::new()),
+        })
     }
 
     /// The connection pool, for SQLite-specific SQL elsewhere.
@@ -117,6 +132,34 @@ impl SqliteStorage {
         .await?;
         let n = i64::try_from(n).unwrap_or(i64::MAX);
         Ok((last + 1..=last + n).collect())
+    }
+
+    /// No row locks: `BEGIN IMMEDIATE` holds the whole database until the commit.
+    const SKIP_LOCKED: &str = "";
+    const FOR_UPDATE: &str = "";
+
+    /// Nothing to do: `BEGIN IMMEDIATE` already serializes the claimers.
+    async fn lock_queue(&self, _conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// Nothing to do before the commit: see `queue_committed`.
+    async fn queue_changed(&self, _conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
+    /// Wakes this process's waiters once runs queued by a transaction are committed.
+    fn queue_committed(&self) {
+        self.queued.notify_waiters();
+    }
+
+    async fn send_queue_notification(&self) -> Result<(), sqlx::Error> {
+        self.queued.notify_waiters();
+        Ok(())
+    }
+
+    async fn wait_queue_notification(&self, timeout: Duration) {
+        let _ = tokio::time::timeout(timeout, self.queued.notified()).await;
     }
 }
 

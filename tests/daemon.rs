@@ -167,7 +167,8 @@ async fn missed_ticks_follow_the_catchup_policy() {
     .unwrap();
     clock.set(Utc.with_ymd_and_hms(2026, 11, 22, 5, 30, 0).unwrap());
     let recorded = daemon.tick_schedules().await.unwrap();
-    assert_eq!(recorded.len(), 5);
+    // Ticks at 00:10, 01:10, ... 05:10: six, of which the latest runs.
+    assert_eq!(recorded.len(), 6);
     let ticks = db
         .storage
         .schedule_ticks("hourly_pipeline", 10)
@@ -175,7 +176,7 @@ async fn missed_ticks_follow_the_catchup_policy() {
         .unwrap();
     let statuses: Vec<TickStatus> = ticks.iter().map(|t| t.status).collect();
     use TickStatus::*;
-    assert_eq!(statuses, [Requested, Skipped, Skipped, Skipped, Skipped]);
+    assert_eq!(statuses, [Requested, Skipped, Skipped, Skipped, Skipped, Skipped]);
     assert_eq!(
         scheduled_runs(db.storage.as_ref()).await[0]
             .partition_key

@@ -205,7 +205,10 @@ impl QueueSignal {
     /// Waits for the next notification about this schema on `listener`, listening first if
     /// there is no listener yet, then drops any others the listener already buffered (one
     /// wake-up is enough for any number of queued runs).
-    async fn next_notification(&self, listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    async fn next_notification(
+        &self,
+        listener: &mut Option<PgListener>,
+    ) -> Result<(), sqlx::Error> {
         let listener = match listener {
             Some(listener) => listener,
             None => {

@@ -345,8 +345,12 @@ pub trait Storage: Send + Sync + 'static {
     // --- Schedules ---
 
     /// Turns a schedule on or off (creating its row).
-    async fn set_schedule_enabled(&self, name: &str, enabled: bool, now: DateTime<Utc>)
-    -> Result<ScheduleState>;
+    async fn set_schedule_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+        now: DateTime<Utc>,
+    ) -> Result<ScheduleState>;
 
     /// Every schedule that has a stored state.
     async fn schedule_states(&self) -> Result<Vec<ScheduleState>>;
@@ -380,12 +384,16 @@ pub trait Storage: Send + Sync + 'static {
     async fn list_backfills(&self, limit: u32) -> Result<Vec<Backfill>>;
 
     /// The number of runs carrying tag `key=value`, per status.
-    async fn count_runs_by_status(&self, tag_key: &str, tag_value: &str)
-    -> Result<Vec<(RunStatus, u64)>>;
+    async fn count_runs_by_status(
+        &self,
+        tag_key: &str,
+        tag_value: &str,
+    ) -> Result<Vec<(RunStatus, u64)>>;
 
     async fn sensor_cursor(&self, sensor: &str) -> Result<Option<String>>;
 
-    async fn set_sensor_cursor(&self, sensor: &str, cursor: &str, now: DateTime<Utc>) -> Result<()>;
+    async fn set_sensor_cursor(&self, sensor: &str, cursor: &str, now: DateTime<Utc>)
+    -> Result<()>;
 
     /// Records that a daemon is alive (upsert).
     async fn daemon_heartbeat(&self, heartbeat: &DaemonHeartbeat) -> Result<()>;

@@ -1501,7 +1501,8 @@ macro_rules! impl_storage {
                 if let Some(row) = inserted {
                     let tick = row.into_tick()?;
                     if let Some(run) = run {
-                        self.enqueue_runs(&mut tx, std::slice::from_ref(run), (SCHEDULE_TAG, schedule))
+                        let runs = std::slice::from_ref(run);
+                        self.enqueue_runs(&mut tx, runs, (SCHEDULE_TAG, schedule))
                             .await?;
                     }
                     tx.commit().await?;

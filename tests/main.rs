@@ -4,5 +4,6 @@
 
 mod cli;
 mod execute;
+mod queue;
 mod storage;
 mod util;

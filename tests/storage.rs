@@ -2185,6 +2185,18 @@ async fn case_queue_wakeups(storage: Arc<dyn Storage>) {
         "record_tick woke the waiter after {waited:?}"
     );
 
+    // A wake-up while nobody waits is kept for the next wait (once the storage has waited:
+    // a Postgres storage starts listening on its first wait), then the queue is quiet again.
+    settle(&storage).await;
+    storage.notify_queue().await.unwrap();
+    let start = Instant::now();
+    storage.wait_for_queue(Duration::from_secs(20)).await;
+    let waited = start.elapsed();
+    assert!(
+        waited < Duration::from_secs(5),
+        "a kept wake-up ended the wait after {waited:?}"
+    );
+
     // After all that, a quiet queue waits out its timeout again.
     settle(&storage).await;
     let start = Instant::now();

@@ -5,5 +5,6 @@
 mod cli;
 mod daemon;
 mod execute;
+mod queue;
 mod storage;
 mod util;

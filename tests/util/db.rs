@@ -36,6 +36,28 @@ enum Place {
 }
 
 impl TestDb {
+    /// Another storage on the same database (SQLite file or Postgres schema), with its own
+    /// pool: what another process sharing the run history would have.
+    pub async fn reopen(&self) -> Arc<dyn Storage> {
+        match &self.place {
+            Place::Sqlite { .. } => Arc::new(
+                SqliteStorage::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| panic!("cannot reopen {}: {e}", self.url)),
+            ),
+            Place::Postgres { .. } => Arc::new(
+                PostgresStorage::connect(&self.url)
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "cannot reopen {}: {e}",
+                            orch::storage::redact_url(&self.url)
+                        )
+                    }),
+            ),
+        }
+    }
+
     /// Closes the storage's connections and drops the Postgres schema (SQLite's folder goes
     /// when the TestDb is dropped). Best effort: a failure only leaves a schema behind.
     pub async fn cleanup(self) {

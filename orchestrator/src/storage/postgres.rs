@@ -148,26 +148,29 @@ impl PostgresStorage {
         Ok(())
     }
 
-    /// Notifies the queue's waiters when the transaction on `conn` commits.
-    async fn queue_changed(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    /// `NOTIFY orch_queue, '<schema>'` on `executor` (in a transaction: on its commit).
+    async fn notify_on<'e>(
+        &self,
+        executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(QUEUE_CHANNEL)
             .bind(self.queue.schema.as_str())
-            .execute(conn)
+            .execute(executor)
             .await?;
         Ok(())
+    }
+
+    /// Notifies the queue's waiters when the transaction on `conn` commits.
+    async fn queue_changed(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+        self.notify_on(conn).await
     }
 
     /// Nothing: `queue_changed`'s notification is delivered on commit.
     fn queue_committed(&self) {}
 
     async fn send_queue_notification(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(QUEUE_CHANNEL)
-            .bind(self.queue.schema.as_str())
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.notify_on(&self.pool).await
     }
 
     /// Waits for a notification about this schema, or another waiter of this storage being
@@ -205,7 +208,10 @@ impl QueueSignal {
     /// Waits for the next notification about this schema on `listener`, listening first if
     /// there is no listener yet, then drops any others the listener already buffered (one
     /// wake-up is enough for any number of queued runs).
-    async fn next_notification(&self, listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    async fn next_notification(
+        &self,
+        listener: &mut Option<PgListener>,
+    ) -> Result<(), sqlx::Error> {
         let listener = match listener {
             Some(listener) => listener,
             None => {

@@ -137,8 +137,11 @@ fn partition_from_db(partition: String) -> Option<String> {
 
 /// The statuses of a run that a worker holds: claimed and not yet over. Only these carry a
 /// lease that can be renewed or expire.
-pub(super) const IN_FLIGHT: [RunStatus; 3] =
-    [RunStatus::Starting, RunStatus::Started, RunStatus::Canceling];
+pub(super) const IN_FLIGHT: [RunStatus; 3] = [
+    RunStatus::Starting,
+    RunStatus::Started,
+    RunStatus::Canceling,
+];
 
 /// `'STARTING', 'STARTED', 'CANCELING'`, for `status IN (...)`, optionally only the in-flight
 /// statuses that may become `to`.
@@ -271,7 +274,9 @@ impl TickRow {
         let status = [TickStatus::Requested, TickStatus::Skipped]
             .into_iter()
             .find(|s| s.as_str() == self.status)
-            .ok_or_else(|| StorageError::Corrupt(format!("unknown tick status `{}`", self.status)))?;
+            .ok_or_else(|| {
+                StorageError::Corrupt(format!("unknown tick status `{}`", self.status))
+            })?;
         Ok(Tick {
             schedule: self.schedule,
             tick_time: time(self.tick_time)?,
@@ -298,10 +303,7 @@ impl BackfillRow {
     pub(super) fn into_backfill(self) -> Result<Backfill> {
         Ok(Backfill {
             run_count: u32::try_from(self.run_count).map_err(|_| {
-                StorageError::Corrupt(format!(
-                    "backfill {} has {} runs",
-                    self.id, self.run_count
-                ))
+                StorageError::Corrupt(format!("backfill {} has {} runs", self.id, self.run_count))
             })?,
             id: self.id,
             selection: self.selection,
@@ -1499,7 +1501,8 @@ macro_rules! impl_storage {
                 if let Some(row) = inserted {
                     let tick = row.into_tick()?;
                     if let Some(run) = run {
-                        self.enqueue_runs(&mut tx, std::slice::from_ref(run), (SCHEDULE_TAG, schedule))
+                        let runs = std::slice::from_ref(run);
+                        self.enqueue_runs(&mut tx, runs, (SCHEDULE_TAG, schedule))
                             .await?;
                     }
                     tx.commit().await?;

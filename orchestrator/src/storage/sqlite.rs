@@ -10,12 +10,15 @@
 //! The run queue's wake-ups (`notify_queue`, and the methods that queue runs) reach the
 //! waiters of this storage and its clones only: SQLite has no way to signal another process.
 //! A waiter in another process relies on its `wait_for_queue` timeout, so that timeout is how
-//! long a run queued from elsewhere may wait before it is claimed.
+//! long a run queued from elsewhere may wait before it is claimed. A wake-up while nobody
+//! waits is kept for the next wait (as Postgres's listener keeps notifications), so that a
+//! run queued between a worker's last claim and its wait is not left for the timeout.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::migrate::Migrator;
@@ -34,7 +37,34 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
 pub struct SqliteStorage {
     pool: SqlitePool,
     /// Wakes this process's queue waiters (see the module documentation).
-    queued: Arc<Notify>,
+    queued: Arc<QueueSignal>,
+}
+
+/// In-process queue wake-ups: the waiters, and whether a wake-up came while nobody waited.
+#[derive(Debug, Default)]
+struct QueueSignal {
+    waiters: Notify,
+    pending: AtomicBool,
+}
+
+impl QueueSignal {
+    fn notify(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        self.waiters.notify_waiters();
+    }
+
+    async fn wait(&self, timeout: Duration) {
+        let woken = self.waiters.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        // Registered first, so that a wake-up between this check and the wait is not lost.
+        if !self.pending.swap(false, Ordering::SeqCst)
+            && tokio::time::timeout(timeout, woken).await.is_ok()
+        {
+            // The wake-up that ended the wait is consumed by it.
+            self.pending.store(false, Ordering::SeqCst);
+        }
+    }
 }
 
 impl SqliteStorage {
@@ -75,7 +105,7 @@ impl SqliteStorage {
             MIGRATOR.run(&pool).await?;
             return Ok(SqliteStorage {
                 pool,
-                queued: Arc::new(Notify::new()),
+                queued: Arc::default(),
             });
         }
 
@@ -100,7 +130,7 @@ impl SqliteStorage {
         drop(lock);
         Ok(SqliteStorage {
             pool,
-            queued: Arc::new(Notify::new()),
+            queued: Arc::default(),
         })
     }
 
@@ -150,16 +180,16 @@ impl SqliteStorage {
 
     /// Wakes this process's waiters once runs queued by a transaction are committed.
     fn queue_committed(&self) {
-        self.queued.notify_waiters();
+        self.queued.notify();
     }
 
     async fn send_queue_notification(&self) -> Result<(), sqlx::Error> {
-        self.queued.notify_waiters();
+        self.queued.notify();
         Ok(())
     }
 
     async fn wait_queue_notification(&self, timeout: Duration) {
-        let _ = tokio::time::timeout(timeout, self.queued.notified()).await;
+        self.queued.wait(timeout).await;
     }
 }
 

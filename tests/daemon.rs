@@ -176,7 +176,10 @@ async fn missed_ticks_follow_the_catchup_policy() {
         .unwrap();
     let statuses: Vec<TickStatus> = ticks.iter().map(|t| t.status).collect();
     use TickStatus::*;
-    assert_eq!(statuses, [Requested, Skipped, Skipped, Skipped, Skipped, Skipped]);
+    assert_eq!(
+        statuses,
+        [Requested, Skipped, Skipped, Skipped, Skipped, Skipped]
+    );
     assert_eq!(
         scheduled_runs(db.storage.as_ref()).await[0]
             .partition_key

@@ -341,7 +341,7 @@ pub async fn launch(args: LaunchArgs) -> CmdResult {
         for _ in 0..runs {
             let started = Instant::now();
             executor
-                .create_run(
+                .queue_run(
                     &plan,
                     &RunRequest {
                         selection: "*".into(),
@@ -349,7 +349,6 @@ pub async fn launch(args: LaunchArgs) -> CmdResult {
                     },
                 )
                 .await?;
-            storage.notify_queue().await?;
             let (_, at) = rx
                 .recv()
                 .await

@@ -83,8 +83,7 @@ pub async fn run(dir: Option<&Path>, args: MaterializeArgs) -> CmdResult {
     if args.queue {
         let storage = project::storage(&config).await?;
         let executor = executor(&config, &defs, graph, storage.clone());
-        let run = executor.create_run(&plan, &request_info).await?;
-        storage.notify_queue().await?;
+        let run = executor.queue_run(&plan, &request_info).await?;
         if args.json {
             println!(
                 "{}",

@@ -456,8 +456,7 @@ pub async fn reexecute(dir: Option<&Path>, args: ReexecuteArgs) -> CmdResult {
     };
     if args.queue {
         let executor = crate::materialize::executor(&config, &defs, graph, storage.clone());
-        let run = executor.create_run(&plan, &request).await?;
-        storage.notify_queue().await?;
+        let run = executor.queue_run(&plan, &request).await?;
         println!(
             "queued run {} re-executing {parent_id} ({} steps)",
             run.run_id,

@@ -97,15 +97,32 @@ impl Executor {
         &self.graph
     }
 
-    /// Stores a new QUEUED run for `plan`.
+    /// Stores a new run for `plan` that this process executes next (`execute`): it is created
+    /// STARTING, so that no daemon claims it from the queue.
     pub async fn create_run(&self, plan: &Plan, request: &RunRequest) -> Result<Run, StorageError> {
+        self.store_run(plan, request, RunStatus::Starting).await
+    }
+
+    /// Stores a new QUEUED run for `plan` and wakes the daemons: one of them will claim it.
+    pub async fn queue_run(&self, plan: &Plan, request: &RunRequest) -> Result<Run, StorageError> {
+        let run = self.store_run(plan, request, RunStatus::Queued).await?;
+        self.storage.notify_queue().await?;
+        Ok(run)
+    }
+
+    async fn store_run(
+        &self,
+        plan: &Plan,
+        request: &RunRequest,
+        status: RunStatus,
+    ) -> Result<Run, StorageError> {
         let (partition_key, partition_key_end) = plan.partition.bounds();
         let run_id = RunId::new();
         let run = self
             .storage
             .create_run(&NewRun {
                 run_id,
-                status: RunStatus::Queued,
+                status,
                 selection: request.selection.clone(),
                 asset_keys: plan.asset_keys.clone(),
                 partition_key,
@@ -117,7 +134,7 @@ impl Executor {
             })
             .await?;
         self.storage
-            .append_events(&[now_event(run_id, EventKind::RunEnqueued)])
+            .append_events(&[now_event(run_id, EventKind::for_run_status(status))])
             .await?;
         Ok(run)
     }

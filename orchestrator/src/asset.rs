@@ -348,6 +348,16 @@ pub struct AssetSpec {
     /// Definition metadata shown in the catalog (a dbt model's SQL path, say).
     pub metadata: Metadata,
     pub checks: Vec<CheckSpec>,
+    /// How stale the asset may become before the daemon reports it.
+    pub freshness: Option<FreshnessPolicy>,
+}
+
+/// How old an asset's data may become: for a time-partitioned asset, how long after a
+/// partition's window ends it must be materialized (the latest materialized partition must end
+/// within `max_lag` of now); for any other asset, the age of its latest materialization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FreshnessPolicy {
+    pub max_lag: Duration,
 }
 
 /// The group of assets that name none.
@@ -367,6 +377,7 @@ impl AssetSpec {
             partitions: None,
             metadata: Metadata::new(),
             checks: Vec::new(),
+            freshness: None,
         }
     }
 }
@@ -597,6 +608,12 @@ impl AssetBuilder {
 
     pub fn check(mut self, check: CheckSpec) -> Self {
         self.spec.checks.push(check);
+        self
+    }
+
+    /// Declares how stale the asset may become before the daemon reports it.
+    pub fn freshness(mut self, max_lag: Duration) -> Self {
+        self.spec.freshness = Some(FreshnessPolicy { max_lag });
         self
     }
 

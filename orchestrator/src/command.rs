@@ -54,6 +54,8 @@ pub struct CommandAssetConfig {
     pub pool: Option<String>,
     #[serde(default)]
     pub checks: Vec<CommandCheckConfig>,
+    /// How stale the asset may become before the daemon reports it: `90s`, `15m`, `2h`, `1d`.
+    pub freshness: Option<String>,
 }
 
 /// `partitions = { hourly = "2026-11-01-00:00", timezone = "UTC" }`, `{ daily = ... }` or
@@ -180,6 +182,12 @@ fn definition(
     }
     if let Some(pool) = &config.pool {
         builder = builder.pool(pool);
+    }
+    if let Some(freshness) = &config.freshness {
+        builder = builder.freshness(
+            crate::daemon::freshness::parse_duration(freshness)
+                .map_err(|e| invalid(format!("freshness: {e}")))?,
+        );
     }
     for check in &config.checks {
         let severity = match &check.severity {

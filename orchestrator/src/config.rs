@@ -49,6 +49,35 @@ struct FileConfig {
     schedules: Vec<ScheduleConfig>,
     #[serde(default)]
     daemon: DaemonFile,
+    #[serde(default, rename = "sensor")]
+    sensors: Vec<SensorConfig>,
+    #[serde(default)]
+    notifications: NotificationsFile,
+}
+
+/// One `[[sensor]]` table of `orch.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SensorConfig {
+    pub name: String,
+    /// `lake` (late files re-materialize their hour) or `run_failure` (failed runs go to the
+    /// webhook).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `lake`: the lake's root folder (relative to the project).
+    pub path: Option<PathBuf>,
+    /// For `lake`: the asset of a topic's raw partitions (default `raw/{topic}`).
+    pub asset: Option<String>,
+    /// For `lake`: what to re-materialize (default `{asset}*`).
+    pub selection: Option<String>,
+    /// How often it is evaluated, in seconds.
+    pub interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationsFile {
+    webhook_url: Option<String>,
 }
 
 /// One `[[schedule]]` table of `orch.toml`.
@@ -129,6 +158,37 @@ pub struct Config {
     /// Schedules declared in `orch.toml`.
     pub schedules: Vec<ScheduleConfig>,
     pub daemon: DaemonSettings,
+    /// Sensors declared in `orch.toml`.
+    pub sensors: Vec<SensorConfig>,
+    /// Where notifications are posted (`ORCH_WEBHOOK_URL` overrides it).
+    pub webhook_url: Option<Secret>,
+}
+
+/// A secret setting: its `Debug` and `Display` print `***`, so it cannot reach a log by
+/// accident; `expose` gives the value to the one place that uses it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 /// How runs execute.
@@ -253,6 +313,10 @@ impl Config {
                 heartbeat_secs: parsed.daemon.heartbeat_secs,
                 expired_runs: parsed.daemon.expired_runs,
             },
+            sensors: parsed.sensors,
+            webhook_url: env("ORCH_WEBHOOK_URL")
+                .or(parsed.notifications.webhook_url)
+                .map(Secret),
         })
     }
 }
@@ -274,6 +338,21 @@ mod tests {
         assert_eq!(config.database_url, "sqlite:///p/.orch/orch.db");
         assert_eq!(config.execution.max_concurrent, 16);
         assert!(config.builtin_assets);
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let config = Config::from_toml(
+            Path::new("/p"),
+            "[notifications]\nwebhook_url = 'https://hooks.example/T000/s3cret'",
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(
+            config.webhook_url.as_ref().map(Secret::expose),
+            Some("https://hooks.example/T000/s3cret")
+        );
     }
 
     #[test]

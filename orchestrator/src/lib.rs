@@ -16,6 +16,7 @@ pub mod event;
 pub mod execute;
 pub mod graph;
 pub mod metadata;
+pub mod notify;
 pub mod partitions;
 pub mod plan;
 pub mod run;

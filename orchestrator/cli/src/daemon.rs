@@ -91,7 +91,8 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
         }
     };
     let id = daemon_config.id.clone();
-    let daemon = Daemon::new(
+    let sensors = project::sensors(&config)?;
+    let mut daemon = Daemon::new(
         storage,
         graph,
         defs.resources.clone(),
@@ -99,11 +100,18 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
         daemon_config,
         Arc::new(SystemClock),
     )
+    .and_then(|d| d.with_sensors(sensors))
     .map_err(|e| Failure::Usage(e.to_string()))?;
+    if let Some(url) = &config.webhook_url {
+        let notifier = orch::notify::WebhookNotifier::new(url.expose())
+            .map_err(|e| Failure::Usage(format!("[notifications] webhook_url: {e}")))?;
+        daemon = daemon.with_notifier(Arc::new(notifier));
+    }
     eprintln!(
-        "orch daemon {id}: run history at {}, {} schedule(s); Ctrl-C stops claiming and waits for runs in flight, a second Ctrl-C cancels them",
+        "orch daemon {id}: run history at {}, {} schedule(s), {} sensor(s); Ctrl-C stops claiming and waits for runs in flight, a second Ctrl-C cancels them",
         orch::storage::redact_url(&config.database_url),
-        daemon.schedules().len()
+        daemon.schedules().len(),
+        daemon.sensors().len()
     );
     let shutdown = CancellationToken::new();
     let cancel_runs = CancellationToken::new();
@@ -144,7 +152,7 @@ pub enum SchedulesCommand {
     On { name: String },
     /// Switch a schedule off.
     Off { name: String },
-    /// A schedule's tick history, newest first.
+    /// A schedule's (or a sensor's) tick history, newest first.
     Ticks {
         name: String,
         #[arg(long, default_value_t = 20)]

@@ -48,6 +48,58 @@ pub fn schedules(
     Ok(schedules)
 }
 
+/// The sensors of orch.toml.
+pub fn sensors(config: &Config) -> Result<Vec<std::sync::Arc<dyn orch::daemon::Sensor>>, Failure> {
+    use orch::daemon::{LakeSensor, RunFailureSensor};
+    let mut out: Vec<std::sync::Arc<dyn orch::daemon::Sensor>> = Vec::new();
+    for sensor in &config.sensors {
+        let invalid = |message: String| {
+            Failure::Usage(format!(
+                "in {}: sensor `{}`: {message}",
+                config_name(config),
+                sensor.name
+            ))
+        };
+        let interval = sensor.interval_secs.map(std::time::Duration::from_secs);
+        match sensor.kind.as_str() {
+            "lake" => {
+                let path = sensor.path.as_ref().ok_or_else(|| {
+                    invalid("a lake sensor needs `path`, the lake's root folder".into())
+                })?;
+                let mut lake = LakeSensor::new(&sensor.name, &config.root.join(path));
+                if let Some(template) = &sensor.asset {
+                    lake = lake.asset_template(template);
+                }
+                if let Some(template) = &sensor.selection {
+                    lake = lake.selection_template(template);
+                }
+                if let Some(every) = interval {
+                    lake = lake.interval(every);
+                }
+                out.push(std::sync::Arc::new(lake));
+            }
+            "run_failure" => {
+                if config.webhook_url.is_none() {
+                    return Err(invalid(
+                        "a run_failure sensor posts to a webhook: set [notifications] webhook_url or ORCH_WEBHOOK_URL".into(),
+                    ));
+                }
+                let mut failures = RunFailureSensor::new(&sensor.name);
+                if let Some(every) = interval {
+                    failures = failures.interval(every);
+                }
+                out.push(std::sync::Arc::new(failures));
+            }
+            other => {
+                return Err(invalid(format!(
+                    "unknown sensor type `{other}` (use lake or run_failure)"
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The validated asset graph.
 pub fn graph(config: &Config) -> Result<(Definitions, Arc<AssetGraph>), Failure> {
     let defs = definitions(config)?;

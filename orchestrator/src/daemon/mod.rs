@@ -11,7 +11,9 @@
 //!   events, and re-queued as a new run when the policy says so.
 
 pub mod clock;
+pub mod freshness;
 pub mod schedule;
+pub mod sensor;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -35,9 +37,14 @@ use crate::storage::{
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use schedule::{Catchup, PartitionRule, ScheduleDefinition, ScheduleError};
+pub use sensor::{LakeSensor, RunFailureSensor, Sensor, SensorContext, SensorOutput};
+
+use crate::notify::{Notification, Notifier};
 
 /// The tag naming the tick a scheduled run was requested for.
 pub const TICK_TAG: &str = "orch/tick";
+/// The tag naming the sensor that requested a run.
+pub const SENSOR_TAG: &str = "orch/sensor";
 /// The tag naming the run a re-queued run replaces.
 pub const RETRY_OF_TAG: &str = "orch/retry_of";
 
@@ -69,6 +76,8 @@ pub struct DaemonConfig {
     pub poll: Duration,
     /// How often schedules are evaluated and expired leases reaped.
     pub schedule_interval: Duration,
+    /// How often assets' freshness policies are checked.
+    pub freshness_interval: Duration,
     pub expired: ExpiredPolicy,
     pub execution: ExecutionConfig,
     pub pools: BTreeMap<String, usize>,
@@ -88,6 +97,7 @@ impl Default for DaemonConfig {
             heartbeat: Duration::from_secs(5),
             poll: Duration::from_secs(1),
             schedule_interval: Duration::from_secs(1),
+            freshness_interval: Duration::from_secs(30),
             expired: ExpiredPolicy::Fail,
             execution: ExecutionConfig::default(),
             pools: BTreeMap::new(),
@@ -115,6 +125,10 @@ pub struct Daemon {
     config: DaemonConfig,
     clock: Arc<dyn Clock>,
     started_at: DateTime<Utc>,
+    sensors: Vec<Arc<dyn Sensor>>,
+    notifier: Option<Arc<dyn Notifier>>,
+    /// When each sensor, and the freshness check, last ran in this daemon.
+    last_evaluated: std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>,
 }
 
 /// Builds the plan of a stored run: its resolved asset keys over its partitions.
@@ -179,7 +193,250 @@ impl Daemon {
             config,
             clock,
             started_at,
+            sensors: Vec::new(),
+            notifier: None,
+            last_evaluated: std::sync::Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Adds sensors (their names must differ from each other and from the schedules').
+    pub fn with_sensors(mut self, sensors: Vec<Arc<dyn Sensor>>) -> Result<Daemon, DaemonError> {
+        let mut names: BTreeSet<String> = self.schedules.iter().map(|s| s.name.clone()).collect();
+        for sensor in &sensors {
+            if !names.insert(sensor.name().to_owned()) {
+                return Err(DaemonError::DuplicateSchedule {
+                    name: sensor.name().to_owned(),
+                });
+            }
+        }
+        self.sensors = sensors;
+        Ok(self)
+    }
+
+    /// Where notifications (sensors', freshness violations) go.
+    pub fn with_notifier(mut self, notifier: Arc<dyn Notifier>) -> Daemon {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    pub fn sensors(&self) -> &[Arc<dyn Sensor>] {
+        &self.sensors
+    }
+
+    /// Whether `name` is due (its interval has passed since this daemon last ran it), and if
+    /// so marks it as run now.
+    fn due(&self, name: &str, every: Duration, now: DateTime<Utc>) -> bool {
+        let mut last = self.last_evaluated.lock().expect("evaluation times lock");
+        let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+        match last.get(name) {
+            Some(t) if now - *t < every => false,
+            _ => {
+                last.insert(name.to_owned(), now);
+                true
+            }
+        }
+    }
+
+    async fn send(&self, notification: &Notification) -> Result<(), String> {
+        match &self.notifier {
+            Some(notifier) => notifier
+                .notify(notification)
+                .await
+                .map_err(|e| e.to_string()),
+            None => {
+                tracing::info!(kind = %notification.kind, "{}", notification.text);
+                Ok(())
+            }
+        }
+    }
+
+    /// Evaluates the sensors that are due: their run requests are queued and their
+    /// notifications sent, each once across daemons (as a tick of the sensor). Returns the
+    /// ticks this call recorded.
+    pub async fn evaluate_sensors(&self) -> Result<Vec<TickRecord>, StorageError> {
+        let now = self.clock.now();
+        let mut recorded = Vec::new();
+        for sensor in &self.sensors {
+            if !self.due(sensor.name(), sensor.interval(), now) {
+                continue;
+            }
+            let cursor = self.storage.sensor_cursor(sensor.name()).await?;
+            let ctx = SensorContext {
+                storage: self.storage.as_ref(),
+                graph: &self.graph,
+                now,
+            };
+            let output = match sensor.evaluate(&ctx, cursor).await {
+                Ok(output) => output,
+                Err(e) => {
+                    tracing::warn!(sensor = sensor.name(), error = %e, "sensor evaluation failed");
+                    continue;
+                }
+            };
+            for request in &output.run_requests {
+                let record = self.record_sensor_run(sensor.name(), request, now).await?;
+                if let TickRecord::Recorded(tick) = &record {
+                    tracing::info!(sensor = sensor.name(), run = ?tick.run_id.map(|r| r.to_string()), reason = %request.reason, "sensor requested a run");
+                }
+                recorded.push(record);
+            }
+            for item in &output.notifications {
+                let record = self
+                    .storage
+                    .record_tick(
+                        sensor.name(),
+                        item.key_time,
+                        None,
+                        TickStatus::Notified,
+                        Some(&item.notification.text),
+                        now,
+                    )
+                    .await?;
+                if matches!(record, TickRecord::Recorded(_))
+                    && let Err(e) = self.send(&item.notification).await
+                {
+                    tracing::warn!(sensor = sensor.name(), error = %e, "notification not delivered");
+                }
+                recorded.push(record);
+            }
+            if let Some(cursor) = &output.cursor {
+                self.storage
+                    .set_sensor_cursor(sensor.name(), cursor, now)
+                    .await?;
+            }
+        }
+        Ok(recorded)
+    }
+
+    async fn record_sensor_run(
+        &self,
+        sensor: &str,
+        request: &sensor::SensorRunRequest,
+        now: DateTime<Utc>,
+    ) -> Result<TickRecord, StorageError> {
+        let planned = crate::selection::Selection::parse(&request.selection)
+            .map_err(|e| e.to_string())
+            .and_then(|s| s.resolve(&self.graph).map_err(|e| e.to_string()))
+            .and_then(|selected| {
+                plan::plan(&self.graph, &selected, &request.partition).map_err(|e| e.to_string())
+            });
+        match planned {
+            Ok(plan) => {
+                let (partition_key, partition_key_end) = plan.partition.bounds();
+                let mut tags = BTreeMap::new();
+                tags.insert(SENSOR_TAG.to_owned(), sensor.to_owned());
+                let run = NewRun {
+                    run_id: RunId::new(),
+                    status: RunStatus::Queued,
+                    selection: request.selection.clone(),
+                    asset_keys: plan.asset_keys.clone(),
+                    partition_key,
+                    partition_key_end,
+                    tags,
+                    parent_run_id: None,
+                    root_run_id: None,
+                    created_at: now,
+                };
+                self.storage
+                    .record_tick(
+                        sensor,
+                        request.key_time,
+                        Some(&run),
+                        TickStatus::Requested,
+                        Some(&request.reason),
+                        now,
+                    )
+                    .await
+            }
+            Err(reason) => {
+                self.storage
+                    .record_tick(
+                        sensor,
+                        request.key_time,
+                        None,
+                        TickStatus::Skipped,
+                        Some(&reason),
+                        now,
+                    )
+                    .await
+            }
+        }
+    }
+
+    /// Checks every asset that has a freshness policy: a newly stale asset opens a violation
+    /// (once across daemons) and is notified; a violation whose asset is fresh again is
+    /// resolved and notified. Returns the notifications this call sent.
+    pub async fn check_freshness(&self) -> Result<Vec<Notification>, StorageError> {
+        let now = self.clock.now();
+        let mut sent = Vec::new();
+        for spec in self.graph.specs() {
+            let Some(policy) = spec.freshness else {
+                continue;
+            };
+            let partitions = self
+                .storage
+                .asset_partitions(std::slice::from_ref(&spec.key))
+                .await?;
+            let notification = match freshness::evaluate(spec, policy, &partitions, now) {
+                freshness::Freshness::Fresh => {
+                    if !self
+                        .storage
+                        .resolve_freshness_violation(&spec.key, now)
+                        .await?
+                    {
+                        continue;
+                    }
+                    Notification {
+                        kind: "freshness_recovered".into(),
+                        text: format!("orch: `{}` is fresh again", spec.key),
+                        details: serde_json::json!({ "asset_key": spec.key.to_string() }),
+                    }
+                }
+                freshness::Freshness::Stale {
+                    latest_partition,
+                    latest_materialized_at,
+                    message,
+                } => {
+                    let max_lag = i64::try_from(policy.max_lag.as_secs()).unwrap_or(i64::MAX);
+                    let opened = self
+                        .storage
+                        .open_freshness_violation(
+                            &spec.key,
+                            now,
+                            latest_partition.as_deref(),
+                            latest_materialized_at,
+                            max_lag,
+                            &message,
+                        )
+                        .await?;
+                    if !opened {
+                        continue;
+                    }
+                    Notification {
+                        kind: "freshness_violation".into(),
+                        text: format!("orch: {message}"),
+                        details: serde_json::json!({
+                            "asset_key": spec.key.to_string(),
+                            "latest_partition": latest_partition,
+                            "latest_materialized_at": latest_materialized_at.map(|t| t.to_rfc3339()),
+                            "max_lag_secs": max_lag,
+                        }),
+                    }
+                }
+            };
+            match self.send(&notification).await {
+                Ok(()) => {
+                    if notification.kind == "freshness_violation" {
+                        self.storage.mark_violation_notified(&spec.key, now).await?;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(asset = %spec.key, error = %e, "freshness notification not delivered")
+                }
+            }
+            sent.push(notification);
+        }
+        Ok(sent)
     }
 
     pub fn config(&self) -> &DaemonConfig {
@@ -222,6 +479,17 @@ impl Daemon {
             }
             if let Err(e) = self.reap_expired().await {
                 tracing::warn!(error = %e, "reaping expired leases failed; retrying");
+            }
+            if let Err(e) = self.evaluate_sensors().await {
+                tracing::warn!(error = %e, "evaluating sensors failed; retrying");
+            }
+            if self.due(
+                "orch/freshness",
+                self.config.freshness_interval,
+                self.clock.now(),
+            ) && let Err(e) = self.check_freshness().await
+            {
+                tracing::warn!(error = %e, "checking freshness failed; retrying");
             }
             tokio::select! {
                 () = stop.cancelled() => return,

@@ -179,6 +179,8 @@ pub enum TickStatus {
     Requested,
     /// No run: the tick's request could not be planned, or the policy skipped it.
     Skipped,
+    /// A sensor's notification was sent (the tick's message says what).
+    Notified,
 }
 
 impl TickStatus {
@@ -186,6 +188,7 @@ impl TickStatus {
         match self {
             TickStatus::Requested => "REQUESTED",
             TickStatus::Skipped => "SKIPPED",
+            TickStatus::Notified => "NOTIFIED",
         }
     }
 }

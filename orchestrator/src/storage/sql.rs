@@ -271,12 +271,14 @@ pub(super) struct TickRow {
 
 impl TickRow {
     pub(super) fn into_tick(self) -> Result<Tick> {
-        let status = [TickStatus::Requested, TickStatus::Skipped]
-            .into_iter()
-            .find(|s| s.as_str() == self.status)
-            .ok_or_else(|| {
-                StorageError::Corrupt(format!("unknown tick status `{}`", self.status))
-            })?;
+        let status = [
+            TickStatus::Requested,
+            TickStatus::Skipped,
+            TickStatus::Notified,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == self.status)
+        .ok_or_else(|| StorageError::Corrupt(format!("unknown tick status `{}`", self.status)))?;
         Ok(Tick {
             schedule: self.schedule,
             tick_time: time(self.tick_time)?,

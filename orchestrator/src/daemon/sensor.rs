@@ -1,0 +1,358 @@
+//! Sensors: evaluated by the daemon on an interval with a stored cursor, they request runs or
+//! send notifications. Every request and notification is recorded as a tick of the sensor,
+//! keyed by the time of what caused it, so that several daemons evaluating one sensor act on
+//! it once (the tick's key is unique, as a schedule's is).
+//!
+//! Built in: [`LakeSensor`] (late files in an hour of the lake that was already loaded request
+//! that hour's re-materialization) and [`RunFailureSensor`] (failed runs are posted to the
+//! webhook).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::asset::AssetKey;
+use crate::event::EventKind;
+use crate::graph::AssetGraph;
+use crate::notify::Notification;
+use crate::plan::PartitionRequest;
+use crate::storage::Storage;
+
+/// A run a sensor asks for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SensorRunRequest {
+    /// The selection, in the selection syntax.
+    pub selection: String,
+    pub partition: PartitionRequest,
+    /// The tick key: the time of what caused the request (unique per sensor).
+    pub key_time: DateTime<Utc>,
+    /// Why, for the tick history.
+    pub reason: String,
+}
+
+/// A notification a sensor asks to send, with its tick key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SensorNotification {
+    pub key_time: DateTime<Utc>,
+    pub notification: Notification,
+}
+
+/// What one evaluation produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SensorOutput {
+    /// The cursor to store (unchanged if `None`).
+    pub cursor: Option<String>,
+    pub run_requests: Vec<SensorRunRequest>,
+    pub notifications: Vec<SensorNotification>,
+}
+
+/// What a sensor sees.
+pub struct SensorContext<'a> {
+    pub storage: &'a dyn Storage,
+    pub graph: &'a AssetGraph,
+    pub now: DateTime<Utc>,
+}
+
+/// A sensor.
+#[async_trait]
+pub trait Sensor: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn interval(&self) -> Duration;
+    /// Evaluates once from `cursor` (the last stored one).
+    async fn evaluate(
+        &self,
+        ctx: &SensorContext<'_>,
+        cursor: Option<String>,
+    ) -> Result<SensorOutput, String>;
+}
+
+/// Watches a lake laid out as `{root}/raw/{topic}/date=YYYY-MM-DD/hour=HH/{file}` (the layout
+/// the streaming workers and eventsim write). When files of an hour change after that hour's
+/// raw asset was materialized (late events), it requests the hour's re-materialization of
+/// `selection` (by default the raw asset and everything downstream). Hours never loaded are
+/// left to the schedule.
+#[derive(Clone, Debug)]
+pub struct LakeSensor {
+    name: String,
+    root: PathBuf,
+    /// The asset of a topic's raw partitions: `{topic}` is replaced (`raw/{topic}`).
+    asset_template: String,
+    /// What to re-materialize: `{asset}` is replaced (`{asset}*`).
+    selection_template: String,
+    interval: Duration,
+}
+
+impl LakeSensor {
+    pub fn new(name: &str, root: &Path) -> LakeSensor {
+        LakeSensor {
+            name: name.to_owned(),
+            root: root.to_path_buf(),
+            asset_template: "raw/{topic}".to_owned(),
+            selection_template: "{asset}*".to_owned(),
+            interval: Duration::from_secs(30),
+        }
+    }
+
+    pub fn asset_template(mut self, template: &str) -> Self {
+        template.clone_into(&mut self.asset_template);
+        self
+    }
+
+    pub fn selection_template(mut self, template: &str) -> Self {
+        template.clone_into(&mut self.selection_template);
+        self
+    }
+
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+}
+
+/// The newest modification time of the files of each (topic, hour key) under `root/raw`.
+fn scan_lake(root: &Path) -> std::io::Result<BTreeMap<(String, String), DateTime<Utc>>> {
+    let mut newest = BTreeMap::new();
+    let raw = root.join("raw");
+    let Ok(topics) = std::fs::read_dir(&raw) else {
+        return Ok(newest);
+    };
+    for topic in topics.flatten() {
+        let topic_name = topic.file_name().to_string_lossy().into_owned();
+        let Ok(dates) = std::fs::read_dir(topic.path()) else {
+            continue;
+        };
+        for date in dates.flatten() {
+            let date_name = date.file_name().to_string_lossy().into_owned();
+            let Some(day) = date_name.strip_prefix("date=") else {
+                continue;
+            };
+            let Ok(hours) = std::fs::read_dir(date.path()) else {
+                continue;
+            };
+            for hour in hours.flatten() {
+                let hour_name = hour.file_name().to_string_lossy().into_owned();
+                let Some(hh) = hour_name.strip_prefix("hour=") else {
+                    continue;
+                };
+                let key = format!("{day}-{hh}:00");
+                let Ok(files) = std::fs::read_dir(hour.path()) else {
+                    continue;
+                };
+                for file in files.flatten() {
+                    let name = file.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') || name.ends_with(".tmp") {
+                        continue;
+                    }
+                    let Ok(meta) = file.metadata() else { continue };
+                    if !meta.is_file() {
+                        continue;
+                    }
+                    let modified: DateTime<Utc> = meta.modified()?.into();
+                    let entry = newest
+                        .entry((topic_name.clone(), key.clone()))
+                        .or_insert(modified);
+                    if modified > *entry {
+                        *entry = modified;
+                    }
+                }
+            }
+        }
+    }
+    Ok(newest)
+}
+
+#[async_trait]
+impl Sensor for LakeSensor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    async fn evaluate(
+        &self,
+        ctx: &SensorContext<'_>,
+        cursor: Option<String>,
+    ) -> Result<SensorOutput, String> {
+        // The cursor: for each "topic|hour", the newest file time already acted on.
+        let mut handled: BTreeMap<String, i64> = match &cursor {
+            Some(c) => serde_json::from_str(c).map_err(|e| format!("unreadable cursor: {e}"))?,
+            None => BTreeMap::new(),
+        };
+        let root = self.root.clone();
+        let newest = tokio::task::spawn_blocking(move || scan_lake(&root))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot list the lake at {}: {e}", self.root.display()))?;
+        let mut by_asset: BTreeMap<AssetKey, Vec<(String, String, DateTime<Utc>)>> =
+            BTreeMap::new();
+        for ((topic, key), modified) in newest {
+            let asset = self.asset_template.replace("{topic}", &topic);
+            let Ok(asset) = AssetKey::parse(&asset) else {
+                continue;
+            };
+            if !ctx.graph.contains(&asset) {
+                continue;
+            }
+            by_asset
+                .entry(asset)
+                .or_default()
+                .push((topic, key, modified));
+        }
+        let mut output = SensorOutput::default();
+        for (asset, hours) in by_asset {
+            let loaded: BTreeMap<String, DateTime<Utc>> = ctx
+                .storage
+                .asset_partitions(std::slice::from_ref(&asset))
+                .await
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter_map(|r| Some((r.partition_key?, r.materialization?.timestamp)))
+                .collect();
+            for (topic, key, modified) in hours {
+                let Some(loaded_at) = loaded.get(&key) else {
+                    continue;
+                };
+                let slot = format!("{topic}|{key}");
+                let seen = handled.get(&slot).copied().unwrap_or(i64::MIN);
+                let micros = modified.timestamp_micros();
+                if modified > *loaded_at && micros > seen {
+                    output.run_requests.push(SensorRunRequest {
+                        selection: self.selection_template.replace("{asset}", &asset.to_string()),
+                        partition: PartitionRequest::Key(key.clone()),
+                        key_time: modified,
+                        reason: format!(
+                            "files of {topic} for {key} changed at {} after the hour was loaded at {}",
+                            modified.to_rfc3339(),
+                            loaded_at.to_rfc3339()
+                        ),
+                    });
+                    handled.insert(slot, micros);
+                }
+            }
+        }
+        // Forget hours older than a month, so that the cursor stays small.
+        let horizon = (ctx.now - chrono::Duration::days(31)).timestamp_micros();
+        handled.retain(|_, t| *t >= horizon);
+        output.cursor = Some(serde_json::to_string(&handled).map_err(|e| e.to_string())?);
+        Ok(output)
+    }
+}
+
+/// Posts every failed run to the webhook (the run-status sensor). Its cursor is the id of the
+/// last RUN_FAILURE event it read; on its first evaluation it starts from the present.
+#[derive(Clone, Debug)]
+pub struct RunFailureSensor {
+    name: String,
+    interval: Duration,
+}
+
+impl RunFailureSensor {
+    pub fn new(name: &str) -> RunFailureSensor {
+        RunFailureSensor {
+            name: name.to_owned(),
+            interval: Duration::from_secs(5),
+        }
+    }
+
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+}
+
+#[async_trait]
+impl Sensor for RunFailureSensor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    async fn evaluate(
+        &self,
+        ctx: &SensorContext<'_>,
+        cursor: Option<String>,
+    ) -> Result<SensorOutput, String> {
+        let kinds = [EventKind::RunFailure];
+        let mut after: i64 = match &cursor {
+            Some(c) => c.parse().map_err(|_| format!("unreadable cursor `{c}`"))?,
+            None => {
+                // Start from the present: skip the failures already in the history.
+                let mut last = 0;
+                loop {
+                    let page = ctx
+                        .storage
+                        .events_after(last, &kinds, 1000)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match page.last() {
+                        Some(e) => last = e.id,
+                        None => break,
+                    }
+                }
+                return Ok(SensorOutput {
+                    cursor: Some(last.to_string()),
+                    ..SensorOutput::default()
+                });
+            }
+        };
+        let mut output = SensorOutput::default();
+        let events = ctx
+            .storage
+            .events_after(after, &kinds, 200)
+            .await
+            .map_err(|e| e.to_string())?;
+        for stored in events {
+            after = stored.id;
+            let event = &stored.event;
+            let run = ctx
+                .storage
+                .get_run(event.run_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let reason = event
+                .body
+                .message
+                .clone()
+                .or_else(|| event.body.error.as_ref().map(|e| e.message.clone()))
+                .unwrap_or_else(|| "no reason recorded".to_owned());
+            let (selection, partition) = run
+                .as_ref()
+                .map(|r| (r.selection.clone(), r.partition_display()))
+                .unwrap_or_default();
+            let mut text = format!(
+                "orch: run {} failed: {reason} (selection `{selection}`",
+                event.run_id
+            );
+            if !partition.is_empty() {
+                text.push_str(&format!(", partition {partition}"));
+            }
+            text.push(')');
+            output.notifications.push(SensorNotification {
+                key_time: event.timestamp,
+                notification: Notification {
+                    kind: "run_failure".into(),
+                    text,
+                    details: serde_json::json!({
+                        "run_id": event.run_id.to_string(),
+                        "reason": reason,
+                        "selection": selection,
+                        "partition": partition,
+                        "failed_at": event.timestamp.to_rfc3339(),
+                        "tags": run.map(|r| r.tags).unwrap_or_default(),
+                    }),
+                },
+            });
+        }
+        output.cursor = Some(after.to_string());
+        Ok(output)
+    }
+}

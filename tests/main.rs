@@ -6,5 +6,6 @@ mod cli;
 mod daemon;
 mod execute;
 mod queue;
+mod sensors;
 mod storage;
 mod util;

@@ -308,7 +308,8 @@ pub struct BackfillArgs {
     /// The last partition key, included.
     #[arg(long, required = true)]
     to: Option<String>,
-    /// One run over the whole range instead of one run per partition.
+    /// One run over the whole range instead of one run per partition (the default when
+    /// every selected asset's definition has a single-run backfill policy).
     #[arg(long)]
     single_run: bool,
     #[arg(long)]
@@ -378,7 +379,10 @@ pub async fn backfill(dir: Option<&Path>, args: BackfillArgs) -> CmdResult {
             // Validate the whole range once, and find its keys.
             let whole =
                 plan::plan(&graph, &selected, &range).map_err(|e| Failure::Usage(e.to_string()))?;
-            let requests: Vec<PartitionRequest> = if args.single_run {
+            let all_single_run = selected.iter().all(|k| {
+                graph.definition_of(k).is_some_and(|d| d.backfill == orch::asset::BackfillPolicy::SingleRun)
+            });
+            let requests: Vec<PartitionRequest> = if args.single_run || all_single_run {
                 vec![range.clone()]
             } else {
                 range_keys(&graph, &selected, &from, &to)?

@@ -1,11 +1,15 @@
 //! The executor in process, on a real run history: retries with backoff, skip on failure,
-//! cancellation, concurrency limits and pools, checks, multi-asset steps.
+//! cancellation, concurrency limits and pools (within a run, and across runs and processes),
+//! checks, multi-asset steps.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::Utc;
+use futures::FutureExt;
 use orch::asset::{AssetSpec, Backoff, CheckSpec, RetryPolicy, Severity, asset};
 use orch::config::ExecutionConfig;
 use orch::event::{EventKind, StoredEvent};
@@ -14,13 +18,16 @@ use orch::plan::{self, PartitionRequest};
 use orch::storage::{EventFilter, Storage};
 use orch::{
     AssetContext, AssetGraph, AssetKey, AssetsDefinition, CheckResult, ComputeError,
-    Materialization, Output, Resources, RunStatus, Selection,
+    Materialization, Output, Resources, RunId, RunStatus, Selection,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::util::db;
 
 type Def = AssetsDefinition;
+
+/// How long the slots these tests take for other processes last.
+const SLOT_TTL: Duration = Duration::from_secs(60);
 
 fn noop(key: &str, deps: &[&str]) -> Def {
     asset(key)
@@ -38,23 +45,37 @@ fn failing(key: &str, deps: &[&str], message: &'static str) -> Def {
 
 struct Harness {
     storage: Arc<dyn Storage>,
-    _db: db::TestDb,
+    /// The test's own database, if the harness made it.
+    _db: Option<db::TestDb>,
     config: ExecutionConfig,
     pools: BTreeMap<String, usize>,
+    slot_ttl: Option<Duration>,
 }
 
 impl Harness {
+    /// A harness on a new SQLite run history.
     async fn new() -> Harness {
         let db = db::sqlite().await;
+        Harness::on(db.storage.clone()).owning(db)
+    }
+
+    /// A harness on `storage`, which the caller cleans up.
+    fn on(storage: Arc<dyn Storage>) -> Harness {
         Harness {
-            storage: db.storage.clone(),
-            _db: db,
+            storage,
+            _db: None,
             config: ExecutionConfig {
                 max_concurrent: 8,
                 cancel_grace: Duration::from_secs(5),
             },
             pools: BTreeMap::new(),
+            slot_ttl: None,
         }
+    }
+
+    fn owning(mut self, db: db::TestDb) -> Harness {
+        self._db = Some(db);
+        self
     }
 
     async fn run(
@@ -80,13 +101,16 @@ impl Harness {
             .resolve(&graph)
             .unwrap();
         let plan = plan::plan(&graph, &selected, &request).expect("plan");
-        let executor = Executor::new(
+        let mut executor = Executor::new(
             graph,
             self.storage.clone(),
             Resources::new(),
             self.config.clone(),
             self.pools.clone(),
         );
+        if let Some(ttl) = self.slot_ttl {
+            executor = executor.with_pool_slot_ttl(ttl);
+        }
         let run = executor
             .create_run(
                 &plan,
@@ -378,6 +402,330 @@ async fn concurrency_limit_and_pools_hold() {
     assert_eq!(outcome.run.status, RunStatus::Success);
     assert_eq!(peak.load(Ordering::SeqCst), 3);
     assert_eq!(pool_peak.load(Ordering::SeqCst), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools across runs and processes
+
+/// Counts the steps of a pool that run at once, and how many ran.
+#[derive(Clone, Default)]
+struct PoolGauge {
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    ran: Arc<AtomicUsize>,
+}
+
+impl PoolGauge {
+    /// `n` independent assets `{prefix}{i}` in `pool`, each running for `hold`.
+    fn assets(&self, prefix: &str, n: usize, pool: &str, hold: Duration) -> Vec<Def> {
+        (0..n)
+            .map(|i| {
+                let gauge = self.clone();
+                asset(&format!("{prefix}{i}"))
+                    .pool(pool)
+                    .compute(move |_ctx| {
+                        let gauge = gauge.clone();
+                        async move {
+                            let now = gauge.running.fetch_add(1, Ordering::SeqCst) + 1;
+                            gauge.peak.fetch_max(now, Ordering::SeqCst);
+                            tokio::time::sleep(hold).await;
+                            gauge.running.fetch_sub(1, Ordering::SeqCst);
+                            gauge.ran.fetch_add(1, Ordering::SeqCst);
+                            Ok::<_, ComputeError>(Materialization::new())
+                        }
+                    })
+                    .unwrap()
+            })
+            .collect()
+    }
+}
+
+const WAITING: &str = "waiting for a slot in pool `warehouse`";
+
+/// The steps announced as waiting for a slot of `warehouse`, once each.
+#[track_caller]
+fn announced_waiting(events: &[StoredEvent]) -> Vec<String> {
+    let steps: Vec<String> = events
+        .iter()
+        .filter(|e| e.event.kind == EventKind::EngineEvent)
+        .filter(|e| e.event.body.message.as_deref() == Some(WAITING))
+        .map(|e| e.event.step_key.clone().expect("a step's event"))
+        .collect();
+    let unique: BTreeSet<&String> = steps.iter().collect();
+    assert_eq!(
+        unique.len(),
+        steps.len(),
+        "a step announced twice: {steps:?}"
+    );
+    steps
+}
+
+/// The position of the first event of `kind` of `step`.
+#[track_caller]
+fn position(events: &[StoredEvent], step: &str, kind: EventKind) -> usize {
+    events
+        .iter()
+        .position(|e| e.event.step_key.as_deref() == Some(step) && e.event.kind == kind)
+        .unwrap_or_else(|| panic!("no {kind} of {step}"))
+}
+
+/// Two processes (two storages on one Postgres schema) each run the same four steps of a
+/// pool of limit 1 at the same time: never two of them at once, and both runs succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pool_limit_holds_across_runs_in_two_processes() {
+    let db = db::postgres().await;
+    let other = db.reopen().await;
+    let storage = db.storage.clone();
+    let result = AssertUnwindSafe(async move {
+        let gauge = PoolGauge::default();
+        let hold = Duration::from_millis(50);
+        let mut first = Harness::on(storage.clone());
+        let mut second = Harness::on(other);
+        for h in [&mut first, &mut second] {
+            h.pools.insert("warehouse".into(), 1);
+        }
+        let mut defs_first = gauge.assets("load_", 4, "warehouse", hold);
+        defs_first.push(noop("unpooled", &[]));
+        let defs_second = gauge.assets("load_", 4, "warehouse", hold);
+        let ((outcome_1, events_1), (outcome_2, events_2)) = tokio::join!(
+            first.run(defs_first, "*", CancellationToken::new()),
+            second.run(defs_second, "*", CancellationToken::new()),
+        );
+        assert_eq!(outcome_1.run.status, RunStatus::Success);
+        assert_eq!(outcome_2.run.status, RunStatus::Success);
+        assert_eq!(gauge.ran.load(Ordering::SeqCst), 8);
+        assert_eq!(
+            gauge.peak.load(Ordering::SeqCst),
+            1,
+            "two steps of a pool of limit 1 ran at once"
+        );
+        // Each run's steps of the pool but the one that got the slot first waited (for the
+        // other run, or for their own run's step), and said so once.
+        let waited_1 = announced_waiting(&events_1);
+        let waited_2 = announced_waiting(&events_2);
+        assert!(
+            waited_1.len() >= 3 && waited_2.len() >= 3 && waited_1.len() + waited_2.len() >= 7,
+            "waited: {waited_1:?} and {waited_2:?}"
+        );
+        assert!(!waited_1.contains(&"unpooled".to_owned()));
+        assert!(storage.pool_usage(Utc::now()).await.unwrap().is_empty());
+    })
+    .catch_unwind()
+    .await;
+    db.cleanup().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// Another process holds the pool's only slot: the pool's step waits (announced once,
+/// though it asks several times) while the other steps run, and starts once the slot is
+/// given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_waiting_for_a_slot_does_not_hold_up_the_others() {
+    let mut h = Harness::new().await;
+    h.pools.insert("warehouse".into(), 1);
+    let elsewhere = RunId::new();
+    assert!(
+        h.storage
+            .try_acquire_pool_slot("warehouse", 1, elsewhere, "x", Utc::now(), SLOT_TTL)
+            .await
+            .unwrap()
+    );
+    let storage = h.storage.clone();
+    let released_at = Arc::new(std::sync::OnceLock::new());
+    let released = released_at.clone();
+    // Once the unpooled steps are done, the other process gives the slot back.
+    let after = asset("after")
+        .deps(["free"])
+        .compute(move |_ctx| {
+            let (storage, released) = (storage.clone(), released.clone());
+            async move {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    released.set(Instant::now()).unwrap();
+                    storage
+                        .release_pool_slot("warehouse", elsewhere, "x")
+                        .await
+                        .unwrap();
+                });
+                Ok::<_, ComputeError>(Materialization::new())
+            }
+        })
+        .unwrap();
+    let started = Arc::new(std::sync::OnceLock::new());
+    let start = started.clone();
+    let pooled = asset("pooled")
+        .pool("warehouse")
+        .compute(move |_ctx| {
+            let start = start.clone();
+            async move {
+                start.set(Instant::now()).unwrap();
+                Ok::<_, ComputeError>(Materialization::new())
+            }
+        })
+        .unwrap();
+    let defs = vec![pooled, noop("free", &[]), after];
+    let (outcome, events) = h.run(defs, "*", CancellationToken::new()).await;
+    assert_eq!(outcome.run.status, RunStatus::Success);
+    assert!(started.get().unwrap() > released_at.get().unwrap());
+    assert_eq!(announced_waiting(&events), ["pooled"]);
+    let waiting = position(&events, "pooled", EventKind::EngineEvent);
+    assert_eq!(
+        events[waiting].event.body.metadata.get("pool"),
+        Some(&"warehouse".into())
+    );
+    // Announced in the first pass over the ready steps, before `after` could be ready.
+    assert!(waiting < position(&events, "after", EventKind::StepStart));
+    assert!(
+        position(&events, "after", EventKind::StepSuccess)
+            < position(&events, "pooled", EventKind::StepStart)
+    );
+    assert!(h.storage.pool_usage(Utc::now()).await.unwrap().is_empty());
+}
+
+/// A run canceled while its step waits for a slot ends at once; the step never starts and
+/// the slot held elsewhere is left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_canceled_while_its_step_waits_for_a_slot_ends() {
+    let mut h = Harness::new().await;
+    h.pools.insert("warehouse".into(), 1);
+    let elsewhere = RunId::new();
+    assert!(
+        h.storage
+            .try_acquire_pool_slot("warehouse", 1, elsewhere, "x", Utc::now(), SLOT_TTL)
+            .await
+            .unwrap()
+    );
+    let pooled = asset("pooled")
+        .pool("warehouse")
+        .compute(|_ctx| async { Ok::<_, ComputeError>(Materialization::new()) })
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        trigger.cancel();
+    });
+    let start = Instant::now();
+    let (outcome, events) = h.run(vec![pooled], "*", cancel).await;
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(outcome.run.status, RunStatus::Canceled);
+    assert_eq!(status_of(&outcome, "pooled"), StepStatus::NotStarted);
+    assert_eq!(announced_waiting(&events), ["pooled"]);
+    assert_eq!(
+        h.storage.pool_usage(Utc::now()).await.unwrap(),
+        [("warehouse".to_owned(), 1)]
+    );
+}
+
+/// A step gives its slot back however it ends: failed, panicked, succeeded or canceled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slots_are_given_back_however_steps_end() {
+    let mut h = Harness::new().await;
+    h.pools.insert("warehouse".into(), 1);
+    let in_pool = |def: Def| def.with_pool("warehouse");
+    let panicking = asset("panics")
+        .compute(|_ctx| async {
+            if true {
+                panic!("boom");
+            }
+            Ok::<_, ComputeError>(Materialization::new())
+        })
+        .unwrap();
+    let defs = vec![
+        in_pool(failing("fails", &[], "no")),
+        in_pool(panicking),
+        in_pool(noop("succeeds", &[])),
+        in_pool(noop("later", &["succeeds"])),
+    ];
+    let (outcome, _) = h.run(defs, "*", CancellationToken::new()).await;
+    assert_eq!(outcome.run.status, RunStatus::Failure);
+    assert_eq!(status_of(&outcome, "fails"), StepStatus::Failed);
+    assert_eq!(status_of(&outcome, "panics"), StepStatus::Failed);
+    assert_eq!(status_of(&outcome, "later"), StepStatus::Succeeded);
+    assert!(h.storage.pool_usage(Utc::now()).await.unwrap().is_empty());
+
+    let waiting = asset("waits_for_cancel")
+        .pool("warehouse")
+        .compute(|ctx: AssetContext| async move {
+            ctx.cancellation().cancelled().await;
+            Err::<Materialization, _>(ComputeError::canceled())
+        })
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let storage = h.storage.clone();
+    tokio::spawn(async move {
+        // Canceled once it holds the slot.
+        while storage.pool_usage(Utc::now()).await.unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        trigger.cancel();
+    });
+    let (outcome, _) = h.run(vec![waiting], "*", cancel).await;
+    assert_eq!(outcome.run.status, RunStatus::Canceled);
+    assert_eq!(
+        status_of(&outcome, "waits_for_cancel"),
+        StepStatus::Canceled
+    );
+    assert!(h.storage.pool_usage(Utc::now()).await.unwrap().is_empty());
+}
+
+/// A step that runs longer than a slot's time to live keeps its slot: the executor renews
+/// it, so another process never gets in meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_step_keeps_its_slot_by_renewing_it() {
+    let mut h = Harness::new().await;
+    h.pools.insert("warehouse".into(), 1);
+    let ttl = Duration::from_secs(1);
+    h.slot_ttl = Some(ttl);
+    let running = Arc::new(AtomicUsize::new(0));
+    let flag = running.clone();
+    let long = asset("long")
+        .pool("warehouse")
+        .compute(move |_ctx| {
+            let flag = flag.clone();
+            async move {
+                flag.store(1, Ordering::SeqCst);
+                tokio::time::sleep(ttl * 5 / 2).await;
+                flag.store(2, Ordering::SeqCst);
+                Ok::<_, ComputeError>(Materialization::new())
+            }
+        })
+        .unwrap();
+    // Another process tries for the slot all along.
+    let storage = h.storage.clone();
+    let watched = running.clone();
+    let intruder = tokio::spawn(async move {
+        let (mut tries, mut got) = (0, 0);
+        while watched.load(Ordering::SeqCst) < 2 {
+            if watched.load(Ordering::SeqCst) == 1 {
+                tries += 1;
+                let step = format!("try-{tries}");
+                let other = RunId::new();
+                if storage
+                    .try_acquire_pool_slot("warehouse", 1, other, &step, Utc::now(), ttl)
+                    .await
+                    .unwrap()
+                {
+                    got += 1;
+                    storage
+                        .release_pool_slot("warehouse", other, &step)
+                        .await
+                        .unwrap();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        (tries, got)
+    });
+    let (outcome, _) = h.run(vec![long], "*", CancellationToken::new()).await;
+    assert_eq!(outcome.run.status, RunStatus::Success);
+    let (tries, got) = intruder.await.unwrap();
+    assert!(tries > 10, "the other process tried only {tries} times");
+    assert_eq!(got, 0, "another process took the slot while the step ran");
+    assert!(h.storage.pool_usage(Utc::now()).await.unwrap().is_empty());
 }
 
 #[tokio::test]

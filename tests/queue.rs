@@ -5,6 +5,7 @@
 //! - concurrent claimers over a full queue never claim one run twice,
 //! - a concurrency limit holds across all claimers,
 //! - a schedule tick evaluated by several daemons at once produces exactly one run,
+//! - a pool's limit holds across all acquirers of its slots,
 //! - `NOTIFY` wakes a waiter on another storage (Postgres), and only for its own schema,
 //!   and a listener whose connection dies is replaced.
 
@@ -410,6 +411,118 @@ async fn postgres_record_tick_from_many_daemons_makes_one_run_per_tick() {
 async fn sqlite_record_tick_from_many_daemons_makes_one_run_per_tick() {
     run(db::sqlite().await, async |db| {
         one_run_per_tick(db, 8, 24).await
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// A pool's slots shared by every process
+
+/// `acquirers` workers, each on its own storage, take slots of one pool of limit `limit` for
+/// steps of their own runs, hold each a moment, then give it back, until `total` slots were
+/// taken. Slots held never exceed the limit, counted both by the workers (between an
+/// acquisition's return and the release) and in the history right after each acquisition;
+/// and the limit is reached, so it is not stricter than asked.
+async fn pool_limit_holds(db: &TestDb, acquirers: usize, limit: u32, total: usize) {
+    const POOL: &str = "warehouse";
+    let holding = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let peak_in_history = Arc::new(AtomicUsize::new(0));
+    let taken = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(Barrier::new(acquirers));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let tasks: Vec<_> = storages(db, acquirers)
+        .await
+        .into_iter()
+        .map(|storage| {
+            let barrier = barrier.clone();
+            let (holding, peak, peak_in_history, taken) = (
+                holding.clone(),
+                peak.clone(),
+                peak_in_history.clone(),
+                taken.clone(),
+            );
+            tokio::spawn(async move {
+                let run_id = RunId::new();
+                let mut mine = 0;
+                barrier.wait().await;
+                while taken.load(Ordering::SeqCst) < total {
+                    assert!(Instant::now() < deadline, "the slots were never all taken");
+                    let step = format!("step-{mine}");
+                    let acquired = storage
+                        .try_acquire_pool_slot(
+                            POOL,
+                            limit,
+                            run_id,
+                            &step,
+                            Utc::now(),
+                            Duration::from_secs(30),
+                        )
+                        .await
+                        .unwrap();
+                    if !acquired {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    mine += 1;
+                    taken.fetch_add(1, Ordering::SeqCst);
+                    let now_holding = holding.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now_holding, Ordering::SeqCst);
+                    let usage = storage.pool_usage(Utc::now()).await.unwrap();
+                    let counted = usage
+                        .iter()
+                        .find(|(pool, _)| pool == POOL)
+                        .map_or(0, |(_, n)| *n as usize);
+                    peak_in_history.fetch_max(counted, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    // Counted out before the release, so this count never exceeds the
+                    // history's.
+                    holding.fetch_sub(1, Ordering::SeqCst);
+                    storage
+                        .release_pool_slot(POOL, run_id, &step)
+                        .await
+                        .unwrap();
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut busy = 0;
+    for task in tasks {
+        if task.await.unwrap() > 0 {
+            busy += 1;
+        }
+    }
+    let limit = limit as usize;
+    let (peak, peak_in_history) = (
+        peak.load(Ordering::SeqCst),
+        peak_in_history.load(Ordering::SeqCst),
+    );
+    assert!(peak <= limit, "{peak} slots held at once, limit {limit}");
+    assert!(
+        peak_in_history <= limit,
+        "{peak_in_history} slots in the history at once, limit {limit}"
+    );
+    assert_eq!(
+        peak, limit,
+        "the limit is reached with {acquirers} hungry acquirers"
+    );
+    assert!(busy > limit, "only {busy} acquirers ever got a slot");
+    assert!(db.storage.pool_usage(Utc::now()).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_pool_limit_holds_across_storages() {
+    run(db::postgres().await, async |db| {
+        pool_limit_holds(db, 16, 2, 100).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_pool_limit_holds_across_storages() {
+    run(db::sqlite().await, async |db| {
+        pool_limit_holds(db, 6, 2, 40).await
     })
     .await;
 }

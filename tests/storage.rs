@@ -1,8 +1,9 @@
 //! The run-history conformance suite: every case runs against SQLite and Postgres, so that
 //! the two backends behave the same (in the manner of Dagster's `TestRunStorage`): runs,
 //! events, logs, and the daemon's run queue, schedule ticks, backfills, sensors and
-//! heartbeats. Then the backend-specific cases: several SQLite pools on one file, concurrent
-//! migrations, unreadable rows, URLs.
+//! heartbeats, pool slots, events across runs and freshness violations. Then the
+//! backend-specific cases: several SQLite pools on one file, concurrent migrations,
+//! unreadable rows, URLs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -17,9 +18,9 @@ use orch::event::{
 };
 use orch::run::NewRun;
 use orch::storage::{
-    BACKFILL_TAG, Backend, Backfill, DaemonHeartbeat, EventFilter, Lease, LeaseState, QueueLimits,
-    RunFilter, SCHEDULE_TAG, ScheduleState, SqliteStorage, Storage, StorageError, Tick, TickRecord,
-    TickStatus,
+    BACKFILL_TAG, Backend, Backfill, DaemonHeartbeat, EventFilter, FreshnessViolation, Lease,
+    LeaseState, QueueLimits, RunFilter, SCHEDULE_TAG, ScheduleState, SqliteStorage, Storage,
+    StorageError, Tick, TickRecord, TickStatus,
 };
 use orch::{AssetKey, Metadata, MetadataValue, RunId, RunStatus};
 
@@ -77,6 +78,11 @@ conformance!(
     case_sensor_cursors,
     case_daemon_heartbeats,
     case_queue_wakeups,
+    case_pool_slots_acquire_and_release,
+    case_pool_slots_renew_and_expire,
+    case_pool_slots_concurrent_acquirers,
+    case_events_after,
+    case_freshness_violations,
 );
 
 async fn run_case<F, Fut>(db: db::TestDb, case: F)
@@ -2202,6 +2208,417 @@ async fn case_queue_wakeups(storage: Arc<dyn Storage>) {
     let start = Instant::now();
     storage.wait_for_queue(Duration::from_millis(300)).await;
     assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pools: concurrency slots shared by every process
+
+const TTL: Duration = Duration::from_secs(30);
+
+async fn acquire(
+    storage: &Arc<dyn Storage>,
+    pool: &str,
+    limit: u32,
+    run: RunId,
+    step: &str,
+    secs: i64,
+) -> bool {
+    storage
+        .try_acquire_pool_slot(pool, limit, run, step, at(secs), TTL)
+        .await
+        .unwrap()
+}
+
+fn usage(pools: &[(&str, u64)]) -> Vec<(String, u64)> {
+    pools.iter().map(|(p, n)| ((*p).to_owned(), *n)).collect()
+}
+
+async fn case_pool_slots_acquire_and_release(storage: Arc<dyn Storage>) {
+    let (r1, r2, r3) = (RunId::new(), RunId::new(), RunId::new());
+    assert!(storage.pool_usage(at(0)).await.unwrap().is_empty());
+
+    assert!(acquire(&storage, "warehouse", 2, r1, "a", 0).await);
+    assert!(acquire(&storage, "warehouse", 2, r2, "a", 0).await);
+    // Full: a third step waits, whatever its run.
+    assert!(!acquire(&storage, "warehouse", 2, r3, "c", 1).await);
+    assert!(!acquire(&storage, "warehouse", 2, r1, "b", 1).await);
+    // A slot already held is held again, though the pool is full.
+    assert!(acquire(&storage, "warehouse", 2, r1, "a", 1).await);
+    // Pools are counted apart; a limit of 0 admits nobody.
+    assert!(acquire(&storage, "api", 1, r3, "c", 1).await);
+    assert!(!acquire(&storage, "api", 1, r3, "d", 1).await);
+    assert!(!acquire(&storage, "empty", 0, r3, "c", 1).await);
+    assert_eq!(
+        storage.pool_usage(at(1)).await.unwrap(),
+        usage(&[("api", 1), ("warehouse", 2)])
+    );
+
+    storage
+        .release_pool_slot("warehouse", r1, "a")
+        .await
+        .unwrap();
+    // Releasing what one does not hold changes nothing.
+    storage
+        .release_pool_slot("warehouse", r1, "a")
+        .await
+        .unwrap();
+    storage.release_pool_slot("api", r1, "c").await.unwrap();
+    storage
+        .release_pool_slot("nowhere", RunId::new(), "x")
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.pool_usage(at(2)).await.unwrap(),
+        usage(&[("api", 1), ("warehouse", 1)])
+    );
+    assert!(acquire(&storage, "warehouse", 2, r3, "c", 2).await);
+    assert!(!acquire(&storage, "warehouse", 2, r1, "a", 2).await);
+    // A higher limit (the configuration changed) admits more.
+    assert!(acquire(&storage, "warehouse", 3, r1, "a", 2).await);
+    assert_eq!(
+        storage.pool_usage(at(2)).await.unwrap(),
+        usage(&[("api", 1), ("warehouse", 3)])
+    );
+
+    for (pool, run, step) in [
+        ("warehouse", r1, "a"),
+        ("warehouse", r2, "a"),
+        ("warehouse", r3, "c"),
+        ("api", r3, "c"),
+    ] {
+        storage.release_pool_slot(pool, run, step).await.unwrap();
+    }
+    assert!(storage.pool_usage(at(3)).await.unwrap().is_empty());
+}
+
+async fn case_pool_slots_renew_and_expire(storage: Arc<dyn Storage>) {
+    let (r1, r2, r3) = (RunId::new(), RunId::new(), RunId::new());
+    let renew = async |run: RunId, step: &str, secs: i64| {
+        storage
+            .renew_pool_slot("p", run, step, at(secs), TTL)
+            .await
+            .unwrap()
+    };
+
+    assert!(acquire(&storage, "p", 1, r1, "a", 0).await);
+    // Renewed at 20: held until 50.
+    assert!(renew(r1, "a", 20).await);
+    assert!(!acquire(&storage, "p", 1, r2, "b", 40).await);
+    assert_eq!(
+        storage.pool_usage(at(49)).await.unwrap(),
+        usage(&[("p", 1)])
+    );
+    // At its expiry a slot no longer counts.
+    assert!(storage.pool_usage(at(50)).await.unwrap().is_empty());
+    assert!(acquire(&storage, "p", 1, r2, "b", 50).await);
+    // The expired slot was deleted by that acquirer: seen from before its expiry, only the
+    // new slot is left.
+    assert_eq!(
+        storage.pool_usage(at(45)).await.unwrap(),
+        usage(&[("p", 1)])
+    );
+    // An expired slot cannot be renewed (it is gone, or someone else may hold its place),
+    // nor can a slot never held.
+    assert!(!renew(r1, "a", 51).await);
+    assert!(!renew(r3, "c", 51).await);
+    assert!(!acquire(&storage, "p", 1, r1, "a", 51).await);
+
+    // A slot that expired without anyone deleting it: not renewed, but taken again if there
+    // is room.
+    assert!(
+        storage
+            .try_acquire_pool_slot("q", 1, r3, "c", at(0), Duration::from_secs(10))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .renew_pool_slot("q", r3, "c", at(10), TTL)
+            .await
+            .unwrap()
+    );
+    assert!(acquire(&storage, "q", 1, r3, "c", 11).await);
+    assert!(
+        storage
+            .renew_pool_slot("q", r3, "c", at(12), TTL)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        storage.pool_usage(at(41)).await.unwrap(),
+        usage(&[("p", 1), ("q", 1)])
+    );
+    // Re-acquiring a held slot extends it too.
+    assert!(acquire(&storage, "q", 1, r3, "c", 20).await);
+    assert_eq!(
+        storage.pool_usage(at(49)).await.unwrap(),
+        usage(&[("p", 1), ("q", 1)])
+    );
+    assert_eq!(
+        storage.pool_usage(at(50)).await.unwrap(),
+        usage(&[("p", 1)])
+    );
+
+    storage.release_pool_slot("p", r2, "b").await.unwrap();
+    assert!(!renew(r2, "b", 52).await);
+    assert!(acquire(&storage, "p", 1, r1, "a", 52).await);
+}
+
+async fn case_pool_slots_concurrent_acquirers(storage: Arc<dyn Storage>) {
+    // Acquirers on one storage, all at once: exactly the limit get a slot.
+    let tasks: Vec<_> = (0..12)
+        .map(|i| {
+            let storage = storage.clone();
+            tokio::spawn(async move {
+                storage
+                    .try_acquire_pool_slot("p", 3, RunId::new(), &format!("s{i}"), at(0), TTL)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut acquired = 0;
+    for task in tasks {
+        acquired += usize::from(task.await.unwrap());
+    }
+    assert_eq!(acquired, 3);
+    assert_eq!(storage.pool_usage(at(0)).await.unwrap(), usage(&[("p", 3)]));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events across runs (sensors)
+
+async fn case_events_after(storage: Arc<dyn Storage>) {
+    assert!(storage.events_after(0, &[], 100).await.unwrap().is_empty());
+    let (r1, r2) = (RunId::new(), RunId::new());
+    storage
+        .append_events(&[
+            event(r1, EventKind::RunStart, 0),
+            materialization(r1, "a", None, 1),
+        ])
+        .await
+        .unwrap();
+    storage
+        .append_events(&[
+            event(r2, EventKind::RunStart, 2),
+            failure(r2, "b", Some("2024-01-01"), 3),
+        ])
+        .await
+        .unwrap();
+    storage
+        .append_events(&[
+            materialization(r1, "a/b", Some("2024-01-02"), 4),
+            materialization(r2, "c", None, 5),
+            event(r1, EventKind::RunSuccess, 6),
+        ])
+        .await
+        .unwrap();
+
+    let all = storage.events_after(0, &[], 100).await.unwrap();
+    assert_eq!(all.len(), 7);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id));
+    let mut expected = events_of(&storage, r1).await;
+    expected.extend(events_of(&storage, r2).await);
+    expected.sort_by_key(|e| e.id);
+    assert_eq!(all, expected);
+    assert_eq!(
+        all.iter().map(|e| e.event.run_id).collect::<Vec<_>>(),
+        [r1, r1, r2, r2, r1, r2, r1]
+    );
+
+    let materialized = storage
+        .events_after(0, &[EventKind::AssetMaterialization], 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        materialized
+            .iter()
+            .map(|e| e.event.asset_key.clone().unwrap())
+            .collect::<Vec<_>>(),
+        [key("a"), key("a/b"), key("c")]
+    );
+    let both = storage
+        .events_after(
+            0,
+            &[EventKind::AssetMaterialization, EventKind::AssetFailed],
+            100,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kinds(&both),
+        [
+            EventKind::AssetMaterialization,
+            EventKind::AssetFailed,
+            EventKind::AssetMaterialization,
+            EventKind::AssetMaterialization
+        ]
+    );
+
+    // A cursor: after an id, at most `limit`, resuming where the last page ended.
+    let first = storage
+        .events_after(0, &[EventKind::AssetMaterialization], 2)
+        .await
+        .unwrap();
+    assert_eq!(first, materialized[..2]);
+    let rest = storage
+        .events_after(first[1].id, &[EventKind::AssetMaterialization], 2)
+        .await
+        .unwrap();
+    assert_eq!(rest, materialized[2..]);
+    let last = all.last().unwrap().id;
+    assert!(
+        storage
+            .events_after(last, &[], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        storage.events_after(all[4].id, &[], 100).await.unwrap(),
+        all[5..]
+    );
+    assert!(
+        storage
+            .events_after(0, &[EventKind::StepStart], 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(storage.events_after(0, &[], 0).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Freshness violations
+
+async fn case_freshness_violations(storage: Arc<dyn Storage>) {
+    assert!(
+        storage
+            .freshness_violations(false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (a, b) = (key("raw/events"), key("report"));
+
+    assert!(
+        storage
+            .open_freshness_violation(&a, at(10), Some("2024-01-01"), Some(at(0)), 3600, "stale")
+            .await
+            .unwrap()
+    );
+    // Already open: left as it is.
+    assert!(
+        !storage
+            .open_freshness_violation(&a, at(20), Some("2024-01-02"), Some(at(5)), 60, "later")
+            .await
+            .unwrap()
+    );
+    assert!(
+        storage
+            .open_freshness_violation(&b, at(15), None, None, 60, "never materialized é")
+            .await
+            .unwrap()
+    );
+    let open_a = FreshnessViolation {
+        asset_key: a.clone(),
+        detected_at: at(10),
+        latest_partition: Some("2024-01-01".to_owned()),
+        latest_materialized_at: Some(at(0)),
+        max_lag_secs: 3600,
+        message: "stale".to_owned(),
+        notified_at: None,
+        resolved_at: None,
+    };
+    let open_b = FreshnessViolation {
+        asset_key: b.clone(),
+        detected_at: at(15),
+        latest_partition: None,
+        latest_materialized_at: None,
+        max_lag_secs: 60,
+        message: "never materialized é".to_owned(),
+        notified_at: None,
+        resolved_at: None,
+    };
+    assert_eq!(
+        storage.freshness_violations(false).await.unwrap(),
+        vec![open_a.clone(), open_b.clone()]
+    );
+    assert_eq!(
+        storage.freshness_violations(true).await.unwrap(),
+        vec![open_a.clone(), open_b.clone()]
+    );
+    assert!(open_a.is_open());
+
+    assert!(storage.mark_violation_notified(&a, at(12)).await.unwrap());
+    assert!(
+        !storage
+            .mark_violation_notified(&key("fresh"), at(12))
+            .await
+            .unwrap()
+    );
+    let notified_a = FreshnessViolation {
+        notified_at: Some(at(12)),
+        ..open_a.clone()
+    };
+    assert_eq!(
+        storage.freshness_violations(true).await.unwrap(),
+        vec![notified_a.clone(), open_b.clone()]
+    );
+
+    assert!(
+        storage
+            .resolve_freshness_violation(&a, at(30))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .resolve_freshness_violation(&a, at(31))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !storage
+            .resolve_freshness_violation(&key("fresh"), at(31))
+            .await
+            .unwrap()
+    );
+    let resolved_a = FreshnessViolation {
+        resolved_at: Some(at(30)),
+        ..notified_a
+    };
+    assert!(!resolved_a.is_open());
+    assert_eq!(
+        storage.freshness_violations(true).await.unwrap(),
+        vec![open_b.clone()]
+    );
+    assert_eq!(
+        storage.freshness_violations(false).await.unwrap(),
+        vec![resolved_a, open_b.clone()]
+    );
+
+    // Stale again: a new violation, not yet notified.
+    assert!(
+        storage
+            .open_freshness_violation(&a, at(40), Some("2024-01-03"), Some(at(35)), 3600, "again")
+            .await
+            .unwrap()
+    );
+    let reopened_a = FreshnessViolation {
+        asset_key: a.clone(),
+        detected_at: at(40),
+        latest_partition: Some("2024-01-03".to_owned()),
+        latest_materialized_at: Some(at(35)),
+        max_lag_secs: 3600,
+        message: "again".to_owned(),
+        notified_at: None,
+        resolved_at: None,
+    };
+    assert_eq!(
+        storage.freshness_violations(true).await.unwrap(),
+        vec![reopened_a, open_b]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -236,6 +236,34 @@ pub struct DaemonHeartbeat {
     pub info: serde_json::Value,
 }
 
+/// A freshness violation: an asset whose latest materialization is older than its policy
+/// allows. One row per asset (the latest violation): open until resolved, and reopened as a
+/// new violation if the asset goes stale again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FreshnessViolation {
+    pub asset_key: AssetKey,
+    /// When the violation was opened.
+    pub detected_at: DateTime<Utc>,
+    /// The latest materialized partition when it was detected (`None` for an unpartitioned
+    /// asset, or one never materialized).
+    pub latest_partition: Option<String>,
+    /// The latest materialization's time when it was detected (`None`: never materialized).
+    pub latest_materialized_at: Option<DateTime<Utc>>,
+    /// The policy's allowed lag.
+    pub max_lag_secs: i64,
+    pub message: String,
+    /// When someone was told about it (by the daemon's alerting), if anyone was.
+    pub notified_at: Option<DateTime<Utc>>,
+    /// When the asset became fresh again; `None` while the violation is open.
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+impl FreshnessViolation {
+    pub fn is_open(&self) -> bool {
+        self.resolved_at.is_none()
+    }
+}
+
 /// The tag that marks the runs of a backfill.
 pub const BACKFILL_TAG: &str = "orch/backfill";
 /// The tag that marks the run of a schedule tick.
@@ -398,11 +426,98 @@ pub trait Storage: Send + Sync + 'static {
     async fn set_sensor_cursor(&self, sensor: &str, cursor: &str, now: DateTime<Utc>)
     -> Result<()>;
 
+    /// Events of every run with an id above `after_id`, of the given kinds (all if empty), in
+    /// id order, at most `limit`: what sensors read, keeping the last id as their cursor.
+    ///
+    /// Ids grow in append order, but on Postgres they are taken from a sequence before the
+    /// appending transaction commits, so two concurrent appends may become visible out of id
+    /// order: an event may appear just below an id already read. A reader that must not miss
+    /// one re-reads a short window behind its cursor (and skips the ids it has seen).
+    async fn events_after(
+        &self,
+        after_id: i64,
+        kinds: &[EventKind],
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
     /// Records that a daemon is alive (upsert).
     async fn daemon_heartbeat(&self, heartbeat: &DaemonHeartbeat) -> Result<()>;
 
     /// Daemons that sent a heartbeat at or after `since`.
     async fn daemon_heartbeats(&self, since: DateTime<Utc>) -> Result<Vec<DaemonHeartbeat>>;
+
+    // --- Pools: concurrency slots shared by every process on this run history ---
+
+    /// Takes one of the `limit` slots of `pool` for step `step_key` of run `run_id`, held until
+    /// `now + ttl` unless renewed, if fewer than `limit` unexpired slots of the pool are held
+    /// (by any run, in any process): one transaction, serialized with every other acquirer of
+    /// the pool (Postgres: a transaction-scoped advisory lock on the schema and pool; SQLite:
+    /// `BEGIN IMMEDIATE`), so that concurrent acquirers never hold more than `limit`. Returns
+    /// whether the step holds the slot. Re-acquiring a slot the step already holds (unexpired)
+    /// succeeds whatever the count, and extends it like `renew_pool_slot`. Expired slots (their
+    /// process stopped renewing them) do not count; the acquirer deletes them. The slot's
+    /// owner is recorded as this process (`host:pid`).
+    async fn try_acquire_pool_slot(
+        &self,
+        pool: &str,
+        limit: u32,
+        run_id: RunId,
+        step_key: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<bool>;
+
+    /// Extends a held slot to `now + ttl`. Returns false, changing nothing, if the step does
+    /// not hold it or it expired before `now` (someone else may hold it since): the caller
+    /// must acquire it again.
+    async fn renew_pool_slot(
+        &self,
+        pool: &str,
+        run_id: RunId,
+        step_key: &str,
+        now: DateTime<Utc>,
+        ttl: std::time::Duration,
+    ) -> Result<bool>;
+
+    /// Gives back a slot (nothing happens if the step does not hold it).
+    async fn release_pool_slot(&self, pool: &str, run_id: RunId, step_key: &str) -> Result<()>;
+
+    /// The number of unexpired slots held in each pool at `now`, by pool name; pools without
+    /// any are left out.
+    async fn pool_usage(&self, now: DateTime<Utc>) -> Result<Vec<(String, u64)>>;
+
+    // --- Freshness violations ---
+
+    /// Opens a violation for `asset_key` unless one is open: returns true if this call opened
+    /// it. An open violation is left as it is (its detection time and message stay the first
+    /// ones); a resolved one is replaced by the new violation (not notified, not resolved).
+    async fn open_freshness_violation(
+        &self,
+        asset_key: &AssetKey,
+        detected_at: DateTime<Utc>,
+        latest_partition: Option<&str>,
+        latest_materialized_at: Option<DateTime<Utc>>,
+        max_lag_secs: i64,
+        message: &str,
+    ) -> Result<bool>;
+
+    /// Resolves the asset's open violation at `at`: returns true if one was open.
+    async fn resolve_freshness_violation(
+        &self,
+        asset_key: &AssetKey,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
+
+    /// The latest violation of each asset (only the open ones if `open_only`), by asset key.
+    async fn freshness_violations(&self, open_only: bool) -> Result<Vec<FreshnessViolation>>;
+
+    /// Records that the asset's latest violation was notified at `at`: returns false if the
+    /// asset has no violation.
+    async fn mark_violation_notified(
+        &self,
+        asset_key: &AssetKey,
+        at: DateTime<Utc>,
+    ) -> Result<bool>;
 }
 
 /// Opens the storage at `url` (`postgres://...` or `sqlite://PATH`), creating the SQLite file

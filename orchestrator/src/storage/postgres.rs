@@ -31,6 +31,10 @@ const QUEUE_CHANNEL: &str = "orch_queue";
 /// schemas of one database do not wait for each other.
 const QUEUE_LOCK_CLASS: i64 = 0x6f72_6368;
 
+/// The high half of the advisory-lock keys that serialize the acquirers of one pool's slots
+/// (`pool` in ASCII); the low half is a hash of the schema and the pool's name.
+const POOL_LOCK_CLASS: i64 = 0x706f_6f6c;
+
 /// Run history in Postgres.
 #[derive(Debug, Clone)]
 pub struct PostgresStorage {
@@ -148,6 +152,16 @@ impl PostgresStorage {
         Ok(())
     }
 
+    /// Serializes the acquirers of `pool`'s slots, until the transaction ends. Pools whose
+    /// keys collide only wait for each other a little more.
+    async fn lock_pool(&self, conn: &mut PgConnection, pool: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(pool_lock_key(&self.queue.schema, pool))
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
     /// `NOTIFY orch_queue, '<schema>'` on `executor` (in a transaction: on its commit).
     async fn notify_on<'e>(
         &self,
@@ -236,13 +250,22 @@ impl QueueSignal {
     }
 }
 
-/// The advisory-lock key of the queue of the run history in `schema`. FNV-1a, so that every
-/// process and version computes the same key.
+/// The advisory-lock key of the queue of the run history in `schema`.
 fn queue_lock_key(schema: &str) -> i64 {
-    let hash = schema.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+    (QUEUE_LOCK_CLASS << 32) | i64::from(fnv1a(schema.bytes()))
+}
+
+/// The advisory-lock key of `pool` in the run history in `schema`.
+fn pool_lock_key(schema: &str, pool: &str) -> i64 {
+    let bytes = schema.bytes().chain([0]).chain(pool.bytes());
+    (POOL_LOCK_CLASS << 32) | i64::from(fnv1a(bytes))
+}
+
+/// FNV-1a, so that every process and version computes the same keys.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u32 {
+    bytes.into_iter().fold(0x811c_9dc5_u32, |hash, byte| {
         (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
-    });
-    (QUEUE_LOCK_CLASS << 32) | i64::from(hash)
+    })
 }
 
 super::sql::impl_storage!(PostgresStorage, sqlx::Postgres, Backend::Postgres);

@@ -17,6 +17,8 @@
 //!   already holds the whole database, so they are empty),
 //! - `async fn lock_queue(&self, conn)`: serializes claimers that check a concurrency limit
 //!   (Postgres: a transaction-scoped advisory lock; SQLite: nothing, `BEGIN IMMEDIATE` does),
+//! - `async fn lock_pool(&self, conn, pool)`: likewise serializes the acquirers of one pool's
+//!   slots,
 //! - `async fn queue_changed(&self, conn)`, called inside a write transaction that queued
 //!   runs, and `fn queue_committed(&self)`, called after it commits: together they wake the
 //!   queue's waiters (Postgres: `pg_notify` in the transaction, delivered on commit; SQLite:
@@ -34,8 +36,9 @@ use serde::de::DeserializeOwned;
 use sqlx::types::Json;
 
 use super::{
-    AssetPartitionRecord, Backfill, CheckRecord, DaemonHeartbeat, FailureRecord, Lease,
-    MaterializationRecord, Result, ScheduleState, StorageError, Tick, TickStatus,
+    AssetPartitionRecord, Backfill, CheckRecord, DaemonHeartbeat, FailureRecord,
+    FreshnessViolation, Lease, MaterializationRecord, Result, ScheduleState, StorageError, Tick,
+    TickStatus,
 };
 use crate::asset::AssetKey;
 use crate::event::{
@@ -79,6 +82,24 @@ macro_rules! backfill_columns {
     };
 }
 pub(super) use backfill_columns;
+
+/// The columns of `freshness_violations` that make a [`FreshnessViolation`], in
+/// [`ViolationRow`]'s order.
+macro_rules! violation_columns {
+    () => {
+        "asset_key, detected_at, latest_partition, latest_materialized_at, max_lag_secs, \
+         message, notified_at, resolved_at"
+    };
+}
+pub(super) use violation_columns;
+
+/// The columns of `event_log` that make a [`StoredEvent`], in [`EventRow`]'s order.
+macro_rules! event_columns {
+    () => {
+        "id, run_id, step_key, asset_key, partition_key, event_type, timestamp, body"
+    };
+}
+pub(super) use event_columns;
 
 /// The columns of `asset_partitions` that make an [`AssetPartitionRecord`].
 macro_rules! partition_columns {
@@ -334,6 +355,68 @@ impl HeartbeatRow {
             info: self.info.0,
         })
     }
+}
+
+/// A `freshness_violations` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct ViolationRow {
+    asset_key: String,
+    detected_at: i64,
+    latest_partition: Option<String>,
+    latest_materialized_at: Option<i64>,
+    max_lag_secs: i64,
+    message: String,
+    notified_at: Option<i64>,
+    resolved_at: Option<i64>,
+}
+
+impl ViolationRow {
+    pub(super) fn into_violation(self) -> Result<FreshnessViolation> {
+        Ok(FreshnessViolation {
+            asset_key: asset_key(&self.asset_key)?,
+            detected_at: time(self.detected_at)?,
+            latest_partition: self.latest_partition,
+            latest_materialized_at: opt_time(self.latest_materialized_at)?,
+            max_lag_secs: self.max_lag_secs,
+            message: self.message,
+            notified_at: opt_time(self.notified_at)?,
+            resolved_at: opt_time(self.resolved_at)?,
+        })
+    }
+}
+
+/// Violations by asset key, independently of the database's collation.
+pub(super) fn violations(rows: Vec<ViolationRow>) -> Result<Vec<FreshnessViolation>> {
+    let mut violations = rows
+        .into_iter()
+        .map(ViolationRow::into_violation)
+        .collect::<Result<Vec<_>>>()?;
+    violations.sort_by(|a, b| a.asset_key.cmp(&b.asset_key));
+    Ok(violations)
+}
+
+/// Who holds the pool slots this process takes: `host:pid`, for people reading `pool_slots`.
+pub(super) fn slot_owner() -> &'static str {
+    static OWNER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+            .unwrap_or_else(|| "localhost".to_owned());
+        format!("{host}:{}", std::process::id())
+    });
+    &OWNER
+}
+
+/// `(pool, count)` rows of `pool_usage`, by pool name whatever the database's collation.
+pub(super) fn pool_counts(rows: Vec<(String, i64)>) -> Vec<(String, u64)> {
+    let mut counts: Vec<(String, u64)> = rows
+        .into_iter()
+        .map(|(pool, n)| (pool, u64::try_from(n).unwrap_or(0)))
+        .collect();
+    counts.sort_unstable();
+    counts
 }
 
 /// A `(status, count)` row of `count_runs_by_status`.
@@ -1027,10 +1110,11 @@ macro_rules! impl_storage {
             ) -> $crate::storage::Result<Vec<$crate::event::StoredEvent>> {
                 use $crate::storage::sql::{EventRow, literal_list};
 
-                let mut qb = sqlx::QueryBuilder::<$db>::new(
-                    "SELECT id, run_id, step_key, asset_key, partition_key, event_type, \
-                     timestamp, body FROM event_log WHERE run_id = ",
-                );
+                let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    $crate::storage::sql::event_columns!(),
+                    " FROM event_log WHERE run_id = "
+                ));
                 qb.push_bind(run_id.to_string());
                 if let Some(after) = filter.after_id {
                     qb.push(" AND id > ").push_bind(after);
@@ -1702,6 +1786,237 @@ macro_rules! impl_storage {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter().map(HeartbeatRow::into_heartbeat).collect()
+            }
+
+            async fn events_after(
+                &self,
+                after_id: i64,
+                kinds: &[$crate::event::EventKind],
+                limit: u32,
+            ) -> $crate::storage::Result<Vec<$crate::event::StoredEvent>> {
+                use $crate::storage::sql::{EventRow, event_columns, literal_list};
+
+                let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM event_log WHERE id > "
+                ));
+                qb.push_bind(after_id);
+                if !kinds.is_empty() {
+                    qb.push(" AND event_type IN (")
+                        .push(literal_list(kinds.iter().map(|k| k.as_str())))
+                        .push(")");
+                }
+                qb.push(" ORDER BY id LIMIT ").push_bind(i64::from(limit));
+                let rows: Vec<EventRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+                rows.into_iter().map(EventRow::into_event).collect()
+            }
+
+            // --- Pools ---
+
+            async fn try_acquire_pool_slot(
+                &self,
+                pool: &str,
+                limit: u32,
+                run_id: $crate::run::RunId,
+                step_key: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                ttl: ::std::time::Duration,
+            ) -> $crate::storage::Result<bool> {
+                use $crate::storage::sql::{duration_micros, micros, slot_owner};
+
+                let now = micros(now);
+                let expires_at = now.saturating_add(duration_micros(ttl));
+                let run_id = run_id.to_string();
+                let mut tx = self.begin_write().await?;
+                // Acquirers of this pool go one at a time, so that two of them cannot both see
+                // room for one more slot.
+                self.lock_pool(&mut tx, pool).await?;
+                let renewed = sqlx::query(
+                    "UPDATE pool_slots SET expires_at = $1, owner = $2                      WHERE pool = $3 AND run_id = $4 AND step_key = $5 AND expires_at > $6",
+                )
+                .bind(expires_at)
+                .bind(slot_owner())
+                .bind(pool)
+                .bind(run_id.as_str())
+                .bind(step_key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if renewed > 0 {
+                    tx.commit().await?;
+                    return Ok(true);
+                }
+                // The slots of processes that stopped renewing them.
+                sqlx::query("DELETE FROM pool_slots WHERE pool = $1 AND expires_at <= $2")
+                    .bind(pool)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pool_slots WHERE pool = $1")
+                    .bind(pool)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if held >= i64::from(limit) {
+                    tx.commit().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "INSERT INTO pool_slots (pool, run_id, step_key, owner, acquired_at,                      expires_at) VALUES ($1, $2, $3, $4, $5, $6)                      ON CONFLICT (pool, run_id, step_key) DO UPDATE SET owner = excluded.owner,                      acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                )
+                .bind(pool)
+                .bind(run_id.as_str())
+                .bind(step_key)
+                .bind(slot_owner())
+                .bind(now)
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn renew_pool_slot(
+                &self,
+                pool: &str,
+                run_id: $crate::run::RunId,
+                step_key: &str,
+                now: ::chrono::DateTime<::chrono::Utc>,
+                ttl: ::std::time::Duration,
+            ) -> $crate::storage::Result<bool> {
+                use $crate::storage::sql::{duration_micros, micros};
+
+                // An expired slot is not renewed: an acquirer may have deleted it and taken
+                // its place (the row lock orders this update and that delete on Postgres).
+                let now = micros(now);
+                let renewed = sqlx::query(
+                    "UPDATE pool_slots SET expires_at = $1                      WHERE pool = $2 AND run_id = $3 AND step_key = $4 AND expires_at > $5",
+                )
+                .bind(now.saturating_add(duration_micros(ttl)))
+                .bind(pool)
+                .bind(run_id.to_string())
+                .bind(step_key)
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(renewed > 0)
+            }
+
+            async fn release_pool_slot(
+                &self,
+                pool: &str,
+                run_id: $crate::run::RunId,
+                step_key: &str,
+            ) -> $crate::storage::Result<()> {
+                sqlx::query(
+                    "DELETE FROM pool_slots WHERE pool = $1 AND run_id = $2 AND step_key = $3",
+                )
+                .bind(pool)
+                .bind(run_id.to_string())
+                .bind(step_key)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn pool_usage(
+                &self,
+                now: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<Vec<(String, u64)>> {
+                use $crate::storage::sql::{micros, pool_counts};
+
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT pool, COUNT(*) FROM pool_slots WHERE expires_at > $1 GROUP BY pool",
+                )
+                .bind(micros(now))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(pool_counts(rows))
+            }
+
+            // --- Freshness violations ---
+
+            async fn open_freshness_violation(
+                &self,
+                asset_key: &$crate::asset::AssetKey,
+                detected_at: ::chrono::DateTime<::chrono::Utc>,
+                latest_partition: Option<&str>,
+                latest_materialized_at: Option<::chrono::DateTime<::chrono::Utc>>,
+                max_lag_secs: i64,
+                message: &str,
+            ) -> $crate::storage::Result<bool> {
+                use $crate::storage::sql::micros;
+
+                // An open violation is left alone (the update's WHERE refuses it, and then
+                // nothing is returned); a resolved one is replaced.
+                let opened: Option<String> = sqlx::query_scalar(
+                    "INSERT INTO freshness_violations (asset_key, detected_at, latest_partition,                      latest_materialized_at, max_lag_secs, message, notified_at, resolved_at)                      VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)                      ON CONFLICT (asset_key) DO UPDATE SET detected_at = excluded.detected_at,                      latest_partition = excluded.latest_partition,                      latest_materialized_at = excluded.latest_materialized_at,                      max_lag_secs = excluded.max_lag_secs, message = excluded.message,                      notified_at = NULL, resolved_at = NULL                      WHERE freshness_violations.resolved_at IS NOT NULL                      RETURNING asset_key",
+                )
+                .bind(asset_key.to_string())
+                .bind(micros(detected_at))
+                .bind(latest_partition)
+                .bind(latest_materialized_at.map(micros))
+                .bind(max_lag_secs)
+                .bind(message)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(opened.is_some())
+            }
+
+            async fn resolve_freshness_violation(
+                &self,
+                asset_key: &$crate::asset::AssetKey,
+                at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<bool> {
+                use $crate::storage::sql::micros;
+
+                let resolved = sqlx::query(
+                    "UPDATE freshness_violations SET resolved_at = $1                      WHERE asset_key = $2 AND resolved_at IS NULL",
+                )
+                .bind(micros(at))
+                .bind(asset_key.to_string())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(resolved > 0)
+            }
+
+            async fn freshness_violations(
+                &self,
+                open_only: bool,
+            ) -> $crate::storage::Result<Vec<$crate::storage::FreshnessViolation>> {
+                use $crate::storage::sql::{ViolationRow, violation_columns, violations};
+
+                const SELECT: &str =
+                    concat!("SELECT ", violation_columns!(), " FROM freshness_violations");
+                let rows: Vec<ViolationRow> = if open_only {
+                    sqlx::query_as(&format!("{SELECT} WHERE resolved_at IS NULL"))
+                        .fetch_all(&self.pool)
+                        .await?
+                } else {
+                    sqlx::query_as(SELECT).fetch_all(&self.pool).await?
+                };
+                violations(rows)
+            }
+
+            async fn mark_violation_notified(
+                &self,
+                asset_key: &$crate::asset::AssetKey,
+                at: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<bool> {
+                use $crate::storage::sql::micros;
+
+                let marked = sqlx::query(
+                    "UPDATE freshness_violations SET notified_at = $1 WHERE asset_key = $2",
+                )
+                .bind(micros(at))
+                .bind(asset_key.to_string())
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                Ok(marked > 0)
             }
         }
     };

@@ -173,6 +173,15 @@ impl SqliteStorage {
         Ok(())
     }
 
+    /// Nothing to do: `BEGIN IMMEDIATE` already serializes the acquirers of pool slots.
+    async fn lock_pool(
+        &self,
+        _conn: &mut SqliteConnection,
+        _pool: &str,
+    ) -> Result<(), sqlx::Error> {
+        Ok(())
+    }
+
     /// Nothing to do before the commit: see `queue_committed`.
     async fn queue_changed(&self, _conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         Ok(())

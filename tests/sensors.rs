@@ -15,7 +15,9 @@ use orch::notify::WebhookNotifier;
 use orch::partitions::PartitionsDefinition;
 use orch::plan::{self, PartitionRequest};
 use orch::storage::{QueueLimits, Storage, TickRecord};
-use orch::{AssetContext, AssetGraph, AssetKey, ComputeError, Materialization, Resources, RunStatus};
+use orch::{
+    AssetContext, AssetGraph, AssetKey, ComputeError, Materialization, Resources, RunStatus,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::util::{Webhook, db};
@@ -56,12 +58,34 @@ fn write_file(lake: &Path, hour: &str, name: &str) -> PathBuf {
     path
 }
 
-async fn materialize(storage: &Arc<dyn Storage>, graph: &Arc<AssetGraph>, selection: &str, key: &str) -> RunStatus {
-    let selected = orch::Selection::parse(selection).unwrap().resolve(graph).unwrap();
+async fn materialize(
+    storage: &Arc<dyn Storage>,
+    graph: &Arc<AssetGraph>,
+    selection: &str,
+    key: &str,
+) -> RunStatus {
+    let selected = orch::Selection::parse(selection)
+        .unwrap()
+        .resolve(graph)
+        .unwrap();
     let plan = plan::plan(graph, &selected, &PartitionRequest::Key(key.into())).unwrap();
-    let executor = Executor::new(graph.clone(), storage.clone(), Resources::new(), ExecutionConfig::default(), Default::default());
-    let run = executor.create_run(&plan, &RunRequest::default()).await.unwrap();
-    executor.execute(run.run_id, &plan, CancellationToken::new(), Vec::new()).await.unwrap().run.status
+    let executor = Executor::new(
+        graph.clone(),
+        storage.clone(),
+        Resources::new(),
+        ExecutionConfig::default(),
+        Default::default(),
+    );
+    let run = executor
+        .create_run(&plan, &RunRequest::default())
+        .await
+        .unwrap();
+    executor
+        .execute(run.run_id, &plan, CancellationToken::new(), Vec::new())
+        .await
+        .unwrap()
+        .run
+        .status
 }
 
 async fn raw_rows(storage: &dyn Storage, key: &str) -> Option<i64> {
@@ -75,11 +99,23 @@ async fn raw_rows(storage: &dyn Storage, key: &str) -> Option<i64> {
         .and_then(|m| m.metadata.row_count())
 }
 
-fn daemon(storage: Arc<dyn Storage>, graph: Arc<AssetGraph>, sensors: Vec<Arc<dyn Sensor>>, clock: &ManualClock) -> Daemon {
-    Daemon::new(storage, graph, Resources::new(), Vec::new(), DaemonConfig::default(), Arc::new(clock.clone()))
-        .unwrap()
-        .with_sensors(sensors)
-        .unwrap()
+fn daemon(
+    storage: Arc<dyn Storage>,
+    graph: Arc<AssetGraph>,
+    sensors: Vec<Arc<dyn Sensor>>,
+    clock: &ManualClock,
+) -> Daemon {
+    Daemon::new(
+        storage,
+        graph,
+        Resources::new(),
+        Vec::new(),
+        DaemonConfig::default(),
+        Arc::new(clock.clone()),
+    )
+    .unwrap()
+    .with_sensors(sensors)
+    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,19 +125,30 @@ async fn late_lake_files_rematerialize_their_hour_once() {
     let graph = lake_graph(lake.path());
     write_file(lake.path(), "10", "part-0.json");
     write_file(lake.path(), "10", "part-1.json");
-    assert_eq!(materialize(&db.storage, &graph, "*", "2026-11-22-10:00").await, RunStatus::Success);
-    assert_eq!(raw_rows(db.storage.as_ref(), "2026-11-22-10:00").await, Some(2));
+    assert_eq!(
+        materialize(&db.storage, &graph, "*", "2026-11-22-10:00").await,
+        RunStatus::Success
+    );
+    assert_eq!(
+        raw_rows(db.storage.as_ref(), "2026-11-22-10:00").await,
+        Some(2)
+    );
 
     tokio::time::sleep(Duration::from_millis(20)).await;
     write_file(lake.path(), "10", "late-0.json");
     write_file(lake.path(), "11", "part-0.json"); // an hour never loaded: the schedule's job
     let clock = ManualClock::new(Utc::now());
-    let sensor = || -> Vec<Arc<dyn Sensor>> { vec![Arc::new(LakeSensor::new("late_files", lake.path()).interval(Duration::ZERO))] };
+    let sensor = || -> Vec<Arc<dyn Sensor>> {
+        vec![Arc::new(
+            LakeSensor::new("late_files", lake.path()).interval(Duration::ZERO),
+        )]
+    };
     // Two daemons (two storages, as two processes) evaluate the sensor at once.
     let other = db.reopen().await;
     let a = daemon(db.storage.clone(), graph.clone(), sensor(), &clock);
     let b = daemon(other, graph.clone(), sensor(), &clock);
     let (ra, rb) = tokio::join!(a.evaluate_sensors(), b.evaluate_sensors());
+    // Each call returns only the ticks it recorded itself.
     let recorded: Vec<TickRecord> = ra.unwrap().into_iter().chain(rb.unwrap()).collect();
     let created: Vec<_> = recorded
         .iter()
@@ -116,20 +163,47 @@ async fn late_lake_files_rematerialize_their_hour_once() {
     assert_eq!(run.partition_key.as_deref(), Some("2026-11-22-10:00"));
     assert_eq!(run.selection, "raw/listen_events*");
     let keys: BTreeSet<String> = run.asset_keys.iter().map(ToString::to_string).collect();
-    assert_eq!(keys, ["raw/listen_events", "staging/listen_events"].map(String::from).into());
+    assert_eq!(
+        keys,
+        ["raw/listen_events", "staging/listen_events"]
+            .map(String::from)
+            .into()
+    );
 
     // The daemon's worker runs it; the hour now counts the late file.
     let lease = db
         .storage
-        .claim_run("test", Utc::now(), Duration::from_secs(30), &QueueLimits::default())
+        .claim_run(
+            "test",
+            Utc::now(),
+            Duration::from_secs(30),
+            &QueueLimits::default(),
+        )
         .await
         .unwrap()
         .expect("the requested run is queued");
     let plan = orch::daemon::plan_for_run(&graph, &lease.run).unwrap();
-    let executor = Executor::new(graph.clone(), db.storage.clone(), Resources::new(), ExecutionConfig::default(), Default::default());
-    let outcome = executor.execute(lease.run.run_id, &plan, CancellationToken::new(), Vec::new()).await.unwrap();
+    let executor = Executor::new(
+        graph.clone(),
+        db.storage.clone(),
+        Resources::new(),
+        ExecutionConfig::default(),
+        Default::default(),
+    );
+    let outcome = executor
+        .execute(
+            lease.run.run_id,
+            &plan,
+            CancellationToken::new(),
+            Vec::new(),
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome.run.status, RunStatus::Success);
-    assert_eq!(raw_rows(db.storage.as_ref(), "2026-11-22-10:00").await, Some(3));
+    assert_eq!(
+        raw_rows(db.storage.as_ref(), "2026-11-22-10:00").await,
+        Some(3)
+    );
 
     // Nothing new: no second request.
     assert!(a.evaluate_sensors().await.unwrap().is_empty());
@@ -141,20 +215,42 @@ async fn failed_runs_are_posted_to_the_webhook_once() {
     let db = db::sqlite().await;
     let hook = Webhook::start().await;
     let failing = asset("boom")
-        .compute(|_ctx| async { Err::<Materialization, _>(ComputeError::fatal("the warehouse refused the load")) })
+        .compute(|_ctx| async {
+            Err::<Materialization, _>(ComputeError::fatal("the warehouse refused the load"))
+        })
         .unwrap();
     let graph = Arc::new(AssetGraph::new(vec![failing]).unwrap());
     let run_once = || async {
         let selected: BTreeSet<AssetKey> = graph.toposorted().iter().cloned().collect();
         let plan = plan::plan(&graph, &selected, &PartitionRequest::None).unwrap();
-        let executor = Executor::new(graph.clone(), db.storage.clone(), Resources::new(), ExecutionConfig::default(), Default::default());
-        let run = executor.create_run(&plan, &RunRequest { selection: "boom".into(), ..RunRequest::default() }).await.unwrap();
-        executor.execute(run.run_id, &plan, CancellationToken::new(), Vec::new()).await.unwrap().run
+        let executor = Executor::new(
+            graph.clone(),
+            db.storage.clone(),
+            Resources::new(),
+            ExecutionConfig::default(),
+            Default::default(),
+        );
+        let run = executor
+            .create_run(
+                &plan,
+                &RunRequest {
+                    selection: "boom".into(),
+                    ..RunRequest::default()
+                },
+            )
+            .await
+            .unwrap();
+        executor
+            .execute(run.run_id, &plan, CancellationToken::new(), Vec::new())
+            .await
+            .unwrap()
+            .run
     };
     let old = run_once().await; // before the sensor starts: not posted
     assert_eq!(old.status, RunStatus::Failure);
     let clock = ManualClock::new(Utc::now());
-    let sensor: Arc<dyn Sensor> = Arc::new(RunFailureSensor::new("run_failures").interval(Duration::ZERO));
+    let sensor: Arc<dyn Sensor> =
+        Arc::new(RunFailureSensor::new("run_failures").interval(Duration::ZERO));
     let d = daemon(db.storage.clone(), graph.clone(), vec![sensor], &clock)
         .with_notifier(Arc::new(WebhookNotifier::new(&hook.url).unwrap()));
     assert!(d.evaluate_sensors().await.unwrap().is_empty());
@@ -181,32 +277,65 @@ async fn stale_assets_open_a_violation_and_notify_once_then_recover() {
         .compute(|_ctx| async { Ok::<_, ComputeError>(Materialization::new()) })
         .unwrap();
     let graph = Arc::new(AssetGraph::new(vec![fresh_hourly]).unwrap());
-    assert_eq!(materialize(&db.storage, &graph, "*", "2026-11-22-10:00").await, RunStatus::Success);
+    assert_eq!(
+        materialize(&db.storage, &graph, "*", "2026-11-22-10:00").await,
+        RunStatus::Success
+    );
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 22, 12, 0, 0).unwrap());
     let d = daemon(db.storage.clone(), graph.clone(), Vec::new(), &clock)
         .with_notifier(Arc::new(WebhookNotifier::new(&hook.url).unwrap()));
-    assert!(d.check_freshness().await.unwrap().is_empty(), "10:00 ended an hour ago: fresh");
+    assert!(
+        d.check_freshness().await.unwrap().is_empty(),
+        "10:00 ended an hour ago: fresh"
+    );
     clock.set(Utc.with_ymd_and_hms(2026, 11, 22, 12, 31, 0).unwrap());
     let sent = d.check_freshness().await.unwrap();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].kind, "freshness_violation");
-    assert!(d.check_freshness().await.unwrap().is_empty(), "an open violation is not notified again");
+    assert!(
+        d.check_freshness().await.unwrap().is_empty(),
+        "an open violation is not notified again"
+    );
     let open = db.storage.freshness_violations(true).await.unwrap();
     assert_eq!(open.len(), 1);
-    assert_eq!(materialize(&db.storage, &graph, "*", "2026-11-22-11:00").await, RunStatus::Success);
+    assert_eq!(
+        materialize(&db.storage, &graph, "*", "2026-11-22-11:00").await,
+        RunStatus::Success
+    );
     let sent = d.check_freshness().await.unwrap();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].kind, "freshness_recovered");
-    assert!(db.storage.freshness_violations(true).await.unwrap().is_empty());
-    let kinds: Vec<String> = hook.received().iter().map(|p| p["kind"].as_str().unwrap().to_owned()).collect();
+    assert!(
+        db.storage
+            .freshness_violations(true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let kinds: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(kinds, ["freshness_violation", "freshness_recovered"]);
-    assert!(hook.received()[0]["text"].as_str().unwrap().contains("2026-11-22-10:00"));
+    assert!(
+        hook.received()[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("2026-11-22-10:00")
+    );
 }
 
 #[test]
 fn a_run_failure_sensor_without_a_webhook_is_refused_at_start() {
-    let project = crate::util::Project::new("[[sensor]]\nname = 'run_failures'\ntype = 'run_failure'\n");
+    let project =
+        crate::util::Project::new("[[sensor]]\nname = 'run_failures'\ntype = 'run_failure'\n");
     let run = project.run(&["daemon"]);
     run.expect_code(2);
-    assert!(run.stderr().contains("sensor `run_failures`: a run_failure sensor posts to a webhook"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("sensor `run_failures`: a run_failure sensor posts to a webhook"),
+        "{}",
+        run.stderr()
+    );
 }

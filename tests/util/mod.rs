@@ -150,20 +150,29 @@ pub struct Webhook {
 impl Webhook {
     pub async fn start() -> Webhook {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("http://{}/hooks/T000/secret-token", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!(
+            "http://{}/hooks/T000/secret-token",
+            listener.local_addr().unwrap()
+        );
         let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let store = received.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    return;
+                };
                 let store = store.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
                     let mut chunk = [0u8; 4096];
                     // Read the headers, then the body by its Content-Length.
                     let (head_end, length) = loop {
-                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             return;
                         }
@@ -179,7 +188,9 @@ impl Webhook {
                         }
                     };
                     while buf.len() < head_end + length {
-                        let Ok(n) = socket.read(&mut chunk).await else { return };
+                        let Ok(n) = socket.read(&mut chunk).await else {
+                            return;
+                        };
                         if n == 0 {
                             break;
                         }
@@ -190,12 +201,18 @@ impl Webhook {
                         store.lock().unwrap().push(json);
                     }
                     let _ = socket
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
                         .await;
                 });
             }
         });
-        Webhook { url, received, task }
+        Webhook {
+            url,
+            received,
+            task,
+        }
     }
 
     pub fn received(&self) -> Vec<serde_json::Value> {

@@ -380,7 +380,9 @@ pub async fn backfill(dir: Option<&Path>, args: BackfillArgs) -> CmdResult {
             let whole =
                 plan::plan(&graph, &selected, &range).map_err(|e| Failure::Usage(e.to_string()))?;
             let all_single_run = selected.iter().all(|k| {
-                graph.definition_of(k).is_some_and(|d| d.backfill == orch::asset::BackfillPolicy::SingleRun)
+                graph
+                    .definition_of(k)
+                    .is_some_and(|d| d.backfill == orch::asset::BackfillPolicy::SingleRun)
             });
             let requests: Vec<PartitionRequest> = if args.single_run || all_single_run {
                 vec![range.clone()]

@@ -278,7 +278,9 @@ impl Daemon {
                 if let TickRecord::Recorded(tick) = &record {
                     tracing::info!(sensor = sensor.name(), run = ?tick.run_id.map(|r| r.to_string()), reason = %request.reason, "sensor requested a run");
                 }
-                recorded.push(record);
+                if matches!(record, TickRecord::Recorded(_)) {
+                    recorded.push(record);
+                }
             }
             for item in &output.notifications {
                 let record = self
@@ -297,7 +299,9 @@ impl Daemon {
                 {
                     tracing::warn!(sensor = sensor.name(), error = %e, "notification not delivered");
                 }
-                recorded.push(record);
+                if matches!(record, TickRecord::Recorded(_)) {
+                    recorded.push(record);
+                }
             }
             if let Some(cursor) = &output.cursor {
                 self.storage
@@ -586,7 +590,9 @@ impl Daemon {
                 if let TickRecord::Recorded(tick) = &record {
                     tracing::info!(schedule = %tick.schedule, tick = %tick.tick_time, status = tick.status.as_str(), run = ?tick.run_id.map(|r| r.to_string()), "tick recorded");
                 }
-                recorded.push(record);
+                if matches!(record, TickRecord::Recorded(_)) {
+                    recorded.push(record);
+                }
             }
         }
         Ok(recorded)

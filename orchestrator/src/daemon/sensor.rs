@@ -244,8 +244,11 @@ impl Sensor for LakeSensor {
     }
 }
 
-/// Posts every failed run to the webhook (the run-status sensor). Its cursor is the id of the
-/// last RUN_FAILURE event it read; on its first evaluation it starts from the present.
+/// How many event ids behind its cursor the run-failure sensor reads again.
+const REREAD_WINDOW: i64 = 10_000;
+
+/// Posts every failed run to the webhook (the run-status sensor). Its cursor holds the id of
+/// the last RUN_FAILURE event it read; on its first evaluation it starts from the present.
 #[derive(Clone, Debug)]
 pub struct RunFailureSensor {
     name: String,
@@ -282,8 +285,15 @@ impl Sensor for RunFailureSensor {
         cursor: Option<String>,
     ) -> Result<SensorOutput, String> {
         let kinds = [EventKind::RunFailure];
-        let mut after: i64 = match &cursor {
-            Some(c) => c.parse().map_err(|_| format!("unreadable cursor `{c}`"))?,
+        // The cursor: `FLOOR:LAST`. Failures at or below FLOOR (the present when the sensor
+        // first ran) are never posted; LAST is the newest failure read.
+        let (floor, mut after): (i64, i64) = match &cursor {
+            Some(c) => {
+                let parsed = c
+                    .split_once(':')
+                    .and_then(|(f, l)| Some((f.parse().ok()?, l.parse().ok()?)));
+                parsed.ok_or_else(|| format!("unreadable cursor `{c}`"))?
+            }
             None => {
                 // Start from the present: skip the failures already in the history.
                 let mut last = 0;
@@ -299,19 +309,22 @@ impl Sensor for RunFailureSensor {
                     }
                 }
                 return Ok(SensorOutput {
-                    cursor: Some(last.to_string()),
+                    cursor: Some(format!("{last}:{last}")),
                     ..SensorOutput::default()
                 });
             }
         };
         let mut output = SensorOutput::default();
+        // Postgres makes event ids visible out of order when writes overlap, so re-read a
+        // window behind the cursor; a failure already notified is a tick already recorded.
+        let from = after.saturating_sub(REREAD_WINDOW).max(floor);
         let events = ctx
             .storage
-            .events_after(after, &kinds, 200)
+            .events_after(from, &kinds, 500)
             .await
             .map_err(|e| e.to_string())?;
         for stored in events {
-            after = stored.id;
+            after = after.max(stored.id);
             let event = &stored.event;
             let run = ctx
                 .storage
@@ -352,7 +365,7 @@ impl Sensor for RunFailureSensor {
                 },
             });
         }
-        output.cursor = Some(after.to_string());
+        output.cursor = Some(format!("{floor}:{after}"));
         Ok(output)
     }
 }

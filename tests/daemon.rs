@@ -428,6 +428,13 @@ partitions = { hourly = "2026-11-01-00:00" }
     done.sort();
     assert_eq!(done.len(), 6);
     assert_eq!(done[0], "2026-11-22-00:00");
+    let second = project.run(&["daemon"]);
+    second.expect_code(2);
+    assert!(
+        second.stderr().contains("another daemon already runs on"),
+        "{}",
+        second.stderr()
+    );
     signal(daemon.id(), libc::SIGTERM);
     assert!(daemon.wait().unwrap().success());
     let bad = project.run(&[

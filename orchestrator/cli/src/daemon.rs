@@ -40,8 +40,45 @@ pub struct DaemonArgs {
     expired_runs: Option<String>,
 }
 
+/// One daemon owns a SQLite run history: the queue's wake-ups do not cross processes there,
+/// and a second daemon would only compete for the file. The lock lives as long as the file
+/// handle, so a killed daemon releases it.
+fn own_sqlite_file(database_url: &str) -> Result<Option<std::fs::File>, Failure> {
+    let Some(path) = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))
+    else {
+        return Ok(None);
+    };
+    let path = path.split('?').next().unwrap_or(path);
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.daemon.lock");
+    if let Some(parent) = Path::new(&lock_path).parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Failure::Work(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Failure::Work(format!("cannot open {lock_path}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Failure::Usage(format!(
+            "another daemon already runs on {path}: one daemon owns a SQLite run history (use Postgres, ORCH_DATABASE_URL=postgres://..., for several)"
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Failure::Work(format!("cannot lock {lock_path}: {e}")))
+        }
+    }
+}
+
 pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
     let config = project::config(dir)?;
+    let _owner = own_sqlite_file(&config.database_url)?;
     let (defs, graph) = project::graph(&config)?;
     let schedules = project::schedules(&config, &defs)?;
     let storage = project::storage(&config).await?;

@@ -142,12 +142,18 @@ pub type CmdResult = Result<(), Failure>;
 fn main() -> ExitCode {
     reset_sigpipe();
     let cli = Cli::parse();
+    // A daemon reports what it does; one-shot commands only warn.
+    let default_level = match cli.command {
+        Command::Daemon(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("ORCH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

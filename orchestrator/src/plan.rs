@@ -516,6 +516,30 @@ pub fn downstream_of(steps: &[Step]) -> Vec<Vec<usize>> {
 }
 
 impl Plan {
+    /// A new run of this plan, to store: its assets and partitions, as typed by the user in
+    /// `selection`, with `tags`.
+    pub fn new_run(
+        &self,
+        selection: &str,
+        status: crate::run::RunStatus,
+        tags: BTreeMap<String, String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::run::NewRun {
+        let (partition_key, partition_key_end) = self.partition.bounds();
+        crate::run::NewRun {
+            run_id: crate::run::RunId::new(),
+            status,
+            selection: selection.to_owned(),
+            asset_keys: self.asset_keys.clone(),
+            partition_key,
+            partition_key_end,
+            tags,
+            parent_run_id: None,
+            root_run_id: None,
+            created_at: now,
+        }
+    }
+
     /// Keeps only the steps whose keys are in `keys`, dropping dependencies on the others
     /// (their results from an earlier run are used).
     pub fn retain_steps(&mut self, keys: &BTreeSet<String>) {

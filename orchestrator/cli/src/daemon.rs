@@ -10,7 +10,6 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use orch::daemon::{Daemon, DaemonConfig, ExpiredPolicy, SystemClock};
 use orch::plan::{self, PartitionRequest};
-use orch::run::NewRun;
 use orch::storage::{BACKFILL_TAG, Backfill, Storage};
 use orch::{RunId, RunStatus, Selection};
 use tokio_util::sync::CancellationToken;
@@ -435,21 +434,8 @@ pub async fn backfill(dir: Option<&Path>, args: BackfillArgs) -> CmdResult {
             for request in &requests {
                 let plan = plan::plan(&graph, &selected, request)
                     .map_err(|e| Failure::Usage(e.to_string()))?;
-                let (partition_key, partition_key_end) = plan.partition.bounds();
-                let mut tags = BTreeMap::new();
-                tags.insert(BACKFILL_TAG.to_owned(), id.clone());
-                runs.push(NewRun {
-                    run_id: RunId::new(),
-                    status: RunStatus::Queued,
-                    selection: select.clone(),
-                    asset_keys: plan.asset_keys.clone(),
-                    partition_key,
-                    partition_key_end,
-                    tags,
-                    parent_run_id: None,
-                    root_run_id: None,
-                    created_at: now,
-                });
+                let tags = BTreeMap::from([(BACKFILL_TAG.to_owned(), id.clone())]);
+                runs.push(plan.new_run(&select, RunStatus::Queued, tags, now));
             }
             let storage = project::storage(&config).await?;
             let record = Backfill {

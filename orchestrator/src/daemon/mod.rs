@@ -326,21 +326,8 @@ impl Daemon {
             });
         match planned {
             Ok(plan) => {
-                let (partition_key, partition_key_end) = plan.partition.bounds();
-                let mut tags = BTreeMap::new();
-                tags.insert(SENSOR_TAG.to_owned(), sensor.to_owned());
-                let run = NewRun {
-                    run_id: RunId::new(),
-                    status: RunStatus::Queued,
-                    selection: request.selection.clone(),
-                    asset_keys: plan.asset_keys.clone(),
-                    partition_key,
-                    partition_key_end,
-                    tags,
-                    parent_run_id: None,
-                    root_run_id: None,
-                    created_at: now,
-                };
+                let tags = BTreeMap::from([(SENSOR_TAG.to_owned(), sensor.to_owned())]);
+                let run = plan.new_run(&request.selection, RunStatus::Queued, tags, now);
                 self.storage
                     .record_tick(
                         sensor,
@@ -613,22 +600,11 @@ impl Daemon {
         });
         match planned {
             Ok(plan) => {
-                let (partition_key, partition_key_end) = plan.partition.bounds();
-                let mut tags = BTreeMap::new();
-                tags.insert(SCHEDULE_TAG.to_owned(), schedule.name.clone());
-                tags.insert(TICK_TAG.to_owned(), tick.to_rfc3339());
-                let run = NewRun {
-                    run_id: RunId::new(),
-                    status: RunStatus::Queued,
-                    selection: schedule.selection.as_str().to_owned(),
-                    asset_keys: plan.asset_keys.clone(),
-                    partition_key,
-                    partition_key_end,
-                    tags,
-                    parent_run_id: None,
-                    root_run_id: None,
-                    created_at: now,
-                };
+                let tags = BTreeMap::from([
+                    (SCHEDULE_TAG.to_owned(), schedule.name.clone()),
+                    (TICK_TAG.to_owned(), tick.to_rfc3339()),
+                ]);
+                let run = plan.new_run(schedule.selection.as_str(), RunStatus::Queued, tags, now);
                 self.storage
                     .record_tick(
                         &schedule.name,

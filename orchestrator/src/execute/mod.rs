@@ -29,7 +29,7 @@ use crate::event::{ErrorInfo, Event, EventKind};
 use crate::graph::AssetGraph;
 use crate::metadata::{Metadata, MetadataValue};
 use crate::plan::{Plan, Step};
-use crate::run::{NewRun, Run, RunId, RunStatus};
+use crate::run::{Run, RunId, RunStatus};
 use crate::storage::{Storage, StorageError};
 
 pub use sink::{EventObserver, EventSink};
@@ -156,23 +156,12 @@ impl Executor {
         request: &RunRequest,
         status: RunStatus,
     ) -> Result<Run, StorageError> {
-        let (partition_key, partition_key_end) = plan.partition.bounds();
-        let run_id = RunId::new();
-        let run = self
-            .storage
-            .create_run(&NewRun {
-                run_id,
-                status,
-                selection: request.selection.clone(),
-                asset_keys: plan.asset_keys.clone(),
-                partition_key,
-                partition_key_end,
-                tags: request.tags.clone(),
-                parent_run_id: request.parent_run_id,
-                root_run_id: request.root_run_id.or(request.parent_run_id),
-                created_at: Utc::now(),
-            })
-            .await?;
+        let mut new_run =
+            plan.new_run(&request.selection, status, request.tags.clone(), Utc::now());
+        new_run.parent_run_id = request.parent_run_id;
+        new_run.root_run_id = request.root_run_id.or(request.parent_run_id);
+        let run_id = new_run.run_id;
+        let run = self.storage.create_run(&new_run).await?;
         self.storage
             .append_events(&[now_event(run_id, EventKind::for_run_status(status))])
             .await?;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod dbt;
 mod execute;
 mod queue;
 mod sensors;

@@ -1,0 +1,14 @@
+-- Calendar days that hold events.
+with days as (
+    select distinct cast(event_ts as date) as date_day from {{ ref('stg_page_view_events') }}
+    union
+    select distinct cast(event_ts as date) as date_day from {{ ref('stg_listen_events') }}
+)
+select
+    date_day as date_key,
+    cast(extract(year from date_day) as {{ dbt.type_int() }}) as year,
+    cast(extract(month from date_day) as {{ dbt.type_int() }}) as month,
+    cast(extract(day from date_day) as {{ dbt.type_int() }}) as day_of_month,
+    {{ iso_day_of_week('date_day') }} as iso_day_of_week,
+    case when {{ iso_day_of_week('date_day') }} in (6, 7) then true else false end as is_weekend
+from days

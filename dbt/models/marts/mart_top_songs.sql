@@ -1,0 +1,19 @@
+-- Songs by plays per day, ranked (every song is kept, so the day's plays add up).
+with plays as (
+    select f.date_key, f.song_key, count(*) as plays, count(distinct f.user_id) as listeners,
+        sum(f.duration_seconds) / 3600.0 as stream_hours
+    from {{ ref('fact_listens') }} f
+    group by f.date_key, f.song_key
+)
+select
+    {{ surrogate_key(['p.date_key', 'p.song_key']) }} as row_key,
+    p.date_key,
+    s.song,
+    s.artist,
+    p.song_key,
+    p.plays,
+    p.listeners,
+    p.stream_hours,
+    rank() over (partition by p.date_key order by p.plays desc) as rank_in_day
+from plays p
+join {{ ref('dim_songs') }} s on s.song_key = p.song_key

@@ -36,6 +36,7 @@
 
 mod batch;
 mod dlq;
+mod emulator;
 mod error;
 mod event;
 pub mod layout;

@@ -42,7 +42,8 @@ pub struct LakeOptions {
     /// The endpoint of an emulator or compatible store: for `gs://`, e.g. fake-gcs-server at
     /// `http://127.0.0.1:4443` (default: `STORAGE_EMULATOR_HOST`, as Google's clients do); for
     /// `s3://`, e.g. MinIO (default: `AWS_ENDPOINT`). With a GCS emulator, requests are sent
-    /// without credentials.
+    /// without credentials, adapted to fake-gcs-server (see `emulator.rs`); start it with its
+    /// default `-public-host`.
     pub endpoint: Option<String>,
     /// How long a request to an object store is retried before it fails (default: object_store's,
     /// 3 minutes).
@@ -173,7 +174,8 @@ impl Lake {
                                     bearer: String::new(),
                                 },
                             )))
-                            .with_client_options(ClientOptions::new().with_allow_http(true));
+                            .with_client_options(ClientOptions::new().with_allow_http(true))
+                            .with_http_connector(crate::emulator::FakeGcsConnector);
                     }
                     wrap(builder.build().map_err(open_err)?, &prefix)
                 } else {
@@ -498,7 +500,7 @@ impl Lake {
             action,
             path: path.to_owned(),
             lake: self.shown.clone(),
-            message: e.to_string(),
+            message: error_chain(&e),
             hint,
         }
     }
@@ -511,6 +513,21 @@ impl Lake {
             message: e.to_string(),
         }
     }
+}
+
+/// An error and its causes on one line ("error sending request: ... Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string().trim().to_owned();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        let text = text.trim();
+        if !text.is_empty() && !message.contains(text) {
+            message = format!("{message}: {text}");
+        }
+        source = cause.source();
+    }
+    message
 }
 
 fn wrap<T: ObjectStore>(store: T, prefix: &str) -> Arc<dyn ObjectStore> {

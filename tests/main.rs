@@ -5,6 +5,7 @@
 mod cli;
 mod daemon;
 mod execute;
+mod lake;
 mod queue;
 mod sensors;
 mod storage;

@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod dbt;
 mod execute;
+mod lake;
 mod queue;
 mod sensors;
 mod storage;

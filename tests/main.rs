@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod eventsim;
 mod execute;
 mod queue;
 mod sensors;

@@ -59,6 +59,7 @@ pub enum RunError {
 
 /// In real-time mode, what was sent is flushed at least this often.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
+const FOREVER: Duration = Duration::from_secs(30 * 365 * 86_400);
 /// In fast mode, the runner lets other tasks run every so many events.
 const YIELD_EVERY: u32 = 4096;
 
@@ -106,7 +107,12 @@ pub async fn run<S: Sink + ?Sized>(
             }
             Speed::RealTime { factor } => {
                 let offset = (event.ts() - start_ms).max(0) as f64 / 1000.0 / factor;
-                let due = paced_from + Duration::from_secs_f64(offset);
+                // A factor so small that the event is due past any clock: wait until
+                // cancelled (decades, as far as tokio is concerned).
+                let due = Duration::try_from_secs_f64(offset)
+                    .ok()
+                    .and_then(|d| paced_from.checked_add(d))
+                    .unwrap_or_else(|| Instant::now() + FOREVER);
                 let now = Instant::now();
                 if due > now || (unflushed && now - last_flush >= FLUSH_EVERY) {
                     if unflushed {

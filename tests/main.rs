@@ -5,6 +5,7 @@
 mod cli;
 mod daemon;
 mod dbt;
+mod eventsim;
 mod execute;
 mod lake;
 mod queue;

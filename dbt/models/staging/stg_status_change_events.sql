@@ -1,4 +1,4 @@
--- Subscription changes (upgrades, downgrades, cancellations): the level after the change.
+-- Subscription changes (upgrades, downgrades, cancellations), with the level the event carries.
 {% set relation = source('raw', 'status_change_events') %}
 with typed as (
     select

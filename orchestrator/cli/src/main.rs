@@ -4,6 +4,7 @@
 mod assets;
 mod bench;
 mod daemon;
+mod eventsim;
 mod materialize;
 mod progress;
 mod project;
@@ -31,6 +32,7 @@ Examples:
   orch backfill status 0193a5f2-...
   orch runs logs 0193a5f2-... --step 'example/plays[2026-11-22-10:00]'
   orch bench overhead --layers 10 --width 100
+  orch eventsim --users 2000 --from 2026-11-22 --to 2026-11-23 --out events
 
 Selection syntax (as Dagster's): key, +key (one level up), ++key, *key (all upstream),
 key+, key*, group:NAME, tag:K=V, kind:K; a comma is a union.
@@ -78,6 +80,8 @@ enum Command {
     /// Benchmarks that print their figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Generate the music-streaming site's events (eventsim's four topics) for N users.
+    Eventsim(eventsim::EventsimArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -217,5 +221,6 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(args).await,
         Command::Bench(BenchCommand::Launch(args)) => bench::launch(args).await,
         Command::Bench(BenchCommand::DaemonMemory(args)) => bench::daemon_memory(args).await,
+        Command::Eventsim(args) => eventsim::run_eventsim(args).await,
     }
 }

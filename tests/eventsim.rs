@@ -380,3 +380,107 @@ fn eventsim_refuses_bad_input_with_exit_2() {
         assert!(run.stderr().contains(message), "{args:?}: {}", run.stderr());
     }
 }
+
+/// Every event of the lake, per topic: rows and distinct event ids, read back from Parquet.
+async fn lake_rows(dir: &Path) -> HashMap<String, (usize, HashSet<String>)> {
+    let lake = orch_lake::Lake::open(&dir.display().to_string()).unwrap();
+    let mut out = HashMap::new();
+    for topic in orch_lake::Topic::ALL {
+        let mut rows = 0;
+        let mut ids = HashSet::new();
+        for hour in lake.list_hours(topic).await.unwrap() {
+            for batch in lake.read_hour(topic, hour).await.unwrap() {
+                rows += batch.num_rows();
+                let column = batch
+                    .column_by_name(orch_lake::col::EVENT_ID)
+                    .expect("event id column");
+                let strings = column
+                    .as_any()
+                    .downcast_ref::<orch_lake::arrow_array::StringArray>()
+                    .expect("event ids are strings");
+                ids.extend(strings.iter().flatten().map(str::to_owned));
+            }
+        }
+        out.insert(topic.to_string(), (rows, ids));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eventsim_writes_the_lake_by_topic_and_hour_and_a_rerun_replaces_its_files() {
+    let project = Project::empty();
+    let lake = project.path().join("lake");
+    let lake_arg = lake.display().to_string();
+    let args = [
+        "eventsim",
+        "--users",
+        "300",
+        "--from",
+        "2026-11-22-00:00",
+        "--to",
+        "2026-11-22-06:00",
+        "--seed",
+        "7",
+        "--sink",
+        "lake",
+        "--lake",
+        &lake_arg,
+        "--json",
+    ];
+    let first = project.run(&args);
+    first.expect_code(0);
+    let summary = first.json();
+    let rows = lake_rows(&lake).await;
+    for topic in [
+        "listen_events",
+        "page_view_events",
+        "auth_events",
+        "status_change_events",
+    ] {
+        let expected = summary["events"][topic].as_u64().unwrap_or_default() as usize;
+        let (count, ids) = &rows[topic];
+        assert_eq!(
+            *count, expected,
+            "{topic}: rows in the lake vs the summary {summary}"
+        );
+        assert_eq!(ids.len(), *count, "{topic}: every row has its own event id");
+    }
+    assert!(rows["listen_events"].0 > 0, "some songs were played");
+    let files = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = walk(dir)
+            .into_iter()
+            .filter(|p| p.ends_with(".parquet"))
+            .collect();
+        names.sort();
+        names
+    };
+    let before = files(&lake);
+    assert!(
+        before
+            .iter()
+            .all(|f| f.contains("/date=2026-11-22/hour=0") && f.contains("eventsim-7-")),
+        "{before:?}"
+    );
+    // The same events again: the same files, replaced, nothing doubled.
+    project.run(&args).expect_code(0);
+    assert_eq!(files(&lake), before);
+    let again = lake_rows(&lake).await;
+    for (topic, (count, _)) in &rows {
+        assert_eq!(again[topic].0, *count, "{topic} doubled");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path.display().to_string());
+            }
+        }
+    }
+    out
+}

@@ -37,6 +37,10 @@ pub struct EventsimArgs {
     /// The folder for --sink jsonl: TOPIC.jsonl for each of the four topics.
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
+    /// The lake for --sink lake: a folder (default `.orch/lake` in the project), `gs://` or
+    /// `s3://`.
+    #[arg(long, value_name = "URL")]
+    lake: Option<String>,
     /// Annual growth of the user base as a fraction (10 = tenfold a year, as Streamify runs
     /// eventsim); new users arrive as guests.
     #[arg(long, default_value_t = 10.0)]
@@ -57,6 +61,8 @@ pub struct EventsimArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum SinkChoice {
+    /// Parquet files in the lake, by topic and hour (the platform's embedded default).
+    Lake,
     Jsonl,
     Count,
 }
@@ -106,7 +112,21 @@ pub async fn run_eventsim(args: EventsimArgs) -> CmdResult {
         .validate()
         .map_err(|e| Failure::Usage(e.to_string()))?;
 
+    let mut lake_sink = None;
     let mut sink: Box<dyn Sink> = match args.sink {
+        SinkChoice::Lake => {
+            let url = match &args.lake {
+                Some(url) => url.clone(),
+                None => crate::project::config(None)?
+                    .state_dir
+                    .join("lake")
+                    .display()
+                    .to_string(),
+            };
+            let lake = orch_lake::Lake::open(&url).map_err(|e| Failure::Usage(e.to_string()))?;
+            lake_sink = Some(crate::lake_sink::LakeSink::new(lake, args.seed));
+            Box::new(orch_eventsim::CountingSink::new())
+        }
         SinkChoice::Jsonl => {
             let Some(dir) = &args.out else {
                 return Err(Failure::Usage(
@@ -147,9 +167,30 @@ pub async fn run_eventsim(args: EventsimArgs) -> CmdResult {
             }
         );
     }
-    let result = run(&config, &mut sink, &cancel).await;
+    let result = match &mut lake_sink {
+        Some(lake) => {
+            let result = run(&config, &mut *lake, &cancel).await;
+            match result {
+                Ok(summary) => lake
+                    .finish()
+                    .await
+                    .map(|()| summary)
+                    .map_err(orch_eventsim::RunError::from),
+                Err(e) => Err(e),
+            }
+        }
+        None => run(&config, &mut sink, &cancel).await,
+    };
     signals.abort();
     let summary = result?;
+    if let Some(lake) = &lake_sink
+        && !args.json
+    {
+        eprintln!(
+            "lake: {} Parquet file(s), {} rows, {} bytes",
+            lake.files, lake.rows, lake.bytes
+        );
+    }
     if args.json {
         println!("{}", summary_json(&summary, &args));
     } else {

@@ -5,6 +5,7 @@ mod assets;
 mod bench;
 mod daemon;
 mod eventsim;
+mod lake_sink;
 mod materialize;
 mod progress;
 mod project;

@@ -163,6 +163,10 @@ pub enum PlanError {
     },
     #[error("the selected assets' computations depend on each other in a cycle: {0}")]
     StepCycle(String),
+    #[error("the run's assets {0} are no longer defined")]
+    UndefinedAssets(String),
+    #[error("the run's step selection `{selection}` is not a JSON list of step keys: {reason}")]
+    InvalidStepSelection { selection: String, reason: String },
 }
 
 /// Plans the materialization of `selected` (keys of `graph`) over `request`.

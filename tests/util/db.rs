@@ -97,12 +97,6 @@ pub fn postgres_url() -> String {
     std::env::var("ORCH_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
 
-/// `url` with `search_path` set to `schema`.
-pub fn with_search_path(url: &str, schema: &str) -> String {
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}options=-c%20search_path%3D{schema}")
-}
-
 fn unreachable(url: &str, error: impl std::fmt::Display) -> ! {
     panic!(
         "Postgres is not reachable at {}: {error}. Start it (on this machine: \
@@ -155,7 +149,7 @@ pub async fn postgres() -> TestDb {
         .await
         .unwrap_or_else(|e| panic!("cannot create schema {schema}: {e}"));
     let _ = conn.close().await;
-    let url = with_search_path(&base_url, &schema);
+    let url = orch::storage::schema::url_with_schema(&base_url, &schema);
     let storage = PostgresStorage::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", orch::storage::redact_url(&url)));

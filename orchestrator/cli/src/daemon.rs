@@ -217,23 +217,8 @@ pub async fn schedules(dir: Option<&Path>, command: SchedulesCommand) -> CmdResu
         })
     };
     match command {
-        SchedulesCommand::On { name } | SchedulesCommand::Off { name } if find(&name).is_err() => {
-            find(&name).map(|_| ())
-        }
-        SchedulesCommand::On { name } => {
-            storage
-                .set_schedule_enabled(&name, true, Utc::now())
-                .await?;
-            println!("schedule {name} is on");
-            Ok(())
-        }
-        SchedulesCommand::Off { name } => {
-            storage
-                .set_schedule_enabled(&name, false, Utc::now())
-                .await?;
-            println!("schedule {name} is off");
-            Ok(())
-        }
+        SchedulesCommand::On { name } => switch(storage.as_ref(), find(&name)?, true).await,
+        SchedulesCommand::Off { name } => switch(storage.as_ref(), find(&name)?, false).await,
         SchedulesCommand::Ticks {
             name,
             limit,
@@ -328,6 +313,23 @@ pub async fn schedules(dir: Option<&Path>, command: SchedulesCommand) -> CmdResu
             Ok(())
         }
     }
+}
+
+/// Switches a defined schedule on or off in storage.
+async fn switch(
+    storage: &dyn Storage,
+    schedule: &orch::daemon::ScheduleDefinition,
+    enabled: bool,
+) -> CmdResult {
+    storage
+        .set_schedule_enabled(&schedule.name, enabled, Utc::now())
+        .await?;
+    println!(
+        "schedule {} is {}",
+        schedule.name,
+        if enabled { "on" } else { "off" }
+    );
+    Ok(())
 }
 
 #[derive(Debug, Args)]

@@ -42,10 +42,7 @@ pub fn evaluate(
                 })
                 .max();
             match newest {
-                Some((end, key, at)) if now - end <= max_lag => {
-                    let _ = (key, at);
-                    Freshness::Fresh
-                }
+                Some((end, _, _)) if now - end <= max_lag => Freshness::Fresh,
                 Some((end, key, at)) => Freshness::Stale {
                     message: format!(
                         "`{}`: the newest materialized partition, {key}, ended {} ago (at most {lag_text} allowed)",

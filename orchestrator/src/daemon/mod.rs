@@ -140,10 +140,7 @@ pub fn plan_for_run(graph: &AssetGraph, run: &Run) -> Result<Plan, PlanError> {
         .map(ToString::to_string)
         .collect();
     if !missing.is_empty() {
-        return Err(PlanError::UnknownPartition {
-            key: missing.join(", "),
-            reason: "these assets of the run are no longer defined".into(),
-        });
+        return Err(PlanError::UndefinedAssets(missing.join(", ")));
     }
     let selected: BTreeSet<_> = run.asset_keys.iter().cloned().collect();
     let request =
@@ -151,9 +148,9 @@ pub fn plan_for_run(graph: &AssetGraph, run: &Run) -> Result<Plan, PlanError> {
     let mut plan = plan::plan(graph, &selected, &request)?;
     if let Some(steps) = run.tags.get(plan::STEP_SELECTION_TAG) {
         let keys: BTreeSet<String> =
-            serde_json::from_str(steps).map_err(|e| PlanError::UnknownPartition {
-                key: steps.clone(),
-                reason: format!("the run's step selection is not a JSON list of step keys: {e}"),
+            serde_json::from_str(steps).map_err(|e| PlanError::InvalidStepSelection {
+                selection: steps.clone(),
+                reason: e.to_string(),
             })?;
         plan.retain_steps(&keys);
     }

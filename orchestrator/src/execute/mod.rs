@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::asset::AssetsDefinition;
 use crate::config::ExecutionConfig;
 use crate::context::Resources;
-use crate::event::{ErrorInfo, Event, EventKind};
+use crate::event::{Event, EventKind};
 use crate::graph::AssetGraph;
 use crate::metadata::{Metadata, MetadataValue};
 use crate::plan::{Plan, Step};
@@ -635,14 +635,3 @@ fn plan_event(run_id: RunId, plan: &Plan) -> crate::event::Event {
     event.body.metadata = Metadata::new().with("plan", MetadataValue::Json(plan.steps_json()));
     event
 }
-
-/// Formats an error for a RUN_FAILURE body.
-pub fn error_info(message: impl Into<String>) -> ErrorInfo {
-    ErrorInfo {
-        message: message.into(),
-        causes: Vec::new(),
-    }
-}
-
-/// How long to wait, at most, for a canceled step before giving up on it.
-pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(10);

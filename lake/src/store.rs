@@ -449,7 +449,8 @@ impl Lake {
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Bytes, LakeError> {
+    /// The bytes of the file at `path` (relative to the lake's root).
+    pub async fn get(&self, path: &str) -> Result<Bytes, LakeError> {
         let location = Path::from(path);
         let result = self
             .store

@@ -446,8 +446,24 @@ impl AssetContext {
     /// `grace`). A non-zero exit is an error carrying the last lines of stderr.
     pub async fn run_command(
         &self,
-        mut command: tokio::process::Command,
+        command: tokio::process::Command,
     ) -> Result<ExitStatus, ComputeError> {
+        self.run_command_with(command, |line| Some((LogLevel::Info, line.to_owned())))
+            .await
+    }
+
+    /// [`AssetContext::run_command`], with each stdout line handed to `on_stdout` as it
+    /// arrives: it returns what to store as the step's log line (level and text), or `None`
+    /// to store nothing. For tools whose output is a stream of structured events (dbt's JSON
+    /// log), read while the tool runs.
+    pub async fn run_command_with<F>(
+        &self,
+        mut command: tokio::process::Command,
+        mut on_stdout: F,
+    ) -> Result<ExitStatus, ComputeError>
+    where
+        F: FnMut(&str) -> Option<(LogLevel, String)> + Send + 'static,
+    {
         let program = command
             .as_std()
             .get_program()
@@ -475,7 +491,9 @@ impl AssetContext {
                 if line.starts_with("orch:") {
                     captured.lock().expect("captured lock").push(line.clone());
                 }
-                log_out.line(LogStream::Stdout, LogLevel::Info, line);
+                if let Some((level, text)) = on_stdout(&line) {
+                    log_out.line(LogStream::Stdout, level, text);
+                }
             }
         });
         let err_task = tokio::spawn(async move {

@@ -11,6 +11,7 @@ pub mod command;
 pub mod config;
 pub mod context;
 pub mod daemon;
+pub mod dbt;
 pub mod definitions;
 pub mod event;
 pub mod execute;

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -13,7 +13,7 @@ fn repo() -> PathBuf {
 }
 
 /// The venv's `dbt`, installing it if needed (PyPI only).
-fn dbt() -> PathBuf {
+pub(crate) fn dbt() -> PathBuf {
     let out = Command::new(repo().join("scripts/dbt-venv"))
         .output()
         .expect("run scripts/dbt-venv");

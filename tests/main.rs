@@ -8,6 +8,7 @@ mod dbt;
 mod eventsim;
 mod execute;
 mod lake;
+mod platform;
 mod queue;
 mod sensors;
 mod storage;

@@ -1,16 +1,22 @@
-//! The assets compiled into the `orch` binary. Until the streaming platform lands, this is the
-//! example graph: a small music service's plays, generated deterministically per hour, counted
-//! per song and rolled up into a daily top list.
+//! The assets compiled into the `orch` binary: the music-streaming platform (the lake's raw
+//! hours, the warehouse's staging loads, the dbt project's models and marts) and its hourly
+//! schedule; with `[assets] example = true`, also a small example graph that needs neither a
+//! lake nor a warehouse.
 
 mod example;
+pub mod platform;
 
 use orch::Definitions;
 use orch::config::Config;
 use orch::daemon::{Catchup, PartitionRule, ScheduleDefinition};
 
 /// Everything this crate defines, for the project described by `config`.
-pub fn definitions(config: &Config) -> Definitions {
-    example::definitions(&config.state_dir.join("example")).schedule(hourly_pipeline())
+pub fn definitions(config: &Config) -> Result<Definitions, String> {
+    let mut defs = platform::definitions(config)?;
+    if config.example_assets {
+        defs = defs.merge(example::definitions(&config.state_dir.join("example")));
+    }
+    Ok(defs.schedule(hourly_pipeline()))
 }
 
 /// At ten past every hour, the hour that just ended, for every compiled-in asset. Off until

@@ -378,6 +378,15 @@ impl Lake {
         Ok(letters)
     }
 
+    /// The rows of one Parquet file, from its footer.
+    pub async fn parquet_rows(&self, path: &str) -> Result<u64, LakeError> {
+        let bytes = self.get(path).await?;
+        let rows = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .map(|b| b.metadata().file_metadata().num_rows())
+            .map_err(|e| self.corrupt(path, "Parquet", e.to_string()))?;
+        Ok(rows.max(0) as u64)
+    }
+
     /// The batches of one Parquet file (`path` relative to the lake's root).
     pub async fn read_parquet(&self, path: &str) -> Result<Vec<RecordBatch>, LakeError> {
         let bytes = self.get(path).await?;

@@ -53,6 +53,46 @@ struct FileConfig {
     sensors: Vec<SensorConfig>,
     #[serde(default)]
     notifications: NotificationsFile,
+    #[serde(default)]
+    platform: PlatformFile,
+}
+
+/// `[platform]`: where the compiled-in platform's lake, warehouse and dbt project are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlatformFile {
+    lake: Option<String>,
+    warehouse: Option<String>,
+    duckdb_path: Option<PathBuf>,
+    dbt_project: Option<PathBuf>,
+    dbt_target: Option<String>,
+    dbt_executable: Option<PathBuf>,
+    start: Option<String>,
+    sensor_interval_secs: Option<u64>,
+}
+
+/// The compiled-in platform's settings (`[platform]`, overridden by `ORCH_LAKE_URL`,
+/// `ORCH_WAREHOUSE`, `ORCH_DUCKDB_PATH`, `ORCH_DBT_TARGET`, `ORCH_DBT`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlatformConfig {
+    /// The lake: a folder (default `.orch/lake`), `gs://...` or `s3://...`.
+    pub lake: String,
+    /// `duckdb` (default) or `bigquery`.
+    pub warehouse: String,
+    /// The DuckDB file (default `.orch/warehouse.duckdb`).
+    pub duckdb_path: PathBuf,
+    /// The dbt project (default `dbt/` under the root).
+    pub dbt_project: PathBuf,
+    /// Whether `dbt_project` was set (a missing project is then an error, not an absence).
+    pub dbt_project_set: bool,
+    /// The dbt profile's target (`dev` for DuckDB, `prod` for BigQuery).
+    pub dbt_target: Option<String>,
+    /// The `dbt` to run (default: the project's venv, installed by `scripts/dbt-venv`).
+    pub dbt_executable: Option<PathBuf>,
+    /// The first hourly partition of the platform's assets.
+    pub start: String,
+    /// How often the lake sensor looks for late files (default 30 s).
+    pub sensor_interval_secs: u64,
 }
 
 /// One `[[sensor]]` table of `orch.toml`.
@@ -135,6 +175,7 @@ struct ExecutionFile {
 #[serde(deny_unknown_fields)]
 struct AssetsFile {
     builtin: Option<bool>,
+    example: Option<bool>,
 }
 
 /// The resolved configuration.
@@ -153,8 +194,12 @@ pub struct Config {
     pub pools: BTreeMap<String, usize>,
     /// Whether to load the assets compiled into the `orch` binary.
     pub builtin_assets: bool,
+    /// Whether to add the small example graph to the compiled-in assets.
+    pub example_assets: bool,
     /// Assets declared in `orch.toml` whose compute is a shell command.
     pub command_assets: Vec<CommandAssetConfig>,
+    /// The compiled-in platform's settings.
+    pub platform: PlatformConfig,
     /// Schedules declared in `orch.toml`.
     pub schedules: Vec<ScheduleConfig>,
     pub daemon: DaemonSettings,
@@ -296,15 +341,56 @@ impl Config {
                 message: format!("pool `{name}` has a limit of 0: no step in it could ever run"),
             });
         }
+        let platform_file = parsed.platform;
+        let dbt_project_set = platform_file.dbt_project.is_some();
+        let platform = PlatformConfig {
+            lake: env("ORCH_LAKE_URL")
+                .or(platform_file.lake)
+                .unwrap_or_else(|| state_dir.join("lake").display().to_string()),
+            warehouse: env("ORCH_WAREHOUSE")
+                .or(platform_file.warehouse)
+                .unwrap_or_else(|| "duckdb".to_owned()),
+            duckdb_path: root.join(
+                env("ORCH_DUCKDB_PATH")
+                    .map(PathBuf::from)
+                    .or(platform_file.duckdb_path)
+                    .unwrap_or_else(|| state_dir.join("warehouse.duckdb")),
+            ),
+            dbt_project: root.join(platform_file.dbt_project.unwrap_or_else(|| "dbt".into())),
+            dbt_project_set,
+            dbt_target: env("ORCH_DBT_TARGET").or(platform_file.dbt_target),
+            dbt_executable: env("ORCH_DBT")
+                .map(PathBuf::from)
+                .or(platform_file.dbt_executable),
+            start: platform_file
+                .start
+                .unwrap_or_else(|| "2026-01-01-00:00".to_owned()),
+            sensor_interval_secs: platform_file.sensor_interval_secs.unwrap_or(30).max(1),
+        };
+        if !matches!(platform.warehouse.as_str(), "duckdb" | "bigquery") {
+            return Err(ConfigError::Parse {
+                path,
+                message: format!(
+                    "platform.warehouse is `{}`: use duckdb or bigquery",
+                    platform.warehouse
+                ),
+            });
+        }
+        let mut pools = parsed.pools;
+        // The embedded warehouse admits one writing process at a time: its loads and dbt
+        // builds take turns unless the project says otherwise.
+        pools.entry("warehouse".to_owned()).or_insert(1);
         Ok(Config {
             root,
             file,
             state_dir,
             database_url,
             execution,
-            pools: parsed.pools,
+            pools,
             builtin_assets: parsed.assets.builtin.unwrap_or(true),
+            example_assets: parsed.assets.example.unwrap_or(false),
             command_assets: parsed.command_assets,
+            platform,
             schedules: parsed.schedules,
             daemon: DaemonSettings {
                 max_concurrent_runs: parsed.daemon.max_concurrent_runs,

@@ -3,15 +3,29 @@
 
 use crate::asset::AssetsDefinition;
 use crate::context::Resources;
-use crate::daemon::ScheduleDefinition;
+use crate::daemon::{ScheduleDefinition, Sensor};
 use crate::graph::{AssetGraph, GraphError};
 
 /// Assets and resources, as provided by the compiled-in assets and by `orch.toml`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Definitions {
     pub assets: Vec<AssetsDefinition>,
     pub schedules: Vec<ScheduleDefinition>,
+    pub sensors: Vec<std::sync::Arc<dyn Sensor>>,
     pub resources: Resources,
+}
+
+impl std::fmt::Debug for Definitions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Definitions")
+            .field("assets", &self.assets)
+            .field("schedules", &self.schedules)
+            .field(
+                "sensors",
+                &self.sensors.iter().map(|s| s.name()).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Definitions {
@@ -34,6 +48,11 @@ impl Definitions {
         self
     }
 
+    pub fn sensor(mut self, sensor: std::sync::Arc<dyn Sensor>) -> Self {
+        self.sensors.push(sensor);
+        self
+    }
+
     pub fn resources(mut self, resources: Resources) -> Self {
         self.resources = resources;
         self
@@ -43,6 +62,7 @@ impl Definitions {
     pub fn merge(mut self, other: Definitions) -> Self {
         self.assets.extend(other.assets);
         self.schedules.extend(other.schedules);
+        self.sensors.extend(other.sensors);
         self.resources = self.resources.merge(&other.resources);
         self
     }

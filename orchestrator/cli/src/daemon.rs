@@ -127,7 +127,7 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
         }
     };
     let id = daemon_config.id.clone();
-    let sensors = project::sensors(&config)?;
+    let sensors = project::sensors(&config, &defs)?;
     let mut daemon = Daemon::new(
         storage,
         graph,

@@ -26,7 +26,7 @@ pub fn config(dir: Option<&Path>) -> Result<Config, Failure> {
 pub fn definitions(config: &Config) -> Result<Definitions, Failure> {
     let mut defs = Definitions::new();
     if config.builtin_assets {
-        defs = defs.merge(orch_assets::definitions(config));
+        defs = defs.merge(orch_assets::definitions(config).map_err(Failure::Usage)?);
     }
     let commands = orch::command::definitions(&config.command_assets, &config.root)
         .map_err(|e| Failure::Usage(format!("in {}: {e}", config_name(config))))?;
@@ -49,9 +49,12 @@ pub fn schedules(
 }
 
 /// The sensors of orch.toml.
-pub fn sensors(config: &Config) -> Result<Vec<std::sync::Arc<dyn orch::daemon::Sensor>>, Failure> {
+pub fn sensors(
+    config: &Config,
+    defs: &Definitions,
+) -> Result<Vec<std::sync::Arc<dyn orch::daemon::Sensor>>, Failure> {
     use orch::daemon::{LakeSensor, RunFailureSensor};
-    let mut out: Vec<std::sync::Arc<dyn orch::daemon::Sensor>> = Vec::new();
+    let mut out: Vec<std::sync::Arc<dyn orch::daemon::Sensor>> = defs.sensors.clone();
     for sensor in &config.sensors {
         let invalid = |message: String| {
             Failure::Usage(format!(

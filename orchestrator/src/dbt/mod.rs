@@ -176,7 +176,12 @@ impl DbtProject {
             .args(self.args("parse"))
             .envs(self.envs())
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", dbt.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot run {}: {e} (install dbt, e.g. with scripts/dbt-venv, and set [platform] dbt_executable or ORCH_DBT)",
+                    dbt.display()
+                )
+            })?;
         if !out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
             let detail: Vec<&str> = text
@@ -439,7 +444,7 @@ async fn build(
             e.message()
         ))),
         Err(_) => Err(ComputeError::fatal(format!(
-            "dbt build failed:\n{}",
+            "dbt build failed: {}",
             log.errors.join("\n")
         ))),
     }

@@ -327,9 +327,8 @@ impl BigQueryWarehouse {
                 .map_err(failed)?
                 .into();
         }
-        if let Some(error) = response.errors.as_ref().and_then(|e| e.first()) {
-            return Err(WarehouseError::query(error_text(error), sql));
-        }
+        // `errors` on a complete answer are warnings ("do not necessarily mean that the job
+        // has completed or was unsuccessful"): a failed query is answered with an HTTP error.
         let fields = response
             .schema
             .as_ref()

@@ -5,6 +5,7 @@
 //! `.orch/`) and BigQuery (production, loading from a `gs://` lake). A staging load is
 //! idempotent: loading an hour of a topic replaces that hour of its raw table, never adds to it.
 
+pub mod bigquery;
 pub mod duckdb;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use orch_lake::{Hour, Lake, LakeError, Topic};
 use serde::Serialize;
 use serde_json::Value;
 
+pub use crate::bigquery::{BigQueryConfig, BigQueryWarehouse};
 pub use crate::duckdb::DuckDbWarehouse;
 
 /// The dataset (DuckDB: schema) of the raw event tables, as the dbt project's `raw` source

@@ -19,7 +19,7 @@ use orch::daemon::LakeSensor;
 use orch::dbt::{DbtAssetOptions, DbtProject, dbt_assets};
 use orch::partitions::PartitionsDefinition;
 use orch_lake::{Hour, Lake, Topic, layout};
-use orch_warehouse::{DuckDbWarehouse, Warehouse};
+use orch_warehouse::{BigQueryConfig, BigQueryWarehouse, DuckDbWarehouse, Warehouse};
 
 /// The pool every asset writing to the warehouse runs in (one at a time on DuckDB: see the
 /// config's default).
@@ -33,9 +33,12 @@ pub fn definitions(config: &Config) -> Result<Definitions, String> {
     let lake = Arc::new(Lake::open(&settings.lake).map_err(|e| e.to_string())?);
     let warehouse: Arc<dyn Warehouse> = match settings.warehouse.as_str() {
         "duckdb" => Arc::new(DuckDbWarehouse::new(&settings.duckdb_path)),
+        "bigquery" => Arc::new(BigQueryWarehouse::new(
+            BigQueryConfig::from_env().map_err(|e| format!("platform.warehouse bigquery: {e}"))?,
+        )),
         other => {
             return Err(format!(
-                "platform.warehouse `{other}` is not available in this build (use duckdb)"
+                "platform.warehouse `{other}` is unknown (use duckdb or bigquery)"
             ));
         }
     };

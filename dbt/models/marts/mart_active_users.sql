@@ -40,13 +40,14 @@ periods as (
     union all
     select * from by_hour
 )
+-- A period with listens but no page views yet (late listens) still counts its streams.
 select
-    p.grain,
-    p.period_start,
-    p.active_users,
-    p.paid_users,
-    p.free_users,
+    coalesce(p.grain, s.grain) as grain,
+    coalesce(p.period_start, s.period_start) as period_start,
+    coalesce(p.active_users, 0) as active_users,
+    coalesce(p.paid_users, 0) as paid_users,
+    coalesce(p.free_users, 0) as free_users,
     coalesce(s.listeners, 0) as listeners,
     coalesce(s.stream_hours, 0) as stream_hours
 from periods p
-left join streams s on s.grain = p.grain and s.period_start = p.period_start
+full outer join streams s on s.grain = p.grain and s.period_start = p.period_start

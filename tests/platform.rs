@@ -129,8 +129,8 @@ fn expected(lake: &Lake) -> Expected {
         let ts = orch_lake::arrow_array::cast::as_primitive_array::<
             orch_lake::arrow_array::types::TimestampMillisecondType,
         >(ts);
-        for i in 0..batch.num_rows() {
-            if let Some(user) = users[i] {
+        for (i, user) in users.into_iter().enumerate() {
+            if let Some(user) = user {
                 active.insert(user);
                 let hour = (ts.value(i) - FIRST_HOUR_MS).div_euclid(3_600_000);
                 by_hour.entry(hour).or_default().insert(user);

@@ -12,3 +12,4 @@ mod queue;
 mod sensors;
 mod storage;
 mod util;
+mod web;

@@ -39,12 +39,19 @@ pub struct MaterializeRequest {
 }
 
 fn nonempty(s: &Option<String>) -> Option<String> {
-    s.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned)
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
 
 impl MaterializeRequest {
     fn partitions(&self) -> Result<PartitionRequest, WebError> {
-        match (nonempty(&self.partition), nonempty(&self.from), nonempty(&self.to)) {
+        match (
+            nonempty(&self.partition),
+            nonempty(&self.from),
+            nonempty(&self.to),
+        ) {
             (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(WebError::BadRequest(
                 "give either a partition or a range (from, to), not both".into(),
             )),
@@ -66,7 +73,9 @@ fn plan_error(e: impl std::fmt::Display) -> WebError {
 pub async fn materialize(state: &AppState, request: &MaterializeRequest) -> Result<Run, WebError> {
     let selection = request.selection.trim();
     if selection.is_empty() {
-        return Err(WebError::BadRequest("the selection is empty: name an asset, or `*` for all".into()));
+        return Err(WebError::BadRequest(
+            "the selection is empty: name an asset, or `*` for all".into(),
+        ));
     }
     let selected = resolve_selection(state, selection)?;
     let partitions = request.partitions()?;
@@ -98,7 +107,9 @@ pub async fn backfill(state: &AppState, request: &BackfillRequest) -> Result<Bac
     let selection = request.selection.trim();
     let (from, to) = (request.from.trim(), request.to.trim());
     if from.is_empty() || to.is_empty() {
-        return Err(WebError::BadRequest("a backfill needs `from` and `to` partition keys".into()));
+        return Err(WebError::BadRequest(
+            "a backfill needs `from` and `to` partition keys".into(),
+        ));
     }
     let selected = resolve_selection(state, selection)?;
     let range = PartitionRequest::Range {
@@ -111,7 +122,8 @@ pub async fn backfill(state: &AppState, request: &BackfillRequest) -> Result<Bac
     let now = Utc::now();
     let mut runs = Vec::with_capacity(keys.len());
     for key in keys {
-        let plan = plan::plan(&state.graph, &selected, &PartitionRequest::Key(key)).map_err(plan_error)?;
+        let plan =
+            plan::plan(&state.graph, &selected, &PartitionRequest::Key(key)).map_err(plan_error)?;
         let tags = BTreeMap::from([
             (BACKFILL_TAG.to_owned(), id.clone()),
             (LAUNCHED_BY_TAG.to_owned(), "web".to_owned()),
@@ -235,10 +247,17 @@ pub async fn set_schedule(state: &AppState, name: &str, enabled: bool) -> Result
         let names: Vec<&str> = state.schedules.iter().map(|s| s.name.as_str()).collect();
         return Err(WebError::NotFound(format!(
             "no schedule `{name}` (schedules: {})",
-            if names.is_empty() { "none".to_owned() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
         )));
     }
-    let st = state.storage.set_schedule_enabled(name, enabled, Utc::now()).await?;
+    let st = state
+        .storage
+        .set_schedule_enabled(name, enabled, Utc::now())
+        .await?;
     Ok(st.enabled)
 }
 
@@ -306,7 +325,10 @@ pub async fn reexecute_form(
     Form(form): Form<CsrfForm>,
 ) -> Result<Redirect, PageError> {
     state.security.check_form(&headers, &form.csrf)?;
-    let from_failure = form.from_failure.as_deref().is_some_and(|v| v == "true" || v == "on");
+    let from_failure = form
+        .from_failure
+        .as_deref()
+        .is_some_and(|v| v == "true" || v == "on");
     let run = reexecute(&state, &run_id, from_failure).await?;
     Ok(Redirect::to(&format!("/runs/{}", run.run_id)))
 }
@@ -329,7 +351,9 @@ pub async fn toggle_schedule_form(
         "true" => true,
         "false" => false,
         other => {
-            return Err(WebError::BadRequest(format!("bad `enabled={other}`: use true or false")).into());
+            return Err(
+                WebError::BadRequest(format!("bad `enabled={other}`: use true or false")).into(),
+            );
         }
     };
     set_schedule(&state, &name, enabled).await?;
@@ -350,13 +374,19 @@ pub async fn login_form(
     Form(form): Form<LoginForm>,
 ) -> Result<Response, PageError> {
     if form.csrf != state.security.csrf() {
-        return Err(WebError::Forbidden("this form is stale: reload the page and try again".into()).into());
+        return Err(WebError::Forbidden(
+            "this form is stale: reload the page and try again".into(),
+        )
+        .into());
     }
     let _ = headers;
     if !state.security.token_matches(&form.token) {
         return Err(WebError::Forbidden("the access token is wrong".into()).into());
     }
-    let cookie = format!("{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict", form.token);
+    let cookie = format!(
+        "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        form.token
+    );
     let mut response = Redirect::to("/").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);

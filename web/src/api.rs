@@ -28,8 +28,12 @@ fn to_json<T: serde::Serialize>(v: &T) -> Json<Value> {
 }
 
 fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(b)| b)
-        .map_err(|e| ApiError(WebError::BadRequest(format!("bad request body: {}", e.body_text()))))
+    body.map(|Json(b)| b).map_err(|e| {
+        ApiError(WebError::BadRequest(format!(
+            "bad request body: {}",
+            e.body_text()
+        )))
+    })
 }
 
 pub async fn not_found() -> ApiError {
@@ -48,7 +52,10 @@ pub async fn runs(State(state): State<AppState>, Query(q): Query<RunsQuery>) -> 
 
 pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let run = get_run(&state, &id).await?;
-    let events = state.storage.run_events(run.run_id, &Default::default()).await?;
+    let events = state
+        .storage
+        .run_events(run.run_id, &Default::default())
+        .await?;
     let steps = views::steps_of(&state, &run, &events);
     Ok(Json(json!({ "run": RunView::new(&run), "steps": steps })))
 }
@@ -112,10 +119,17 @@ pub async fn reexecute(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    request: Option<Json<ReexecuteRequest>>,
+    request: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
     state.security.check_api(&headers)?;
-    let from_failure = request.is_some_and(|Json(r)| r.from_failure);
+    // The body is optional: none means a whole re-execution.
+    let from_failure = if request.iter().all(u8::is_ascii_whitespace) {
+        false
+    } else {
+        serde_json::from_slice::<ReexecuteRequest>(&request)
+            .map_err(|e| WebError::BadRequest(format!("bad request body: {e}")))?
+            .from_failure
+    };
     let run = actions::reexecute(&state, &id, from_failure).await?;
     Ok((StatusCode::CREATED, to_json(&RunView::new(&run))))
 }
@@ -125,7 +139,10 @@ pub struct SelectQuery {
     pub select: Option<String>,
 }
 
-fn selected(state: &AppState, q: &SelectQuery) -> Result<Option<BTreeSet<orch::AssetKey>>, WebError> {
+fn selected(
+    state: &AppState,
+    q: &SelectQuery,
+) -> Result<Option<BTreeSet<orch::AssetKey>>, WebError> {
     match q.select.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
         Some(s) => Ok(Some(resolve_selection(state, s)?)),
         None => Ok(None),
@@ -148,21 +165,28 @@ pub async fn lineage(State(state): State<AppState>, Query(q): Query<SelectQuery>
     Ok(to_json(&layout))
 }
 
-pub async fn lineage_layout(state: &AppState, q: &SelectQuery) -> Result<lineage::Layout, WebError> {
+pub async fn lineage_layout(
+    state: &AppState,
+    q: &SelectQuery,
+) -> Result<lineage::Layout, WebError> {
     let visible = match selected(state, q)? {
         Some(keys) => keys,
         None => state.graph.toposorted().iter().cloned().collect(),
     };
     let latest = state.storage.latest_by_asset(&[]).await?;
-    let states: std::collections::HashMap<&orch::AssetKey, &'static str> =
-        latest.iter().map(|r| (&r.asset_key, asset_state(Some(r)))).collect();
+    let states: std::collections::HashMap<&orch::AssetKey, &'static str> = latest
+        .iter()
+        .map(|r| (&r.asset_key, asset_state(Some(r))))
+        .collect();
     Ok(lineage::layout(&state.graph, &visible, |k| {
         states.get(k).copied().unwrap_or("NEVER")
     }))
 }
 
 pub async fn schedules(State(state): State<AppState>) -> ApiResult {
-    Ok(Json(json!({ "schedules": views::schedules(&state, 20).await? })))
+    Ok(Json(
+        json!({ "schedules": views::schedules(&state, 20).await? }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,7 +231,10 @@ pub async fn create_backfill(
     state.security.check_api(&headers)?;
     let request = body(request)?;
     let b = actions::backfill(&state, &request).await?;
-    Ok((StatusCode::CREATED, to_json(&views::backfill_view(&state, &b).await?)))
+    Ok((
+        StatusCode::CREATED,
+        to_json(&views::backfill_view(&state, &b).await?),
+    ))
 }
 
 pub async fn workers(State(state): State<AppState>) -> ApiResult {

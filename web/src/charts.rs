@@ -25,7 +25,9 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-const PALETTE: [&str; 6] = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"];
+const PALETTE: [&str; 6] = [
+    "#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2",
+];
 
 fn fmt_value(v: f64) -> String {
     if v.abs() >= 1e6 {
@@ -60,7 +62,9 @@ fn bars(rows: &[(String, f64)]) -> String {
     let rows = &rows[..rows.len().min(15)];
     let max = max_of(rows);
     let h = rows.len() * 22 + 4;
-    let mut s = format!("<svg class=\"chart\" viewBox=\"0 0 520 {h}\" width=\"520\" height=\"{h}\" role=\"img\">");
+    let mut s = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 520 {h}\" width=\"520\" height=\"{h}\" role=\"img\">"
+    );
     for (i, (label, v)) in rows.iter().enumerate() {
         let y = i * 22 + 2;
         let w = (v / max * 300.0).max(1.0);
@@ -85,7 +89,9 @@ fn columns(rows: &[(String, f64)]) -> String {
     let max = max_of(rows);
     let n = rows.len();
     let bw = (480.0 / n as f64).min(40.0);
-    let mut s = String::from("<svg class=\"chart\" viewBox=\"0 0 520 200\" width=\"520\" height=\"200\" role=\"img\">");
+    let mut s = String::from(
+        "<svg class=\"chart\" viewBox=\"0 0 520 200\" width=\"520\" height=\"200\" role=\"img\">",
+    );
     for (i, (label, v)) in rows.iter().enumerate() {
         let h = v / max * 160.0;
         let x = 20.0 + i as f64 * bw;
@@ -111,9 +117,17 @@ fn line(rows: &[(String, f64)]) -> String {
     let points: Vec<String> = rows
         .iter()
         .enumerate()
-        .map(|(i, (_, v))| format!("{:.1},{:.1}", 40.0 + i as f64 * 460.0 / n as f64, 170.0 - v / max * 150.0))
+        .map(|(i, (_, v))| {
+            format!(
+                "{:.1},{:.1}",
+                40.0 + i as f64 * 460.0 / n as f64,
+                170.0 - v / max * 150.0
+            )
+        })
         .collect();
-    let mut s = String::from("<svg class=\"chart\" viewBox=\"0 0 520 200\" width=\"520\" height=\"200\" role=\"img\">");
+    let mut s = String::from(
+        "<svg class=\"chart\" viewBox=\"0 0 520 200\" width=\"520\" height=\"200\" role=\"img\">",
+    );
     let _ = write!(
         s,
         "<line x1=\"40\" y1=\"170\" x2=\"500\" y2=\"170\" class=\"axis\"/><text x=\"0\" y=\"24\" class=\"tick\">{}</text><polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
@@ -135,7 +149,9 @@ fn line(rows: &[(String, f64)]) -> String {
 
 fn share(rows: &[(String, f64)]) -> String {
     let total: f64 = rows.iter().map(|r| r.1).sum::<f64>().max(1e-9);
-    let mut s = String::from("<svg class=\"chart\" viewBox=\"0 0 520 70\" width=\"520\" height=\"70\" role=\"img\">");
+    let mut s = String::from(
+        "<svg class=\"chart\" viewBox=\"0 0 520 70\" width=\"520\" height=\"70\" role=\"img\">",
+    );
     let mut x = 0.0;
     for (i, (label, v)) in rows.iter().enumerate() {
         let w = v / total * 520.0;
@@ -189,7 +205,9 @@ pub fn gantt(steps: &[StepView], now: DateTime<Utc>) -> String {
     let span = ((t1 - t0).num_milliseconds() as f64).max(1.0);
     let row = 20;
     let h = steps.len() * row + 24;
-    let mut s = format!("<svg class=\"gantt\" viewBox=\"0 0 900 {h}\" width=\"900\" height=\"{h}\" role=\"img\">");
+    let mut s = format!(
+        "<svg class=\"gantt\" viewBox=\"0 0 900 {h}\" width=\"900\" height=\"{h}\" role=\"img\">"
+    );
     for (i, step) in steps.iter().enumerate() {
         let y = i * row;
         let _ = write!(
@@ -200,7 +218,8 @@ pub fn gantt(steps: &[StepView], now: DateTime<Utc>) -> String {
         );
         if let Some(start) = step.start {
             let x = 300.0 + (start - t0).num_milliseconds() as f64 / span * 580.0;
-            let w = (((step.end.unwrap_or(now) - start).num_milliseconds() as f64) / span * 580.0).max(2.0);
+            let w = (((step.end.unwrap_or(now) - start).num_milliseconds() as f64) / span * 580.0)
+                .max(2.0);
             let _ = write!(
                 s,
                 "<rect x=\"{x:.1}\" y=\"{}\" width=\"{w:.1}\" height=\"14\" rx=\"2\" fill=\"{}\" data-step=\"{}\"><title>{} {} {}</title></rect>",
@@ -209,7 +228,9 @@ pub fn gantt(steps: &[StepView], now: DateTime<Utc>) -> String {
                 esc(&step.key),
                 esc(&step.key),
                 esc(&step.status),
-                step.duration_ms.map(crate::views::fmt_duration).unwrap_or_default()
+                step.duration_ms
+                    .map(crate::views::fmt_duration)
+                    .unwrap_or_default()
             );
         }
     }
@@ -230,10 +251,21 @@ pub fn history(history: &[MaterializationView]) -> String {
         return "<p class=\"muted\">never materialized</p>".to_owned();
     }
     let n = points.len().max(2) - 1;
-    let max_rows = points.iter().filter_map(|p| p.row_count).max().unwrap_or(0).max(1) as f64;
-    let max_ms = points.iter().filter_map(|p| p.duration_ms).fold(0.0, f64::max).max(1.0);
+    let max_rows = points
+        .iter()
+        .filter_map(|p| p.row_count)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let max_ms = points
+        .iter()
+        .filter_map(|p| p.duration_ms)
+        .fold(0.0, f64::max)
+        .max(1.0);
     let x = |i: usize| 40.0 + i as f64 * 460.0 / n as f64;
-    let mut s = String::from("<svg class=\"chart\" viewBox=\"0 0 520 190\" width=\"520\" height=\"190\" role=\"img\"><line x1=\"40\" y1=\"160\" x2=\"500\" y2=\"160\" class=\"axis\"/>");
+    let mut s = String::from(
+        "<svg class=\"chart\" viewBox=\"0 0 520 190\" width=\"520\" height=\"190\" role=\"img\"><line x1=\"40\" y1=\"160\" x2=\"500\" y2=\"160\" class=\"axis\"/>",
+    );
     for (i, p) in points.iter().enumerate() {
         if let Some(rows) = p.row_count {
             let h = rows as f64 / max_rows * 140.0;
@@ -251,7 +283,10 @@ pub fn history(history: &[MaterializationView]) -> String {
     let line: Vec<String> = points
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| p.duration_ms.map(|d| format!("{:.1},{:.1}", x(i), 160.0 - d / max_ms * 140.0)))
+        .filter_map(|(i, p)| {
+            p.duration_ms
+                .map(|d| format!("{:.1},{:.1}", x(i), 160.0 - d / max_ms * 140.0))
+        })
         .collect();
     let _ = write!(
         s,

@@ -64,7 +64,8 @@ impl<E: Into<WebError>> From<E> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.0.status();
-        let body = serde_json::json!({ "error": self.0.public_message(), "status": status.as_u16() });
+        let body =
+            serde_json::json!({ "error": self.0.public_message(), "status": status.as_u16() });
         (status, axum::Json(body)).into_response()
     }
 }

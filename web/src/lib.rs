@@ -100,7 +100,10 @@ pub fn router(state: AppState) -> Router {
         .route("/lineage", get(pages::lineage))
         .route("/lineage/graph", get(pages::lineage_fragment))
         .route("/schedules", get(pages::schedules))
-        .route("/schedules/{name}/toggle", post(actions::toggle_schedule_form))
+        .route(
+            "/schedules/{name}/toggle",
+            post(actions::toggle_schedule_form),
+        )
         .route("/backfills", get(pages::backfills))
         .route("/backfills/{id}", get(pages::backfill))
         .route("/workers", get(pages::workers))

@@ -41,11 +41,21 @@ pub fn layout(
     visible: &BTreeSet<AssetKey>,
     state_of: impl Fn(&AssetKey) -> &'static str,
 ) -> Layout {
-    let order: Vec<&AssetKey> = graph.toposorted().iter().filter(|k| visible.contains(*k)).collect();
+    let order: Vec<&AssetKey> = graph
+        .toposorted()
+        .iter()
+        .filter(|k| visible.contains(*k))
+        .collect();
     let index: HashMap<&AssetKey, usize> = order.iter().enumerate().map(|(i, k)| (*k, i)).collect();
     let parents: Vec<Vec<usize>> = order
         .iter()
-        .map(|k| graph.parents(k).into_iter().filter_map(|p| index.get(p).copied()).collect())
+        .map(|k| {
+            graph
+                .parents(k)
+                .into_iter()
+                .filter_map(|p| index.get(p).copied())
+                .collect()
+        })
         .collect();
     let mut layer = vec![0usize; order.len()];
     for i in 0..order.len() {
@@ -126,7 +136,15 @@ pub fn svg(layout: &Layout) -> String {
     for n in &layout.nodes {
         let key = esc(&n.key);
         let label = if n.key.chars().count() > 28 {
-            let tail: String = n.key.chars().rev().take(27).collect::<Vec<_>>().into_iter().rev().collect();
+            let tail: String = n
+                .key
+                .chars()
+                .rev()
+                .take(27)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
             format!("…{tail}")
         } else {
             n.key.clone()

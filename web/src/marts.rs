@@ -118,7 +118,9 @@ pub struct ChartData {
 
 #[derive(Debug, thiserror::Error)]
 pub enum MartError {
-    #[error("the mart {mart} is not built yet: materialize it (orch materialize --select '{mart}')")]
+    #[error(
+        "the mart {mart} is not built yet: materialize it (orch materialize --select '{mart}')"
+    )]
     NotBuilt { mart: String },
     #[error("cannot read the mart {mart}: {message}")]
     Query { mart: String, message: String },

@@ -20,7 +20,8 @@ fn post(summary: &str, params: Value, body: Option<Value>) -> Value {
                            "404": { "$ref": "#/components/responses/Error" },
                            "409": { "$ref": "#/components/responses/Error" } } });
     if let Some(schema) = body {
-        op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": schema } } });
+        op["requestBody"] =
+            json!({ "required": true, "content": { "application/json": { "schema": schema } } });
     }
     op
 }

@@ -21,8 +21,8 @@ use crate::error::{PageError, WebError};
 use crate::lineage;
 use crate::marts::Chart;
 use crate::views::{
-    self, AssetDetail, AssetRow, BackfillView, EventView, EventsQuery, LogView, Overview,
-    RunView, RunsQuery, ScheduleView, StepView, WorkerView, get_run,
+    self, AssetDetail, AssetRow, BackfillView, EventView, EventsQuery, LogView, Overview, RunView,
+    RunsQuery, ScheduleView, StepView, WorkerView, get_run,
 };
 
 type PageResult = Result<Html<String>, PageError>;
@@ -60,10 +60,16 @@ pub async fn static_file(Path(file): Path<String>) -> Response {
         "htmx.min.js" => (include_bytes!("../static/htmx.min.js"), "text/javascript"),
         "app.js" => (include_bytes!("../static/app.js"), "text/javascript"),
         "app.css" => (include_bytes!("../static/app.css"), "text/css"),
-        _ => return PageError(WebError::NotFound(format!("no static file `{file}`"))).into_response(),
+        _ => {
+            return PageError(WebError::NotFound(format!("no static file `{file}`")))
+                .into_response();
+        }
     };
     (
-        [(header::CONTENT_TYPE, mime), (header::CACHE_CONTROL, "public, max-age=3600")],
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
         body,
     )
         .into_response()
@@ -130,7 +136,10 @@ pub async fn run(
 ) -> PageResult {
     let filter = q.filter()?;
     let run = get_run(&state, &id).await?;
-    let all = state.storage.run_events(run.run_id, &EventFilter::default()).await?;
+    let all = state
+        .storage
+        .run_events(run.run_id, &EventFilter::default())
+        .await?;
     let steps = views::steps_of(&state, &run, &all);
     let gantt = charts::gantt(&steps, Utc::now());
     let events: Vec<EventView> = state
@@ -147,8 +156,8 @@ pub async fn run(
         .iter()
         .map(LogView::new)
         .collect();
-    let can_reexecute_from_failure = run.status.is_terminal()
-        && steps.iter().any(|s| s.status != "SUCCESS");
+    let can_reexecute_from_failure =
+        run.status.is_terminal() && steps.iter().any(|s| s.status != "SUCCESS");
     render(&RunPage {
         title: "Run",
         csrf: state.security.csrf(),
@@ -167,7 +176,10 @@ pub async fn run(
 /// The Gantt chart alone, refreshed while a run is live.
 pub async fn run_gantt(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
     let run = get_run(&state, &id).await?;
-    let all = state.storage.run_events(run.run_id, &EventFilter::default()).await?;
+    let all = state
+        .storage
+        .run_events(run.run_id, &EventFilter::default())
+        .await?;
     let steps = views::steps_of(&state, &run, &all);
     Ok(Html(charts::gantt(&steps, Utc::now())))
 }
@@ -228,7 +240,12 @@ pub async fn run_stream(
             for e in &events {
                 t.after = e.id;
                 let data = serde_json::to_string(&EventView::new(e)).unwrap_or_default();
-                out.push(SseEvent::default().event("event").id(e.id.to_string()).data(data));
+                out.push(
+                    SseEvent::default()
+                        .event("event")
+                        .id(e.id.to_string())
+                        .data(data),
+                );
             }
         }
         if let Ok(logs) = t.state.storage.step_logs(t.run_id, None).await {
@@ -241,7 +258,11 @@ pub async fn run_stream(
         if let Some(run) = run {
             if t.status != Some(run.status) {
                 t.status = Some(run.status);
-                out.push(SseEvent::default().event("status").data(run.status.as_str()));
+                out.push(
+                    SseEvent::default()
+                        .event("status")
+                        .data(run.status.as_str()),
+                );
             }
             if run.status.is_terminal() {
                 t.ended = true;

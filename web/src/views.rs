@@ -36,8 +36,11 @@ pub fn fmt_duration(ms: f64) -> String {
 }
 
 pub fn parse_run_id(s: &str) -> Result<RunId, WebError> {
-    RunId::parse(s)
-        .map_err(|_| WebError::BadRequest(format!("`{s}` is not a run id (a UUID, as `orch runs list` prints)")))
+    RunId::parse(s).map_err(|_| {
+        WebError::BadRequest(format!(
+            "`{s}` is not a run id (a UUID, as `orch runs list` prints)"
+        ))
+    })
 }
 
 pub fn parse_asset_key(s: &str) -> Result<AssetKey, WebError> {
@@ -110,7 +113,9 @@ impl RunsQuery {
         }
         if let Some(before) = nonempty(&self.before) {
             filter.before_id = Some(before.parse::<i64>().map_err(|_| {
-                WebError::BadRequest(format!("bad cursor `before={before}`: use the `next` of the previous page"))
+                WebError::BadRequest(format!(
+                    "bad cursor `before={before}`: use the `next` of the previous page"
+                ))
             })?);
         }
         let limit = match nonempty(&self.limit) {
@@ -134,7 +139,13 @@ impl RunsQuery {
             before: Some(before.to_string()),
             ..self.clone()
         };
-        for field in [&mut q.status, &mut q.asset, &mut q.partition, &mut q.tag, &mut q.limit] {
+        for field in [
+            &mut q.status,
+            &mut q.asset,
+            &mut q.partition,
+            &mut q.tag,
+            &mut q.limit,
+        ] {
             if field.as_deref().is_some_and(|s| s.trim().is_empty()) {
                 *field = None;
             }
@@ -187,7 +198,10 @@ impl RunView {
     pub fn new(run: &Run) -> RunView {
         let duration = match (run.started_at, run.ended_at) {
             (Some(s), Some(e)) => Some(fmt_duration((e - s).num_milliseconds() as f64)),
-            (Some(s), None) => Some(format!("{} so far", fmt_duration((Utc::now() - s).num_milliseconds() as f64))),
+            (Some(s), None) => Some(format!(
+                "{} so far",
+                fmt_duration((Utc::now() - s).num_milliseconds() as f64)
+            )),
             _ => None,
         };
         RunView {
@@ -239,7 +253,9 @@ pub async fn runs_page(state: &AppState, query: &RunsQuery) -> Result<RunsPage, 
     let filter = query.filter()?;
     let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
     let runs = state.storage.list_runs(&filter).await?;
-    let next = (runs.len() as u32 == limit).then(|| runs.last().map(|r| r.id)).flatten();
+    let next = (runs.len() as u32 == limit)
+        .then(|| runs.last().map(|r| r.id))
+        .flatten();
     Ok(RunsPage {
         runs: runs.iter().map(RunView::new).collect(),
         next,
@@ -276,7 +292,11 @@ impl EventView {
                 "check {} {}{}",
                 check.check_name,
                 if check.passed { "passed" } else { "failed" },
-                check.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                check
+                    .description
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
             );
         }
         if message.is_empty() && !body.metadata.is_empty() {
@@ -318,12 +338,14 @@ impl EventsQuery {
         let mut filter = EventFilter::default();
         if let Some(kinds) = self.kind.as_deref().filter(|k| !k.trim().is_empty()) {
             for k in kinds.split(',').map(str::trim) {
-                filter.kinds.push(EventKind::parse(&k.to_ascii_uppercase()).ok_or_else(|| {
-                    WebError::BadRequest(format!(
-                        "unknown event kind `{k}` (use one of {})",
-                        EventKind::ALL.map(|k| k.as_str()).join(", ")
-                    ))
-                })?);
+                filter
+                    .kinds
+                    .push(EventKind::parse(&k.to_ascii_uppercase()).ok_or_else(|| {
+                        WebError::BadRequest(format!(
+                            "unknown event kind `{k}` (use one of {})",
+                            EventKind::ALL.map(|k| k.as_str()).join(", ")
+                        ))
+                    })?);
             }
         }
         filter.step_key = self.step.clone().filter(|s| !s.trim().is_empty());
@@ -361,7 +383,12 @@ pub fn steps_of(state: &AppState, run: &Run, events: &[StoredEvent]) -> Vec<Step
                 step.key.clone(),
                 StepView {
                     key: step.key,
-                    status: if run.status.is_terminal() { "NOT_RUN" } else { "PENDING" }.to_owned(),
+                    status: if run.status.is_terminal() {
+                        "NOT_RUN"
+                    } else {
+                        "PENDING"
+                    }
+                    .to_owned(),
                     attempts: 0,
                     started_at: None,
                     duration_ms: None,
@@ -373,7 +400,9 @@ pub fn steps_of(state: &AppState, run: &Run, events: &[StoredEvent]) -> Vec<Step
         }
     }
     for e in events {
-        let Some(key) = &e.event.step_key else { continue };
+        let Some(key) = &e.event.step_key else {
+            continue;
+        };
         let step = steps.entry(key.clone()).or_insert_with(|| {
             order.push(key.clone());
             StepView {
@@ -577,7 +606,10 @@ pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetai
                 .or(e.event.body.duration_ms),
         })
         .collect();
-    let records = state.storage.asset_partitions(std::slice::from_ref(key)).await?;
+    let records = state
+        .storage
+        .asset_partitions(std::slice::from_ref(key))
+        .await?;
     let by_partition: HashMap<String, &AssetPartitionRecord> = records
         .iter()
         .map(|r| (r.partition_key.clone().unwrap_or_default(), r))
@@ -601,7 +633,10 @@ pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetai
                     .to_owned(),
                 })
                 .collect();
-            (grid, def.last_complete_key(now).or_else(|| all.last().cloned()))
+            (
+                grid,
+                def.last_complete_key(now).or_else(|| all.last().cloned()),
+            )
         }
         None => (Vec::new(), None),
     };
@@ -627,18 +662,33 @@ pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetai
         })
         .collect();
     let sql = ["sql", "dbt/sql", "raw_sql"].iter().find_map(|k| {
-        spec.metadata.get(k).and_then(|v| match serde_json::to_value(v).ok()? {
-            serde_json::Value::String(s) => Some(s),
-            other => other.get("value").and_then(|v| v.as_str()).map(str::to_owned),
-        })
+        spec.metadata
+            .get(k)
+            .and_then(|v| match serde_json::to_value(v).ok()? {
+                serde_json::Value::String(s) => Some(s),
+                other => other
+                    .get("value")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+            })
     });
     Ok(AssetDetail {
         row,
         owners: spec.owners.clone(),
         tags: spec.tags.clone(),
         code_version: spec.code_version.clone(),
-        upstream: state.graph.parents(key).iter().map(|k| k.to_string()).collect(),
-        downstream: state.graph.children(key).iter().map(|k| k.to_string()).collect(),
+        upstream: state
+            .graph
+            .parents(key)
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+        downstream: state
+            .graph
+            .children(key)
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
         history,
         partition_grid,
         checks,
@@ -720,8 +770,15 @@ pub struct BackfillView {
 }
 
 pub async fn backfill_view(state: &AppState, b: &Backfill) -> Result<BackfillView, WebError> {
-    let counts = state.storage.count_runs_by_status(BACKFILL_TAG, &b.id).await?;
-    let ended: u64 = counts.iter().filter(|(s, _)| s.is_terminal()).map(|(_, n)| n).sum();
+    let counts = state
+        .storage
+        .count_runs_by_status(BACKFILL_TAG, &b.id)
+        .await?;
+    let ended: u64 = counts
+        .iter()
+        .filter(|(s, _)| s.is_terminal())
+        .map(|(_, n)| n)
+        .sum();
     let percent = if b.run_count == 0 {
         100
     } else {
@@ -734,7 +791,10 @@ pub async fn backfill_view(state: &AppState, b: &Backfill) -> Result<BackfillVie
         to: b.partition_to.clone(),
         run_count: b.run_count,
         created_at: fmt_time(b.created_at),
-        by_status: counts.iter().map(|(s, n)| (s.as_str().to_owned(), *n)).collect(),
+        by_status: counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), *n))
+            .collect(),
         ended,
         percent,
     })
@@ -757,7 +817,10 @@ pub struct WorkerView {
 /// Workers seen in the last hour.
 pub async fn workers(state: &AppState) -> Result<Vec<WorkerView>, WebError> {
     let now = Utc::now();
-    let list: Vec<StreamWorker> = state.storage.stream_workers(now - Duration::hours(1)).await?;
+    let list: Vec<StreamWorker> = state
+        .storage
+        .stream_workers(now - Duration::hours(1))
+        .await?;
     Ok(list
         .into_iter()
         .map(|w| WorkerView {
@@ -804,7 +867,10 @@ pub async fn overview(state: &AppState) -> Result<Overview, WebError> {
         .map(|d| d.daemon_id)
         .collect();
     Ok(Overview {
-        run_counts: counts.iter().map(|(s, n)| (s.as_str().to_owned(), *n)).collect(),
+        run_counts: counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), *n))
+            .collect(),
         recent_runs: recent.iter().map(RunView::new).collect(),
         failing_assets: rows.into_iter().filter(|r| r.state == "FAILED").collect(),
         asset_count,

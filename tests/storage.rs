@@ -2905,7 +2905,10 @@ async fn case_asset_events_newest_first(storage: Arc<dyn Storage>) {
     let partitions: Vec<_> = mats.iter().map(|e| e.event.partition_key.clone()).collect();
     assert_eq!(
         partitions,
-        [Some("2026-11-22-04:00".to_owned()), Some("2026-11-22-03:00".to_owned())]
+        [
+            Some("2026-11-22-04:00".to_owned()),
+            Some("2026-11-22-03:00".to_owned())
+        ]
     );
     // The next page starts below the last id seen.
     let next = storage
@@ -2964,7 +2967,9 @@ async fn case_stream_workers(storage: Arc<dyn Storage>) {
         partitions: vec!["listen_events:0".to_owned(), "auth_events:1".to_owned()],
         lag,
         events_per_sec: 1234.5,
-        last_file: Some(format!("raw/listen_events/date=2026-11-22/hour=10/{id}.parquet")),
+        last_file: Some(format!(
+            "raw/listen_events/date=2026-11-22/hour=10/{id}.parquet"
+        )),
         started_at: at(0),
         heartbeat_at: at(beat),
     };

@@ -303,7 +303,14 @@ impl EventView {
             message = body
                 .metadata
                 .iter()
-                .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
+                .map(|(k, v)| match (v.as_i64(), v.as_f64()) {
+                    (Some(i), _) => format!("{k}={i}"),
+                    (None, Some(f)) => format!("{k}={f}"),
+                    _ => {
+                        let json = serde_json::to_value(v).unwrap_or_default();
+                        format!("{k}={}", json.get("value").unwrap_or(&json))
+                    }
+                })
                 .collect::<Vec<_>>()
                 .join(" ");
         }

@@ -29,7 +29,7 @@ pub struct DevArgs {
     #[arg(long, default_value_t = 3)]
     hours: u32,
     /// Users of the generated site.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 1000)]
     users: u32,
 }
 

@@ -2,6 +2,7 @@
 //! Postgres use `ORCH_TEST_DATABASE_URL` (default: postgres on 127.0.0.1:5432, database
 //! `orch_test`) and fail with instructions when it is unreachable.
 
+mod browser;
 mod cli;
 mod daemon;
 mod dbt;
@@ -13,3 +14,4 @@ mod queue;
 mod sensors;
 mod storage;
 mod util;
+mod web;

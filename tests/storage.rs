@@ -83,6 +83,9 @@ conformance!(
     case_pool_slots_concurrent_acquirers,
     case_events_after,
     case_freshness_violations,
+    case_asset_events_newest_first,
+    case_run_status_counts,
+    case_stream_workers,
 );
 
 async fn run_case<F, Fut>(db: db::TestDb, case: F)
@@ -2870,4 +2873,121 @@ async fn postgres_connect_error_hides_the_password() {
         "{message}"
     );
     assert!(!message.contains("s3cret"), "{message}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the web UI reads
+
+async fn case_asset_events_newest_first(storage: Arc<dyn Storage>) {
+    let run = create(&storage, new_run(RunStatus::Started, &["a/x", "b"], 0)).await;
+    let mut events = Vec::new();
+    for i in 0..5 {
+        let partition = format!("2026-11-22-0{i}:00");
+        events.push(materialization(run.run_id, "a/x", Some(&partition), i));
+        events.push(materialization(run.run_id, "b", None, i));
+    }
+    events.push(failure(run.run_id, "a/x", Some("2026-11-22-09:00"), 10));
+    storage.append_events(&events).await.unwrap();
+
+    let all = storage
+        .asset_events(&key("a/x"), &[], None, 100)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 6, "five materializations and one failure of a/x");
+    assert!(all.windows(2).all(|w| w[0].id > w[1].id), "newest first");
+    assert!(all.iter().all(|e| e.event.asset_key == Some(key("a/x"))));
+    assert_eq!(all[0].event.kind, EventKind::AssetFailed);
+
+    let mats = storage
+        .asset_events(&key("a/x"), &[EventKind::AssetMaterialization], None, 2)
+        .await
+        .unwrap();
+    let partitions: Vec<_> = mats.iter().map(|e| e.event.partition_key.clone()).collect();
+    assert_eq!(
+        partitions,
+        [
+            Some("2026-11-22-04:00".to_owned()),
+            Some("2026-11-22-03:00".to_owned())
+        ]
+    );
+    // The next page starts below the last id seen.
+    let next = storage
+        .asset_events(
+            &key("a/x"),
+            &[EventKind::AssetMaterialization],
+            Some(mats[1].id),
+            10,
+        )
+        .await
+        .unwrap();
+    let partitions: Vec<_> = next.iter().map(|e| e.event.partition_key.clone()).collect();
+    assert_eq!(
+        partitions,
+        ["2026-11-22-02:00", "2026-11-22-01:00", "2026-11-22-00:00"].map(|p| Some(p.to_owned()))
+    );
+    assert!(
+        storage
+            .asset_events(&key("nobody"), &[], None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn case_run_status_counts(storage: Arc<dyn Storage>) {
+    assert!(storage.run_status_counts().await.unwrap().is_empty());
+    for (i, status) in [
+        RunStatus::Queued,
+        RunStatus::Queued,
+        RunStatus::Success,
+        RunStatus::Failure,
+        RunStatus::Queued,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        create(&storage, new_run(status, &["a"], i as i64)).await;
+    }
+    let mut counts = storage.run_status_counts().await.unwrap();
+    counts.sort();
+    let mut expected = vec![
+        (RunStatus::Queued, 3),
+        (RunStatus::Success, 1),
+        (RunStatus::Failure, 1),
+    ];
+    expected.sort();
+    assert_eq!(counts, expected);
+}
+
+async fn case_stream_workers(storage: Arc<dyn Storage>) {
+    use orch::storage::StreamWorker;
+    let worker = |id: &str, beat: i64, lag: i64| StreamWorker {
+        worker_id: id.to_owned(),
+        topics: vec!["listen_events".to_owned(), "auth_events".to_owned()],
+        partitions: vec!["listen_events:0".to_owned(), "auth_events:1".to_owned()],
+        lag,
+        events_per_sec: 1234.5,
+        last_file: Some(format!(
+            "raw/listen_events/date=2026-11-22/hour=10/{id}.parquet"
+        )),
+        started_at: at(0),
+        heartbeat_at: at(beat),
+    };
+    storage
+        .stream_worker_heartbeat(&worker("w-2", 10, 7))
+        .await
+        .unwrap();
+    storage
+        .stream_worker_heartbeat(&worker("w-1", 20, 3))
+        .await
+        .unwrap();
+    // A later heartbeat replaces the row.
+    storage
+        .stream_worker_heartbeat(&worker("w-2", 30, 0))
+        .await
+        .unwrap();
+    let all = storage.stream_workers(at(0)).await.unwrap();
+    assert_eq!(all, vec![worker("w-1", 20, 3), worker("w-2", 30, 0)]);
+    let recent = storage.stream_workers(at(25)).await.unwrap();
+    assert_eq!(recent, vec![worker("w-2", 30, 0)]);
 }

@@ -456,3 +456,7 @@ pub async fn daemon_memory(args: MemoryArgs) -> CmdResult {
     print!("{}", table.render());
     Ok(())
 }
+
+#[path = "bench_web.rs"]
+mod web_bench;
+pub use web_bench::{WebBenchArgs, web};

@@ -42,7 +42,7 @@ pub struct DaemonArgs {
 /// One daemon owns a SQLite run history: the queue's wake-ups do not cross processes there,
 /// and a second daemon would only compete for the file. The lock lives as long as the file
 /// handle, so a killed daemon releases it.
-fn own_sqlite_file(database_url: &str) -> Result<Option<std::fs::File>, Failure> {
+pub fn own_sqlite_file(database_url: &str) -> Result<Option<std::fs::File>, Failure> {
     let Some(path) = database_url
         .strip_prefix("sqlite://")
         .or_else(|| database_url.strip_prefix("sqlite:"))

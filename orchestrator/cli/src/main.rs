@@ -6,11 +6,13 @@ mod bench;
 mod daemon;
 mod eventsim;
 mod lake_sink;
+mod marts;
 mod materialize;
 mod progress;
 mod project;
 mod runs;
 mod table;
+mod web;
 
 use std::process::ExitCode;
 
@@ -34,6 +36,9 @@ Examples:
   orch runs logs 0193a5f2-... --step 'example/plays[2026-11-22-10:00]'
   orch bench overhead --layers 10 --width 100
   orch eventsim --users 2000 --from 2026-11-22 --to 2026-11-23 --out events
+  orch dev                                   # UI on http://127.0.0.1:3000 + daemon, schedules on
+  orch web --addr 127.0.0.1:3000
+  orch bench web --runs 100000 --assets 2500
 
 Selection syntax (as Dagster's): key, +key (one level up), ++key, *key (all upstream),
 key+, key*, group:NAME, tag:K=V, kind:K; a comma is a union.
@@ -83,6 +88,11 @@ enum Command {
     Bench(BenchCommand),
     /// Generate the music-streaming site's events (eventsim's four topics) for N users.
     Eventsim(eventsim::EventsimArgs),
+    /// The web UI and JSON API (default http://127.0.0.1:3000).
+    Web(web::WebArgs),
+    /// Web UI, daemon and embedded defaults in one process, schedules on; fills an empty lake
+    /// with a few hours of generated events and materializes them.
+    Dev(web::DevArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +125,9 @@ enum BenchCommand {
     Launch(bench::LaunchArgs),
     /// A daemon's memory at rest with a large asset graph.
     DaemonMemory(bench::MemoryArgs),
+    /// The UI with a large history: p50/p99 latency of the runs page (RUNS runs) and the
+    /// lineage page (ASSETS assets).
+    Web(bench::WebBenchArgs),
 }
 
 /// Output switches shared by listing commands.
@@ -149,7 +162,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A daemon reports what it does; one-shot commands only warn.
     let default_level = match cli.command {
-        Command::Daemon(_) => "info",
+        Command::Daemon(_) | Command::Dev(_) | Command::Web(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -223,5 +236,8 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Bench(BenchCommand::Launch(args)) => bench::launch(args).await,
         Command::Bench(BenchCommand::DaemonMemory(args)) => bench::daemon_memory(args).await,
         Command::Eventsim(args) => eventsim::run_eventsim(args).await,
+        Command::Web(args) => web::web(dir, args).await,
+        Command::Dev(args) => web::dev(dir, args).await,
+        Command::Bench(BenchCommand::Web(args)) => bench::web(args).await,
     }
 }

@@ -264,6 +264,23 @@ impl FreshnessViolation {
     }
 }
 
+/// A streaming worker's heartbeat row: what it consumes and how well it keeps up. Written by
+/// the workers, read by the web UI.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamWorker {
+    pub worker_id: String,
+    pub topics: Vec<String>,
+    /// The partitions it holds, as `topic:partition`.
+    pub partitions: Vec<String>,
+    /// Records behind the end of its partitions, summed.
+    pub lag: i64,
+    pub events_per_sec: f64,
+    /// The last lake file it wrote.
+    pub last_file: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub heartbeat_at: DateTime<Utc>,
+}
+
 /// The tag that marks the runs of a backfill.
 pub const BACKFILL_TAG: &str = "orch/backfill";
 /// The tag that marks the run of a schedule tick.
@@ -439,6 +456,25 @@ pub trait Storage: Send + Sync + 'static {
         kinds: &[EventKind],
         limit: u32,
     ) -> Result<Vec<StoredEvent>>;
+
+    /// Events about one asset of the given kinds (all if empty), newest first, with ids below
+    /// `before_id` if given (keyset pagination), at most `limit`: its materialization history.
+    async fn asset_events(
+        &self,
+        asset_key: &AssetKey,
+        kinds: &[EventKind],
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>>;
+
+    /// The number of runs in each status, over the whole history.
+    async fn run_status_counts(&self) -> Result<Vec<(RunStatus, u64)>>;
+
+    /// Records a streaming worker's heartbeat (upsert by worker id).
+    async fn stream_worker_heartbeat(&self, worker: &StreamWorker) -> Result<()>;
+
+    /// Streaming workers that sent a heartbeat at or after `since`, by worker id.
+    async fn stream_workers(&self, since: DateTime<Utc>) -> Result<Vec<StreamWorker>>;
 
     /// Records that a daemon is alive (upsert).
     async fn daemon_heartbeat(&self, heartbeat: &DaemonHeartbeat) -> Result<()>;

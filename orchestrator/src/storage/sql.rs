@@ -37,8 +37,8 @@ use sqlx::types::Json;
 
 use super::{
     AssetPartitionRecord, Backfill, CheckRecord, DaemonHeartbeat, FailureRecord,
-    FreshnessViolation, Lease, MaterializationRecord, Result, ScheduleState, StorageError, Tick,
-    TickStatus,
+    FreshnessViolation, Lease, MaterializationRecord, Result, ScheduleState, StorageError,
+    StreamWorker, Tick, TickStatus,
 };
 use crate::asset::AssetKey;
 use crate::event::{
@@ -353,6 +353,34 @@ impl HeartbeatRow {
             started_at: time(self.started_at)?,
             heartbeat_at: time(self.heartbeat_at)?,
             info: self.info.0,
+        })
+    }
+}
+
+/// A `stream_workers` row.
+#[derive(sqlx::FromRow)]
+pub(super) struct StreamWorkerRow {
+    worker_id: String,
+    topics: Json<serde_json::Value>,
+    partitions: Json<serde_json::Value>,
+    lag: i64,
+    events_per_sec: f64,
+    last_file: Option<String>,
+    started_at: i64,
+    heartbeat_at: i64,
+}
+
+impl StreamWorkerRow {
+    pub(super) fn into_worker(self) -> Result<StreamWorker> {
+        Ok(StreamWorker {
+            worker_id: self.worker_id,
+            topics: json(self.topics, "stream worker topics")?,
+            partitions: json(self.partitions, "stream worker partitions")?,
+            lag: self.lag,
+            events_per_sec: self.events_per_sec,
+            last_file: self.last_file,
+            started_at: time(self.started_at)?,
+            heartbeat_at: time(self.heartbeat_at)?,
         })
     }
 }
@@ -1748,6 +1776,99 @@ macro_rules! impl_storage {
                 .execute(&self.pool)
                 .await?;
                 Ok(())
+            }
+
+            async fn asset_events(
+                &self,
+                asset_key: &$crate::asset::AssetKey,
+                kinds: &[$crate::event::EventKind],
+                before_id: Option<i64>,
+                limit: u32,
+            ) -> $crate::storage::Result<Vec<$crate::event::StoredEvent>> {
+                use $crate::storage::sql::{EventRow, event_columns, literal_list};
+
+                let mut qb = sqlx::QueryBuilder::<$db>::new(concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM event_log WHERE asset_key = "
+                ));
+                qb.push_bind(asset_key.to_string());
+                if !kinds.is_empty() {
+                    qb.push(" AND event_type IN (")
+                        .push(literal_list(kinds.iter().map(|k| k.as_str())))
+                        .push(")");
+                }
+                if let Some(before) = before_id {
+                    qb.push(" AND id < ").push_bind(before);
+                }
+                qb.push(" ORDER BY id DESC LIMIT ").push_bind(i64::from(limit));
+                let rows: Vec<EventRow> = qb.build_query_as().fetch_all(&self.pool).await?;
+                rows.into_iter().map(EventRow::into_event).collect()
+            }
+
+            async fn run_status_counts(
+                &self,
+            ) -> $crate::storage::Result<Vec<($crate::run::RunStatus, u64)>> {
+                use $crate::storage::StorageError;
+
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT status, COUNT(*) FROM runs GROUP BY status ORDER BY status")
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.into_iter()
+                    .map(|(status, n)| {
+                        let status = $crate::run::RunStatus::parse(&status).ok_or_else(|| {
+                            StorageError::Corrupt(format!("unknown run status `{status}`"))
+                        })?;
+                        Ok((status, u64::try_from(n).unwrap_or(0)))
+                    })
+                    .collect()
+            }
+
+            async fn stream_worker_heartbeat(
+                &self,
+                worker: &$crate::storage::StreamWorker,
+            ) -> $crate::storage::Result<()> {
+                use $crate::storage::sql::micros;
+                use sqlx::types::Json;
+
+                sqlx::query(
+                    "INSERT INTO stream_workers (worker_id, topics, partitions, lag, \
+                     events_per_sec, last_file, started_at, heartbeat_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (worker_id) DO UPDATE \
+                     SET topics = excluded.topics, partitions = excluded.partitions, \
+                     lag = excluded.lag, events_per_sec = excluded.events_per_sec, \
+                     last_file = excluded.last_file, started_at = excluded.started_at, \
+                     heartbeat_at = excluded.heartbeat_at",
+                )
+                .bind(worker.worker_id.as_str())
+                .bind(Json(&worker.topics))
+                .bind(Json(&worker.partitions))
+                .bind(worker.lag)
+                .bind(worker.events_per_sec)
+                .bind(worker.last_file.as_deref())
+                .bind(micros(worker.started_at))
+                .bind(micros(worker.heartbeat_at))
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn stream_workers(
+                &self,
+                since: ::chrono::DateTime<::chrono::Utc>,
+            ) -> $crate::storage::Result<Vec<$crate::storage::StreamWorker>> {
+                use $crate::storage::sql::{StreamWorkerRow, micros};
+
+                let rows: Vec<StreamWorkerRow> = sqlx::query_as(
+                    "SELECT worker_id, topics, partitions, lag, events_per_sec, last_file, \
+                     started_at, heartbeat_at FROM stream_workers WHERE heartbeat_at >= $1 \
+                     ORDER BY worker_id",
+                )
+                .bind(micros(since))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(StreamWorkerRow::into_worker).collect()
             }
 
             async fn daemon_heartbeat(

@@ -1,0 +1,14 @@
+-- What the web UI reads beyond runs and events: the stream workers' heartbeats. Times are microseconds since the Unix epoch (UTC).
+
+-- One row per streaming worker, upserted by its heartbeat: what it consumes and how it keeps up.
+CREATE TABLE stream_workers (
+    worker_id      TEXT NOT NULL PRIMARY KEY,
+    topics         JSONB NOT NULL,
+    partitions     JSONB NOT NULL,
+    lag            BIGINT NOT NULL,
+    events_per_sec DOUBLE PRECISION NOT NULL,
+    last_file      TEXT,
+    started_at     BIGINT NOT NULL,
+    heartbeat_at   BIGINT NOT NULL
+);
+CREATE INDEX stream_workers_heartbeat_at ON stream_workers (heartbeat_at);

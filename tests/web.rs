@@ -1,0 +1,1075 @@
+//! The web UI and JSON API through the router (in process, no socket), on SQLite and on
+//! Postgres: every page and API route, bad input answered with a clear 4xx, keyset pagination,
+//! CSRF and token checks on actions, escaping, the OpenAPI document, the live tail.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{Duration, Utc};
+use futures::FutureExt;
+use orch::event::{Event, EventBody, EventKind, LogLevel, LogLine, LogStream};
+use orch::run::NewRun;
+use orch::storage::{Backfill, Storage, StreamWorker, TickStatus};
+use orch::{
+    AssetGraph, ComputeError, Materialization, Metadata, PartitionsDefinition, RunId, RunStatus,
+    asset,
+};
+use orch_web::{AppState, Chart, InMemoryMarts, Security};
+use tower::ServiceExt;
+
+use crate::util::db;
+
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::run_case(super::db::sqlite().await, super::$case).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::run_case(super::db::postgres().await, super::$case).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    case_every_page_renders,
+    case_every_api_route_answers,
+    case_bad_input_is_a_clear_4xx,
+    case_runs_keyset_pagination_and_filters,
+    case_actions_need_csrf_and_queue_runs,
+    case_api_writes_need_the_token_when_set,
+    case_user_data_is_escaped,
+    case_live_tail_ends_with_the_run,
+);
+
+async fn run_case<F, Fut>(db: db::TestDb, case: F)
+where
+    F: FnOnce(Arc<dyn Storage>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let result = AssertUnwindSafe(case(db.storage.clone()))
+        .catch_unwind()
+        .await;
+    db.cleanup().await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// raw/plays (hourly) -> staging/plays (hourly) -> marts/top_songs (with a check).
+fn test_graph() -> Arc<AssetGraph> {
+    let hourly = || PartitionsDefinition::hourly("2026-11-01-00:00", "UTC").unwrap();
+    let noop = |_ctx| async { Ok::<_, ComputeError>(Materialization::new()) };
+    let defs = vec![
+        asset("raw/plays")
+            .group("raw")
+            .kind("lake")
+            .partitions(hourly())
+            .compute(noop)
+            .unwrap(),
+        asset("staging/plays")
+            .deps(["raw/plays"])
+            .group("staging")
+            .kind("duckdb")
+            .description("plays, <typed> & cleaned")
+            .partitions(hourly())
+            .compute(noop)
+            .unwrap(),
+        asset("marts/top_songs")
+            .deps(["staging/plays"])
+            .group("marts")
+            .kind("dbt")
+            .check(orch::CheckSpec::new("not_empty"))
+            .compute(noop)
+            .unwrap(),
+    ];
+    Arc::new(AssetGraph::new(defs).unwrap())
+}
+
+fn state(storage: Arc<dyn Storage>, token: Option<&str>) -> AppState {
+    let marts = InMemoryMarts::new();
+    marts.set(
+        Chart::TopSongs,
+        vec![("Song <A>".into(), 42.0), ("Song B".into(), 7.0)],
+    );
+    marts.set(
+        Chart::ActiveUsers,
+        vec![("2026-11-21".into(), 10.0), ("2026-11-22".into(), 12.0)],
+    );
+    let schedule =
+        orch::daemon::ScheduleDefinition::new("hourly_pipeline", "10 * * * *", "UTC", "*").unwrap();
+    AppState::new(
+        storage,
+        test_graph(),
+        vec![schedule],
+        Arc::new(marts),
+        Security::new(token.map(str::to_owned)),
+    )
+}
+
+/// One request through the router: its status and body.
+async fn check(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (StatusCode, String, axum::http::HeaderMap) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, "127.0.0.1:3000");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(
+            body.map(|b| Body::from(b.to_owned()))
+                .unwrap_or_else(Body::empty),
+        )
+        .unwrap();
+    let response = orch_web::router(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        String::from_utf8_lossy(&bytes).into_owned(),
+        headers,
+    )
+}
+
+async fn get(state: &AppState, uri: &str) -> (StatusCode, String) {
+    let (s, b, _) = check(state, "GET", uri, &[], None).await;
+    (s, b)
+}
+
+async fn get_json(state: &AppState, uri: &str) -> serde_json::Value {
+    let (status, body) = get(state, uri).await;
+    assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{uri} is not JSON ({e}): {body}"))
+}
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// A finished run of staging/plays with a step, a materialization, a check and logs.
+async fn seed(storage: &Arc<dyn Storage>) -> RunId {
+    let now = Utc::now();
+    let run = storage
+        .create_run(&NewRun {
+            run_id: RunId::new(),
+            status: RunStatus::Queued,
+            selection: "staging/plays".into(),
+            asset_keys: vec![orch::AssetKey::parse("staging/plays").unwrap()],
+            partition_key: Some("2026-11-22-10:00".into()),
+            created_at: now,
+            ..NewRun::default()
+        })
+        .await
+        .unwrap();
+    for to in [RunStatus::Starting, RunStatus::Started] {
+        storage.transition_run(run.run_id, to, now).await.unwrap();
+    }
+    let step = "staging/plays[2026-11-22-10:00]";
+    let key = orch::AssetKey::parse("staging/plays").unwrap();
+    let at = |ms| now + Duration::milliseconds(ms);
+    let ev = |kind, ms| Event {
+        timestamp: at(ms),
+        ..Event::run(run.run_id, kind)
+    };
+    storage
+        .append_events(&[
+            ev(EventKind::RunStart, 0),
+            ev(EventKind::StepStart, 1).step(step),
+            Event {
+                body: EventBody {
+                    metadata: Metadata::new()
+                        .with("row_count", 1234_i64)
+                        .with("duration_ms", 250.0),
+                    ..EventBody::default()
+                },
+                ..ev(EventKind::AssetMaterialization, 200)
+                    .step(step)
+                    .asset(key.clone())
+                    .partition(Some("2026-11-22-10:00".into()))
+            },
+            ev(EventKind::StepSuccess, 250).step(step),
+            ev(EventKind::RunSuccess, 260),
+        ])
+        .await
+        .unwrap();
+    storage
+        .append_logs(&[LogLine {
+            run_id: run.run_id,
+            step_key: step.into(),
+            stream: LogStream::Stdout,
+            level: LogLevel::Info,
+            timestamp: at(100),
+            message: "loaded 1234 rows".into(),
+        }])
+        .await
+        .unwrap();
+    storage
+        .transition_run(run.run_id, RunStatus::Success, at(260))
+        .await
+        .unwrap();
+    storage
+        .record_tick(
+            "hourly_pipeline",
+            now,
+            None,
+            TickStatus::Skipped,
+            Some("nothing to do"),
+            now,
+        )
+        .await
+        .unwrap();
+    storage
+        .create_backfill(
+            &Backfill {
+                id: "bf-1".into(),
+                selection: "raw/plays".into(),
+                partition_from: "2026-11-22-00:00".into(),
+                partition_to: "2026-11-22-01:00".into(),
+                run_count: 1,
+                created_at: now,
+            },
+            &[NewRun {
+                run_id: RunId::new(),
+                status: RunStatus::Queued,
+                selection: "raw/plays".into(),
+                tags: BTreeMap::from([(orch::storage::BACKFILL_TAG.to_owned(), "bf-1".to_owned())]),
+                created_at: now,
+                ..NewRun::default()
+            }],
+        )
+        .await
+        .unwrap();
+    storage
+        .stream_worker_heartbeat(&StreamWorker {
+            worker_id: "worker-7".into(),
+            topics: vec!["listen_events".into()],
+            partitions: vec!["listen_events:0".into()],
+            lag: 12,
+            events_per_sec: 345.0,
+            last_file: Some("raw/listen_events/date=2026-11-22/hour=10/x.parquet".into()),
+            started_at: now,
+            heartbeat_at: now,
+        })
+        .await
+        .unwrap();
+    run.run_id
+}
+
+async fn case_every_page_renders(storage: Arc<dyn Storage>) {
+    let run_id = seed(&storage).await;
+    let s = state(storage, None);
+    let short = run_id.short();
+    let runs_expect = [short.as_str(), "SUCCESS", "2026-11-22-10:00"];
+    let pages: Vec<(String, &[&str])> = vec![
+        (
+            "/".into(),
+            &["Overview", "staging/plays", "hourly_pipeline", "worker-7"],
+        ),
+        ("/runs".into(), &runs_expect),
+        (
+            format!("/runs/{run_id}"),
+            &[
+                "<svg class=\"gantt\"",
+                "STEP_SUCCESS",
+                "loaded 1234 rows",
+                "Re-execute",
+            ],
+        ),
+        (
+            format!("/runs/{run_id}?kind=STEP_SUCCESS"),
+            &["STEP_SUCCESS"],
+        ),
+        (format!("/runs/{run_id}/gantt"), &["<svg class=\"gantt\""]),
+        (
+            "/assets".into(),
+            &[
+                "raw/plays",
+                "staging/plays",
+                "marts/top_songs",
+                "MATERIALIZED",
+            ],
+        ),
+        ("/assets?select=group:staging".into(), &["staging/plays"]),
+        (
+            "/assets/staging/plays".into(),
+            &[
+                "1234",
+                "Materialize",
+                "raw/plays",
+                "marts/top_songs",
+                "class=\"grid\"",
+            ],
+        ),
+        (
+            "/assets/marts/top_songs".into(),
+            &["not_empty", "staging/plays"],
+        ),
+        (
+            "/lineage".into(),
+            &[
+                "<svg id=\"lineage-svg\"",
+                "href=\"/assets/staging/plays\"",
+                "data-state=\"MATERIALIZED\"",
+            ],
+        ),
+        (
+            "/lineage?select=%2Bmarts%2Ftop_songs".into(),
+            &["marts/top_songs", "2 assets"],
+        ),
+        ("/lineage/graph".into(), &["<svg id=\"lineage-svg\""]),
+        (
+            "/schedules".into(),
+            &["hourly_pipeline", "SKIPPED", "nothing to do"],
+        ),
+        ("/backfills".into(), &["bf-1", "raw/plays"]),
+        ("/backfills/bf-1".into(), &["bf-1", "QUEUED"]),
+        ("/workers".into(), &["worker-7", "listen_events:0", "345.0"]),
+        (
+            "/dashboards".into(),
+            &[
+                "Top songs",
+                "Song &lt;A&gt;",
+                "<svg class=\"chart\"",
+                "mart_top_artists is not built yet",
+            ],
+        ),
+        ("/login".into(), &["needs no token"]),
+        ("/static/htmx.min.js".into(), &["htmx"]),
+        ("/static/app.js".into(), &["EventSource"]),
+        ("/static/app.css".into(), &["body"]),
+    ];
+    for (uri, expected) in pages {
+        let (status, body) = get(&s, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{uri}: {body}");
+        for e in expected {
+            assert!(body.contains(e), "{uri} should show {e:?}");
+        }
+    }
+    // The lineage filter keeps only what the selection names.
+    let (_, body) = get(&s, "/lineage?select=%2Bmarts%2Ftop_songs").await;
+    assert!(!body.contains("href=\"/assets/raw/plays\""));
+}
+
+async fn case_every_api_route_answers(storage: Arc<dyn Storage>) {
+    let run_id = seed(&storage).await;
+    let s = state(storage, None);
+    let o = get_json(&s, "/api/v1/overview").await;
+    assert_eq!(o["run_counts"]["SUCCESS"], 1);
+    assert_eq!(o["asset_count"], 3);
+    let runs = get_json(&s, "/api/v1/runs").await;
+    assert_eq!(
+        runs["runs"].as_array().unwrap().len(),
+        2,
+        "the seeded run and the backfill's"
+    );
+    let run = get_json(&s, &format!("/api/v1/runs/{run_id}")).await;
+    assert_eq!(run["run"]["status"], "SUCCESS");
+    assert_eq!(run["steps"][0]["status"], "SUCCESS");
+    let events = get_json(
+        &s,
+        &format!("/api/v1/runs/{run_id}/events?kind=asset_materialization"),
+    )
+    .await;
+    assert_eq!(events["events"].as_array().unwrap().len(), 1);
+    let logs = get_json(&s, &format!("/api/v1/runs/{run_id}/logs")).await;
+    assert_eq!(logs["logs"][0]["message"], "loaded 1234 rows");
+    let assets = get_json(&s, "/api/v1/assets?select=kind:dbt").await;
+    assert_eq!(assets["assets"].as_array().unwrap().len(), 1);
+    let a = get_json(&s, "/api/v1/assets/staging/plays").await;
+    assert_eq!(a["history"][0]["row_count"], 1234);
+    assert_eq!(a["upstream"][0], "raw/plays");
+    let lineage = get_json(&s, "/api/v1/lineage").await;
+    assert_eq!(lineage["nodes"].as_array().unwrap().len(), 3);
+    assert_eq!(lineage["edges"].as_array().unwrap().len(), 2);
+    let layers: Vec<u64> = lineage["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["layer"].as_u64().unwrap())
+        .collect();
+    assert_eq!(layers, [0, 1, 2]);
+    let schedules = get_json(&s, "/api/v1/schedules").await;
+    assert_eq!(schedules["schedules"][0]["ticks"][0]["status"], "SKIPPED");
+    let backfills = get_json(&s, "/api/v1/backfills").await;
+    assert_eq!(backfills["backfills"][0]["id"], "bf-1");
+    let b = get_json(&s, "/api/v1/backfills/bf-1").await;
+    assert_eq!(b["by_status"]["QUEUED"], 1);
+    let w = get_json(&s, "/api/v1/stream-workers").await;
+    assert_eq!(w["workers"][0]["lag"], 12);
+    let m = get_json(&s, "/api/v1/marts/top_songs").await;
+    assert_eq!(m["rows"][0][1], 42.0);
+    let doc = get_json(&s, "/api/v1/openapi.json").await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every API route is documented.
+    for path in [
+        "/api/v1/overview",
+        "/api/v1/runs",
+        "/api/v1/runs/{run_id}",
+        "/api/v1/runs/{run_id}/events",
+        "/api/v1/runs/{run_id}/logs",
+        "/api/v1/runs/{run_id}/cancel",
+        "/api/v1/runs/{run_id}/reexecute",
+        "/api/v1/assets",
+        "/api/v1/assets/{key}",
+        "/api/v1/lineage",
+        "/api/v1/schedules",
+        "/api/v1/schedules/{name}",
+        "/api/v1/backfills",
+        "/api/v1/backfills/{id}",
+        "/api/v1/stream-workers",
+        "/api/v1/marts/{chart}",
+        "/api/v1/openapi.json",
+    ] {
+        assert!(
+            doc["paths"].get(path).is_some(),
+            "{path} is missing from the OpenAPI document"
+        );
+    }
+    // Writes through the API: schedule off and on, a backfill, a materialization, a cancel.
+    let (status, body, _) = check(
+        &s,
+        "POST",
+        "/api/v1/schedules/hourly_pipeline",
+        &[JSON],
+        Some(r#"{"enabled": true}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(s.storage.schedule_states().await.unwrap()[0].enabled);
+    let (status, body, _) = check(
+        &s,
+        "POST",
+        "/api/v1/backfills",
+        &[JSON],
+        Some(r#"{"selection": "raw/plays", "from": "2026-11-22-00:00", "to": "2026-11-22-02:00"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(created["run_count"], 3);
+    let (status, body, _) = check(
+        &s,
+        "POST",
+        "/api/v1/runs",
+        &[JSON],
+        Some(r#"{"selection": "raw/plays+", "partition": "2026-11-22-10:00"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let queued: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(queued["status"], "QUEUED");
+    assert_eq!(
+        queued["assets"],
+        serde_json::json!(["raw/plays", "staging/plays"])
+    );
+    let id = queued["run_id"].as_str().unwrap();
+    let (status, body, _) =
+        check(&s, "POST", &format!("/api/v1/runs/{id}/cancel"), &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("CANCELED"));
+    let (status, body, _) = check(
+        &s,
+        "POST",
+        &format!("/api/v1/runs/{run_id}/reexecute"),
+        &[JSON],
+        Some(r#"{"from_failure": false}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        body.contains(&run_id.to_string()),
+        "the new run names its parent: {body}"
+    );
+}
+
+async fn case_bad_input_is_a_clear_4xx(storage: Arc<dyn Storage>) {
+    let run_id = seed(&storage).await;
+    let s = state(storage, None);
+    let unknown = RunId::new();
+    let cases: Vec<(&str, String, Option<&str>, StatusCode, &str)> = vec![
+        (
+            "GET",
+            format!("/runs/{unknown}"),
+            None,
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "GET",
+            format!("/api/v1/runs/{unknown}"),
+            None,
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "GET",
+            "/runs/not-a-run".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "is not a run id",
+        ),
+        (
+            "GET",
+            "/api/v1/runs/not-a-run/events".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "is not a run id",
+        ),
+        (
+            "GET",
+            "/runs?status=bogus".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "unknown run status `bogus`",
+        ),
+        (
+            "GET",
+            "/api/v1/runs?limit=0".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad limit",
+        ),
+        (
+            "GET",
+            "/api/v1/runs?before=abc".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad cursor",
+        ),
+        (
+            "GET",
+            "/api/v1/runs?tag=novalue".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "key=value",
+        ),
+        (
+            "GET",
+            format!("/api/v1/runs/{run_id}/events?kind=NOPE"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "unknown event kind",
+        ),
+        (
+            "GET",
+            "/lineage?select=staging%2Fplayz".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "did you mean",
+        ),
+        (
+            "GET",
+            "/api/v1/lineage?select=%2B%2B%2B".into(),
+            None,
+            StatusCode::BAD_REQUEST,
+            "bad selection",
+        ),
+        (
+            "GET",
+            "/assets/staging/playz".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "did you mean `staging/plays`",
+        ),
+        (
+            "GET",
+            "/api/v1/assets/nope".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "no asset `nope`",
+        ),
+        (
+            "GET",
+            "/api/v1/marts/nope".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "no chart `nope`",
+        ),
+        (
+            "GET",
+            "/api/v1/marts/top_artists".into(),
+            None,
+            StatusCode::CONFLICT,
+            "not built yet",
+        ),
+        (
+            "GET",
+            "/api/v1/backfills/nope".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "GET",
+            "/backfills/nope".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "GET",
+            "/api/v1/nope".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "openapi.json",
+        ),
+        (
+            "GET",
+            "/nope".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "no such page",
+        ),
+        (
+            "GET",
+            "/static/nope.js".into(),
+            None,
+            StatusCode::NOT_FOUND,
+            "no static file",
+        ),
+        (
+            "POST",
+            "/api/v1/runs".into(),
+            Some(r#"{"selection": "raw/plays", "partition": "2026-13-45"}"#),
+            StatusCode::BAD_REQUEST,
+            "2026-13-45",
+        ),
+        (
+            "POST",
+            "/api/v1/runs".into(),
+            Some(r#"{"selection": "raw/plays"}"#),
+            StatusCode::BAD_REQUEST,
+            "partition",
+        ),
+        (
+            "POST",
+            "/api/v1/runs".into(),
+            Some(r#"{"selection": "raw//plays"}"#),
+            StatusCode::BAD_REQUEST,
+            "bad selection",
+        ),
+        (
+            "POST",
+            "/api/v1/runs".into(),
+            Some(r#"{"selection": "raw/plays", "from": "2026-11-22-00:00"}"#),
+            StatusCode::BAD_REQUEST,
+            "both `from` and `to`",
+        ),
+        (
+            "POST",
+            "/api/v1/runs".into(),
+            Some("{not json"),
+            StatusCode::BAD_REQUEST,
+            "bad request body",
+        ),
+        (
+            "POST",
+            "/api/v1/backfills".into(),
+            Some(r#"{"selection": "raw/plays", "from": "2026-11-22-05:00", "to": "nope"}"#),
+            StatusCode::BAD_REQUEST,
+            "nope",
+        ),
+        (
+            "POST",
+            format!("/api/v1/runs/{run_id}/cancel"),
+            None,
+            StatusCode::CONFLICT,
+            "only a queued or running run",
+        ),
+        (
+            "POST",
+            format!("/api/v1/runs/{unknown}/reexecute"),
+            None,
+            StatusCode::NOT_FOUND,
+            "does not exist",
+        ),
+        (
+            "POST",
+            format!("/api/v1/runs/{run_id}/reexecute"),
+            Some(r#"{"from_failure": true}"#),
+            StatusCode::CONFLICT,
+            "nothing to re-execute",
+        ),
+        (
+            "POST",
+            "/api/v1/schedules/nope".into(),
+            Some(r#"{"enabled": true}"#),
+            StatusCode::NOT_FOUND,
+            "no schedule `nope`",
+        ),
+    ];
+    for (method, uri, body, expected, message) in cases {
+        let (status, text, _) = check(&s, method, &uri, &[JSON], body).await;
+        assert_eq!(status, expected, "{method} {uri}: {text}");
+        assert!(
+            text.contains(message),
+            "{method} {uri} should say {message:?}: {text}"
+        );
+    }
+}
+
+async fn case_runs_keyset_pagination_and_filters(storage: Arc<dyn Storage>) {
+    let now = Utc::now();
+    let mut all = Vec::new();
+    for i in 0..120 {
+        let run = storage
+            .create_run(&NewRun {
+                run_id: RunId::new(),
+                status: if i % 3 == 0 {
+                    RunStatus::Failure
+                } else {
+                    RunStatus::Queued
+                },
+                selection: "raw/plays".into(),
+                asset_keys: vec![
+                    orch::AssetKey::parse(if i % 2 == 0 {
+                        "raw/plays"
+                    } else {
+                        "staging/plays"
+                    })
+                    .unwrap(),
+                ],
+                partition_key: Some(format!("2026-11-22-{:02}:00", i % 24)),
+                tags: BTreeMap::from([("team".to_owned(), format!("t{}", i % 4))]),
+                created_at: now + Duration::seconds(i),
+                ..NewRun::default()
+            })
+            .await
+            .unwrap();
+        all.push(run.run_id.to_string());
+    }
+    let s = state(storage, None);
+    let mut seen = Vec::new();
+    let mut uri = "/api/v1/runs?limit=50".to_owned();
+    loop {
+        let page = get_json(&s, &uri).await;
+        let ids: Vec<String> = page["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_owned())
+            .collect();
+        seen.extend(ids);
+        match page["next"].as_i64() {
+            Some(next) => uri = format!("/api/v1/runs?limit=50&before={next}"),
+            None => break,
+        }
+    }
+    all.reverse();
+    assert_eq!(seen, all, "pages cover every run once, newest first");
+    let failed = get_json(&s, "/api/v1/runs?status=failure&limit=500").await;
+    assert_eq!(failed["runs"].as_array().unwrap().len(), 40);
+    let by_asset = get_json(
+        &s,
+        "/api/v1/runs?asset=staging/plays&status=failure,queued&limit=500",
+    )
+    .await;
+    assert_eq!(by_asset["runs"].as_array().unwrap().len(), 60);
+    let by_partition = get_json(&s, "/api/v1/runs?partition=2026-11-22-05:00").await;
+    assert_eq!(by_partition["runs"].as_array().unwrap().len(), 5);
+    let by_tag = get_json(&s, "/api/v1/runs?tag=team=t1&limit=500").await;
+    assert_eq!(by_tag["runs"].as_array().unwrap().len(), 30);
+    // The page links to the next page with the same filters.
+    let (_, body) = get(&s, "/runs?status=queued&limit=10").await;
+    assert!(body.contains("id=\"next-page\""));
+    assert!(
+        body.contains("status=queued&#38;limit=10&#38;before="),
+        "the next link keeps the filter"
+    );
+}
+
+async fn case_actions_need_csrf_and_queue_runs(storage: Arc<dyn Storage>) {
+    let s = state(storage.clone(), None);
+    let csrf = s.security.csrf().to_owned();
+    let form = format!("csrf={csrf}&selection=staging%2Fplays&partition=2026-11-22-10%3A00");
+    let (status, body, _) = check(
+        &s,
+        "POST",
+        "/materialize",
+        &[FORM],
+        Some("csrf=wrong&selection=staging%2Fplays&partition=2026-11-22-10%3A00"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("CSRF"));
+    let (status, body, _) = check(
+        &s,
+        "POST",
+        "/materialize",
+        &[FORM, ("origin", "http://evil.example")],
+        Some(&form),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("cross-site"));
+    assert!(
+        storage
+            .list_runs(&Default::default())
+            .await
+            .unwrap()
+            .is_empty(),
+        "refused forms queue nothing"
+    );
+    let (status, body, headers) = check(
+        &s,
+        "POST",
+        "/materialize",
+        &[FORM, ("origin", "http://127.0.0.1:3000")],
+        Some(&form),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "{body}");
+    let location = headers[header::LOCATION].to_str().unwrap().to_owned();
+    let runs = storage.list_runs(&Default::default()).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(location, format!("/runs/{}", runs[0].run_id));
+    assert_eq!(runs[0].status, RunStatus::Queued);
+    assert_eq!(runs[0].partition_key.as_deref(), Some("2026-11-22-10:00"));
+    assert_eq!(
+        runs[0].tags.get("orch/launched_by").map(String::as_str),
+        Some("web")
+    );
+    // A bad partition in the form is a 400 page that says what is wrong.
+    let (status, body, _) = check(
+        &s,
+        "POST",
+        "/materialize",
+        &[FORM],
+        Some(&format!(
+            "csrf={csrf}&selection=staging%2Fplays&partition=yesterday"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body.contains("yesterday"), "{body}");
+    // Cancel, then re-execute, through the forms.
+    let id = runs[0].run_id;
+    let (status, _, _) = check(
+        &s,
+        "POST",
+        &format!("/runs/{id}/cancel"),
+        &[FORM],
+        Some(&format!("csrf={csrf}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        storage.get_run(id).await.unwrap().unwrap().status,
+        RunStatus::Canceled
+    );
+    let (status, _, headers) = check(
+        &s,
+        "POST",
+        &format!("/runs/{id}/reexecute"),
+        &[FORM],
+        Some(&format!("csrf={csrf}&from_failure=true")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let child = headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/runs/")
+        .to_owned();
+    let child = storage
+        .get_run(RunId::parse(&child).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(child.parent_run_id, Some(id));
+    // Backfill and schedule forms.
+    let (status, _, headers) = check(
+        &s,
+        "POST",
+        "/backfill",
+        &[FORM],
+        Some(&format!(
+            "csrf={csrf}&selection=raw%2Fplays&from=2026-11-22-00%3A00&to=2026-11-22-03%3A00"
+        )),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let backfill = headers[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .trim_start_matches("/backfills/")
+        .to_owned();
+    assert_eq!(
+        storage
+            .get_backfill(&backfill)
+            .await
+            .unwrap()
+            .unwrap()
+            .run_count,
+        4
+    );
+    let (status, _, _) = check(
+        &s,
+        "POST",
+        "/schedules/hourly_pipeline/toggle",
+        &[FORM],
+        Some(&format!("csrf={csrf}&enabled=true")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert!(storage.schedule_states().await.unwrap()[0].enabled);
+    let (status, _, _) = check(
+        &s,
+        "POST",
+        "/schedules/hourly_pipeline/toggle",
+        &[FORM],
+        Some(&format!("csrf={csrf}&enabled=maybe")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+async fn case_api_writes_need_the_token_when_set(storage: Arc<dyn Storage>) {
+    let token = "s3cret-token-0123456789";
+    let s = state(storage.clone(), Some(token));
+    let body = r#"{"selection": "marts/top_songs"}"#;
+    let (status, text, _) = check(&s, "POST", "/api/v1/runs", &[JSON], Some(body)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("ORCH_WEB_TOKEN"));
+    let (status, _, _) = check(
+        &s,
+        "POST",
+        "/api/v1/runs",
+        &[JSON, ("authorization", "Bearer wrong")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let bearer = format!("Bearer {token}");
+    let (status, text, _) = check(
+        &s,
+        "POST",
+        "/api/v1/runs",
+        &[JSON, ("authorization", &bearer)],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    // Forms need the token too: /login checks it and keeps it in a strict cookie.
+    let csrf = s.security.csrf().to_owned();
+    let form = format!("csrf={csrf}&selection=marts%2Ftop_songs");
+    let (status, _, _) = check(&s, "POST", "/materialize", &[FORM], Some(&form)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, headers) = check(
+        &s,
+        "POST",
+        "/login",
+        &[FORM],
+        Some(&format!("csrf={csrf}&token={token}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let (status, _, _) = check(
+        &s,
+        "POST",
+        "/materialize",
+        &[FORM, ("cookie", &cookie)],
+        Some(&form),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The token never reaches a page.
+    for uri in ["/", "/runs", "/login", "/assets/marts/top_songs"] {
+        let (_, page) = get(&s, uri).await;
+        assert!(!page.contains(token), "{uri} shows the token");
+    }
+    // Refusing to start beyond loopback without a token.
+    let public: std::net::SocketAddr = "0.0.0.0:3000".parse().unwrap();
+    let err = orch_web::check_bind(public, None).unwrap_err().to_string();
+    assert!(err.contains("ORCH_WEB_TOKEN"), "{err}");
+    assert!(orch_web::check_bind(public, Some("short")).is_err());
+    assert!(orch_web::check_bind(public, Some(token)).is_ok());
+    assert!(orch_web::check_bind("127.0.0.1:3000".parse().unwrap(), None).is_ok());
+}
+
+async fn case_user_data_is_escaped(storage: Arc<dyn Storage>) {
+    let run = storage
+        .create_run(&NewRun {
+            run_id: RunId::new(),
+            status: RunStatus::Queued,
+            selection: "<script>alert(1)</script>".into(),
+            tags: BTreeMap::from([(
+                "note".to_owned(),
+                "\"><img src=x onerror=alert(1)>".to_owned(),
+            )]),
+            created_at: Utc::now(),
+            ..NewRun::default()
+        })
+        .await
+        .unwrap();
+    storage
+        .append_events(&[Event::run(run.run_id, EventKind::EngineEvent).message("<b>bold</b>")])
+        .await
+        .unwrap();
+    let s = state(storage, None);
+    for uri in [
+        "/runs".to_owned(),
+        format!("/runs/{}", run.run_id),
+        "/".to_owned(),
+    ] {
+        let (status, body) = get(&s, &uri).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            !body.contains("<script>alert"),
+            "{uri} must escape the selection"
+        );
+        assert!(!body.contains("<b>bold"), "{uri} must escape messages");
+        assert!(body.contains("&#60;script&#62;") || uri == "/", "{uri}");
+    }
+    let (_, body) = get(&s, "/assets/staging/plays").await;
+    assert!(body.contains("plays, &#60;typed&#62; &#38; cleaned"));
+    let (_, _, headers) = check(&s, "GET", "/", &[], None).await;
+    assert!(
+        headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
+    assert_eq!(headers["x-frame-options"], "DENY");
+}
+
+async fn case_live_tail_ends_with_the_run(storage: Arc<dyn Storage>) {
+    let run_id = seed(&storage).await;
+    let s = state(storage, None);
+    let (status, body) = get(&s, &format!("/runs/{run_id}/stream")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("event: event"), "{body}");
+    assert!(body.contains("STEP_SUCCESS"));
+    assert!(body.contains("event: status\ndata: SUCCESS"));
+    assert!(body.contains("event: end"));
+    let (status, body) = get(&s, &format!("/runs/{run_id}/stream?after=x")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -1,0 +1,395 @@
+//! What the UI and the API can change: materialize a selection (one partition, a range or
+//! none), launch a backfill, cancel a run, re-execute one (whole or from its failure), switch a
+//! schedule. Runs are queued: the daemon (in `orch dev`, or `orch daemon`) executes them.
+//! The form handlers check the CSRF token and redirect; the API handlers live in `api.rs`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use chrono::Utc;
+use orch::event::{Event, EventKind};
+use orch::plan::{self, PartitionRequest};
+use orch::storage::{BACKFILL_TAG, Backfill, EventFilter, StorageError};
+use orch::{AssetKey, Run, RunId, RunStatus};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::error::{PageError, WebError};
+use crate::security::TOKEN_COOKIE;
+use crate::views::{get_run, resolve_selection};
+
+/// The tag that marks runs launched from the UI or the API.
+pub const LAUNCHED_BY_TAG: &str = "orch/launched_by";
+
+/// A materialization request, from the form or the API.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MaterializeRequest {
+    pub selection: String,
+    /// One partition key.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// A range of partition keys, both included.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+}
+
+fn nonempty(s: &Option<String>) -> Option<String> {
+    s.as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+impl MaterializeRequest {
+    fn partitions(&self) -> Result<PartitionRequest, WebError> {
+        match (
+            nonempty(&self.partition),
+            nonempty(&self.from),
+            nonempty(&self.to),
+        ) {
+            (Some(_), Some(_), _) | (Some(_), _, Some(_)) => Err(WebError::BadRequest(
+                "give either a partition or a range (from, to), not both".into(),
+            )),
+            (Some(key), None, None) => Ok(PartitionRequest::Key(key)),
+            (None, Some(from), Some(to)) => Ok(PartitionRequest::Range { from, to }),
+            (None, Some(_), None) | (None, None, Some(_)) => Err(WebError::BadRequest(
+                "a range needs both `from` and `to`".into(),
+            )),
+            (None, None, None) => Ok(PartitionRequest::None),
+        }
+    }
+}
+
+fn plan_error(e: impl std::fmt::Display) -> WebError {
+    WebError::BadRequest(e.to_string())
+}
+
+/// Plans `request` and queues its run.
+pub async fn materialize(state: &AppState, request: &MaterializeRequest) -> Result<Run, WebError> {
+    let selection = request.selection.trim();
+    if selection.is_empty() {
+        return Err(WebError::BadRequest(
+            "the selection is empty: name an asset, or `*` for all".into(),
+        ));
+    }
+    let selected = resolve_selection(state, selection)?;
+    let partitions = request.partitions()?;
+    let plan = plan::plan(&state.graph, &selected, &partitions).map_err(plan_error)?;
+    let tags = BTreeMap::from([(LAUNCHED_BY_TAG.to_owned(), "web".to_owned())]);
+    let new_run = plan.new_run(selection, RunStatus::Queued, tags, Utc::now());
+    queue(state, new_run).await
+}
+
+async fn queue(state: &AppState, new_run: orch::run::NewRun) -> Result<Run, WebError> {
+    let run = state.storage.create_run(&new_run).await?;
+    state
+        .storage
+        .append_events(&[Event::run(run.run_id, EventKind::RunEnqueued)])
+        .await?;
+    state.storage.notify_queue().await?;
+    Ok(run)
+}
+
+/// A backfill request: one queued run per partition of the range.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct BackfillRequest {
+    pub selection: String,
+    pub from: String,
+    pub to: String,
+}
+
+pub async fn backfill(state: &AppState, request: &BackfillRequest) -> Result<Backfill, WebError> {
+    let selection = request.selection.trim();
+    let (from, to) = (request.from.trim(), request.to.trim());
+    if from.is_empty() || to.is_empty() {
+        return Err(WebError::BadRequest(
+            "a backfill needs `from` and `to` partition keys".into(),
+        ));
+    }
+    let selected = resolve_selection(state, selection)?;
+    let range = PartitionRequest::Range {
+        from: from.to_owned(),
+        to: to.to_owned(),
+    };
+    plan::plan(&state.graph, &selected, &range).map_err(plan_error)?;
+    let keys = range_keys(state, &selected, from, to)?;
+    let id = RunId::new().to_string();
+    let now = Utc::now();
+    let mut runs = Vec::with_capacity(keys.len());
+    for key in keys {
+        let plan =
+            plan::plan(&state.graph, &selected, &PartitionRequest::Key(key)).map_err(plan_error)?;
+        let tags = BTreeMap::from([
+            (BACKFILL_TAG.to_owned(), id.clone()),
+            (LAUNCHED_BY_TAG.to_owned(), "web".to_owned()),
+        ]);
+        runs.push(plan.new_run(selection, RunStatus::Queued, tags, now));
+    }
+    let record = Backfill {
+        id,
+        selection: selection.to_owned(),
+        partition_from: from.to_owned(),
+        partition_to: to.to_owned(),
+        run_count: u32::try_from(runs.len()).unwrap_or(u32::MAX),
+        created_at: now,
+    };
+    state.storage.create_backfill(&record, &runs).await?;
+    state.storage.notify_queue().await?;
+    Ok(record)
+}
+
+/// The keys of the range in the finest time partitioning among the selected assets.
+fn range_keys(
+    state: &AppState,
+    selected: &BTreeSet<AssetKey>,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>, WebError> {
+    let mut defs: Vec<&orch::PartitionsDefinition> = selected
+        .iter()
+        .filter_map(|k| state.graph.spec(k).and_then(|s| s.partitions.as_ref()))
+        .collect();
+    defs.sort_by_key(|d| match d.cadence() {
+        Some(orch::partitions::Cadence::Hourly) => 0,
+        Some(orch::partitions::Cadence::Daily) => 1,
+        None => 2,
+    });
+    let mut first_error = None;
+    for def in defs {
+        match def.keys_in_range(from, to) {
+            Ok(keys) => return Ok(keys),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(WebError::BadRequest(match first_error {
+        Some(e) => e.to_string(),
+        None => "the selection has no partitioned asset to backfill".to_owned(),
+    }))
+}
+
+pub async fn cancel(state: &AppState, id: &str) -> Result<Run, WebError> {
+    let run = get_run(state, id).await?;
+    match state.storage.request_cancel(run.run_id, Utc::now()).await {
+        Ok(run) => Ok(run),
+        Err(StorageError::IllegalTransition { from, .. }) => Err(WebError::Conflict(format!(
+            "run {} is {from}: only a queued or running run can be canceled",
+            run.run_id
+        ))),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Queues a new run of a finished run's plan: whole, or only the steps that did not succeed.
+pub async fn reexecute(state: &AppState, id: &str, from_failure: bool) -> Result<Run, WebError> {
+    let parent = get_run(state, id).await?;
+    if !parent.status.is_terminal() {
+        return Err(WebError::Conflict(format!(
+            "run {} is {}: re-execute it once it has ended",
+            parent.run_id, parent.status
+        )));
+    }
+    let mut plan = orch::daemon::plan_for_run(&state.graph, &parent)
+        .map_err(|e| WebError::Conflict(format!("cannot re-execute run {}: {e}", parent.run_id)))?;
+    let mut tags = parent.tags.clone();
+    tags.remove(orch::plan::STEP_SELECTION_TAG);
+    tags.remove(orch::storage::SCHEDULE_TAG);
+    tags.remove(orch::daemon::TICK_TAG);
+    tags.remove(BACKFILL_TAG);
+    tags.insert(LAUNCHED_BY_TAG.to_owned(), "web".to_owned());
+    if from_failure {
+        let succeeded: BTreeSet<String> = state
+            .storage
+            .run_events(
+                parent.run_id,
+                &EventFilter {
+                    kinds: vec![EventKind::StepSuccess],
+                    ..EventFilter::default()
+                },
+            )
+            .await?
+            .into_iter()
+            .filter_map(|e| e.event.step_key)
+            .collect();
+        let remaining: BTreeSet<String> = plan
+            .steps
+            .iter()
+            .map(|s| s.key.clone())
+            .filter(|k| !succeeded.contains(k))
+            .collect();
+        if remaining.is_empty() {
+            return Err(WebError::Conflict(format!(
+                "every step of run {} succeeded: nothing to re-execute from failure",
+                parent.run_id
+            )));
+        }
+        plan.retain_steps(&remaining);
+        let keys: Vec<&String> = remaining.iter().collect();
+        tags.insert(
+            orch::plan::STEP_SELECTION_TAG.to_owned(),
+            serde_json::to_string(&keys).unwrap_or_default(),
+        );
+    }
+    let mut new_run = plan.new_run(&parent.selection, RunStatus::Queued, tags, Utc::now());
+    new_run.parent_run_id = Some(parent.run_id);
+    new_run.root_run_id = Some(parent.root_run_id.unwrap_or(parent.run_id));
+    queue(state, new_run).await
+}
+
+pub async fn set_schedule(state: &AppState, name: &str, enabled: bool) -> Result<bool, WebError> {
+    if !state.schedules.iter().any(|s| s.name == name) {
+        let names: Vec<&str> = state.schedules.iter().map(|s| s.name.as_str()).collect();
+        return Err(WebError::NotFound(format!(
+            "no schedule `{name}` (schedules: {})",
+            if names.is_empty() {
+                "none".to_owned()
+            } else {
+                names.join(", ")
+            }
+        )));
+    }
+    let st = state
+        .storage
+        .set_schedule_enabled(name, enabled, Utc::now())
+        .await?;
+    Ok(st.enabled)
+}
+
+// --- Form handlers: CSRF-checked, answered with a redirect (303) ---
+
+#[derive(Debug, Deserialize)]
+pub struct MaterializeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    request: MaterializeRequest,
+}
+
+pub async fn materialize_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<MaterializeForm>,
+) -> Result<Redirect, PageError> {
+    state.security.check_form(&headers, &form.csrf)?;
+    let run = materialize(&state, &form.request).await?;
+    Ok(Redirect::to(&format!("/runs/{}", run.run_id)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BackfillForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    request: BackfillRequest,
+}
+
+pub async fn backfill_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<BackfillForm>,
+) -> Result<Redirect, PageError> {
+    state.security.check_form(&headers, &form.csrf)?;
+    let b = backfill(&state, &form.request).await?;
+    Ok(Redirect::to(&format!("/backfills/{}", b.id)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    from_failure: Option<String>,
+}
+
+pub async fn cancel_form(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Redirect, PageError> {
+    state.security.check_form(&headers, &form.csrf)?;
+    let run = cancel(&state, &run_id).await?;
+    Ok(Redirect::to(&format!("/runs/{}", run.run_id)))
+}
+
+pub async fn reexecute_form(
+    State(state): State<AppState>,
+    Path(run_id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Result<Redirect, PageError> {
+    state.security.check_form(&headers, &form.csrf)?;
+    let from_failure = form
+        .from_failure
+        .as_deref()
+        .is_some_and(|v| v == "true" || v == "on");
+    let run = reexecute(&state, &run_id, from_failure).await?;
+    Ok(Redirect::to(&format!("/runs/{}", run.run_id)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ToggleForm {
+    #[serde(default)]
+    csrf: String,
+    enabled: String,
+}
+
+pub async fn toggle_schedule_form(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<ToggleForm>,
+) -> Result<Redirect, PageError> {
+    state.security.check_form(&headers, &form.csrf)?;
+    let enabled = match form.enabled.as_str() {
+        "true" => true,
+        "false" => false,
+        other => {
+            return Err(
+                WebError::BadRequest(format!("bad `enabled={other}`: use true or false")).into(),
+            );
+        }
+    };
+    set_schedule(&state, &name, enabled).await?;
+    Ok(Redirect::to("/schedules"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    token: String,
+}
+
+/// Checks the access token and keeps it in an HttpOnly, SameSite=Strict cookie.
+pub async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Result<Response, PageError> {
+    if form.csrf != state.security.csrf() {
+        return Err(WebError::Forbidden(
+            "this form is stale: reload the page and try again".into(),
+        )
+        .into());
+    }
+    let _ = headers;
+    if !state.security.token_matches(&form.token) {
+        return Err(WebError::Forbidden("the access token is wrong".into()).into());
+    }
+    let cookie = format!(
+        "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        form.token
+    );
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    Ok(response)
+}

@@ -1,0 +1,500 @@
+//! The HTML pages: each handler gathers its view (`views.rs`) and renders an askama template
+//! from `web/templates/`. Askama escapes every value; the SVG of charts and lineage is built
+//! by `charts.rs` and `lineage.rs`, which escape their text themselves.
+
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use chrono::Utc;
+use futures::Stream;
+use orch::storage::EventFilter;
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::api::{SelectQuery, lineage_layout};
+use crate::charts;
+use crate::error::{PageError, WebError};
+use crate::lineage;
+use crate::marts::Chart;
+use crate::views::{
+    self, AssetDetail, AssetRow, BackfillView, EventView, EventsQuery, LogView, Overview, RunView,
+    RunsQuery, ScheduleView, StepView, WorkerView, get_run,
+};
+
+type PageResult = Result<Html<String>, PageError>;
+
+fn render(t: &impl Template) -> PageResult {
+    Ok(Html(t.render()?))
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    status: u16,
+    message: &'a str,
+}
+
+pub fn error_page(status: StatusCode, message: &str) -> String {
+    ErrorPage {
+        title: "Error",
+        csrf: "",
+        status: status.as_u16(),
+        message,
+    }
+    .render()
+    .unwrap_or_else(|_| "error".to_owned())
+}
+
+pub async fn not_found() -> PageError {
+    PageError(WebError::NotFound("no such page".into()))
+}
+
+pub async fn static_file(Path(file): Path<String>) -> Response {
+    let (body, mime): (&'static [u8], &str) = match file.as_str() {
+        "htmx.min.js" => (include_bytes!("../static/htmx.min.js"), "text/javascript"),
+        "app.js" => (include_bytes!("../static/app.js"), "text/javascript"),
+        "app.css" => (include_bytes!("../static/app.css"), "text/css"),
+        _ => {
+            return PageError(WebError::NotFound(format!("no static file `{file}`")))
+                .into_response();
+        }
+    };
+    (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Template)]
+#[template(path = "overview.html")]
+struct OverviewPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    o: Overview,
+}
+
+pub async fn overview(State(state): State<AppState>) -> PageResult {
+    let o = views::overview(&state).await?;
+    render(&OverviewPage {
+        title: "Overview",
+        csrf: state.security.csrf(),
+        o,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    q: RunsQuery,
+    runs: Vec<RunView>,
+    next: Option<String>,
+}
+
+pub async fn runs(State(state): State<AppState>, Query(q): Query<RunsQuery>) -> PageResult {
+    let page = views::runs_page(&state, &q).await?;
+    render(&RunsPage {
+        title: "Runs",
+        csrf: state.security.csrf(),
+        next: page.next.map(|n| q.with_before(n)),
+        runs: page.runs,
+        q,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    run: RunView,
+    steps: Vec<StepView>,
+    gantt: String,
+    events: Vec<EventView>,
+    logs: Vec<LogView>,
+    kind: String,
+    step: String,
+    last_event_id: i64,
+    can_reexecute_from_failure: bool,
+}
+
+pub async fn run(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<EventsQuery>,
+) -> PageResult {
+    let filter = q.filter()?;
+    let run = get_run(&state, &id).await?;
+    let all = state
+        .storage
+        .run_events(run.run_id, &EventFilter::default())
+        .await?;
+    let steps = views::steps_of(&state, &run, &all);
+    let gantt = charts::gantt(&steps, Utc::now());
+    let events: Vec<EventView> = state
+        .storage
+        .run_events(run.run_id, &filter)
+        .await?
+        .iter()
+        .map(EventView::new)
+        .collect();
+    let logs = state
+        .storage
+        .step_logs(run.run_id, filter.step_key.as_deref())
+        .await?
+        .iter()
+        .map(LogView::new)
+        .collect();
+    let can_reexecute_from_failure =
+        run.status.is_terminal() && steps.iter().any(|s| s.status != "SUCCESS");
+    render(&RunPage {
+        title: "Run",
+        csrf: state.security.csrf(),
+        last_event_id: all.last().map_or(0, |e| e.id),
+        run: RunView::new(&run),
+        steps,
+        gantt,
+        events,
+        logs,
+        kind: q.kind.unwrap_or_default(),
+        step: q.step.unwrap_or_default(),
+        can_reexecute_from_failure,
+    })
+}
+
+/// The Gantt chart alone, refreshed while a run is live.
+pub async fn run_gantt(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    let run = get_run(&state, &id).await?;
+    let all = state
+        .storage
+        .run_events(run.run_id, &EventFilter::default())
+        .await?;
+    let steps = views::steps_of(&state, &run, &all);
+    Ok(Html(charts::gantt(&steps, Utc::now())))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct StreamQuery {
+    after: Option<String>,
+}
+
+/// A run's live tail as server-sent events: `event` (each new event, JSON), `log` (each new
+/// log line), `status` (when the status changes) and `end` (once the run is over).
+pub async fn run_stream(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<StreamQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>, PageError> {
+    let run = get_run(&state, &id).await?;
+    let after = match q.after.as_deref().filter(|a| !a.is_empty()) {
+        Some(a) => a
+            .parse::<i64>()
+            .map_err(|_| WebError::BadRequest(format!("bad `after={a}`: use an event id")))?,
+        None => 0,
+    };
+    struct Tail {
+        state: AppState,
+        run_id: orch::RunId,
+        after: i64,
+        logs_sent: usize,
+        status: Option<orch::RunStatus>,
+        ended: bool,
+        first: bool,
+    }
+    let logs_sent = state.storage.step_logs(run.run_id, None).await?.len();
+    let tail = Tail {
+        state,
+        run_id: run.run_id,
+        after,
+        logs_sent,
+        status: None,
+        ended: false,
+        first: true,
+    };
+    let stream = futures::stream::unfold(tail, |mut t| async move {
+        if t.ended {
+            return None;
+        }
+        if !t.first {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        t.first = false;
+        let mut out: Vec<SseEvent> = Vec::new();
+        let filter = EventFilter {
+            after_id: Some(t.after),
+            ..EventFilter::default()
+        };
+        let run = t.state.storage.get_run(t.run_id).await.ok().flatten();
+        if let Ok(events) = t.state.storage.run_events(t.run_id, &filter).await {
+            for e in &events {
+                t.after = e.id;
+                let data = serde_json::to_string(&EventView::new(e)).unwrap_or_default();
+                out.push(
+                    SseEvent::default()
+                        .event("event")
+                        .id(e.id.to_string())
+                        .data(data),
+                );
+            }
+        }
+        if let Ok(logs) = t.state.storage.step_logs(t.run_id, None).await {
+            for l in logs.iter().skip(t.logs_sent) {
+                let data = serde_json::to_string(&LogView::new(l)).unwrap_or_default();
+                out.push(SseEvent::default().event("log").data(data));
+            }
+            t.logs_sent = t.logs_sent.max(logs.len());
+        }
+        if let Some(run) = run {
+            if t.status != Some(run.status) {
+                t.status = Some(run.status);
+                out.push(
+                    SseEvent::default()
+                        .event("status")
+                        .data(run.status.as_str()),
+                );
+            }
+            if run.status.is_terminal() {
+                t.ended = true;
+                out.push(SseEvent::default().event("end").data(run.status.as_str()));
+            }
+        } else {
+            t.ended = true;
+        }
+        Some((futures::stream::iter(out.into_iter().map(Ok)), t))
+    });
+    use futures::StreamExt;
+    Ok(Sse::new(stream.flatten()).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Template)]
+#[template(path = "assets.html")]
+struct AssetsPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    select: String,
+    assets: Vec<AssetRow>,
+}
+
+pub async fn assets(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> PageResult {
+    let select = q.select.clone().unwrap_or_default();
+    let keys = match select.trim() {
+        "" => None,
+        s => Some(views::resolve_selection(&state, s)?),
+    };
+    let assets = views::asset_rows(&state, keys.as_ref()).await?;
+    render(&AssetsPage {
+        title: "Assets",
+        csrf: state.security.csrf(),
+        select,
+        assets,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "asset.html")]
+struct AssetPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    a: AssetDetail,
+    plot: String,
+}
+
+pub async fn asset(State(state): State<AppState>, Path(key): Path<String>) -> PageResult {
+    let key = views::known_asset(&state, &key)?;
+    let a = views::asset_detail(&state, &key).await?;
+    let plot = charts::history(&a.history);
+    render(&AssetPage {
+        title: "Asset",
+        csrf: state.security.csrf(),
+        a,
+        plot,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "lineage.html")]
+struct LineagePage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    select: String,
+    query: String,
+    svg: String,
+    count: usize,
+}
+
+pub async fn lineage(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> PageResult {
+    let layout = lineage_layout(&state, &q).await?;
+    let select = q.select.clone().unwrap_or_default();
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("select", &select)
+        .finish();
+    render(&LineagePage {
+        title: "Lineage",
+        csrf: state.security.csrf(),
+        count: layout.nodes.len(),
+        svg: lineage::svg(&layout),
+        select,
+        query,
+    })
+}
+
+/// The lineage SVG alone, for the page's live refresh.
+pub async fn lineage_fragment(
+    State(state): State<AppState>,
+    Query(q): Query<SelectQuery>,
+) -> PageResult {
+    let layout = lineage_layout(&state, &q).await?;
+    Ok(Html(lineage::svg(&layout)))
+}
+
+#[derive(Template)]
+#[template(path = "schedules.html")]
+struct SchedulesPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    schedules: Vec<ScheduleView>,
+}
+
+pub async fn schedules(State(state): State<AppState>) -> PageResult {
+    let schedules = views::schedules(&state, 10).await?;
+    render(&SchedulesPage {
+        title: "Schedules",
+        csrf: state.security.csrf(),
+        schedules,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "backfills.html")]
+struct BackfillsPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    backfills: Vec<BackfillView>,
+}
+
+pub async fn backfills(State(state): State<AppState>) -> PageResult {
+    let mut list = Vec::new();
+    for b in state.storage.list_backfills(50).await? {
+        list.push(views::backfill_view(&state, &b).await?);
+    }
+    render(&BackfillsPage {
+        title: "Backfills",
+        csrf: state.security.csrf(),
+        backfills: list,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "backfill.html")]
+struct BackfillPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    b: BackfillView,
+    runs: Vec<RunView>,
+}
+
+pub async fn backfill(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    let b = state
+        .storage
+        .get_backfill(&id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("backfill {id} does not exist")))?;
+    let view = views::backfill_view(&state, &b).await?;
+    let runs = state
+        .storage
+        .list_runs(&orch::storage::RunFilter {
+            tag: Some((orch::storage::BACKFILL_TAG.to_owned(), id)),
+            limit: Some(200),
+            ..Default::default()
+        })
+        .await?;
+    render(&BackfillPage {
+        title: "Backfill",
+        csrf: state.security.csrf(),
+        b: view,
+        runs: runs.iter().map(RunView::new).collect(),
+    })
+}
+
+#[derive(Template)]
+#[template(path = "workers.html")]
+struct WorkersPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    workers: Vec<WorkerView>,
+}
+
+pub async fn workers(State(state): State<AppState>) -> PageResult {
+    let workers = views::workers(&state).await?;
+    render(&WorkersPage {
+        title: "Stream workers",
+        csrf: state.security.csrf(),
+        workers,
+    })
+}
+
+/// One dashboard panel: a chart drawn, or why it cannot be.
+struct Panel {
+    name: &'static str,
+    title: &'static str,
+    mart: &'static str,
+    svg: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dashboards.html")]
+struct DashboardsPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    panels: Vec<Panel>,
+}
+
+pub async fn dashboards(State(state): State<AppState>) -> PageResult {
+    let mut panels = Vec::new();
+    for chart in Chart::ALL {
+        let (svg, error) = match state.marts.chart(chart).await {
+            Ok(data) => (Some(charts::chart(chart.shape(), &data.rows)), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        panels.push(Panel {
+            name: chart.name(),
+            title: chart.title(),
+            mart: chart.mart(),
+            svg,
+            error,
+        });
+    }
+    render(&DashboardsPage {
+        title: "Dashboards",
+        csrf: state.security.csrf(),
+        panels,
+    })
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    title: &'a str,
+    csrf: &'a str,
+    required: bool,
+}
+
+pub async fn login(State(state): State<AppState>) -> PageResult {
+    render(&LoginPage {
+        title: "Sign in",
+        csrf: state.security.csrf(),
+        required: state.security.token_required(),
+    })
+}

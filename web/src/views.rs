@@ -1,0 +1,888 @@
+//! What pages and the API show, gathered from the run history and the graph: serializable
+//! view types (the API's JSON) and the queries that fill them, with the request parameters
+//! parsed into typed filters (bad input becomes a [`WebError::BadRequest`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use orch::event::{EventKind, StoredEvent};
+use orch::storage::{
+    AssetPartitionRecord, BACKFILL_TAG, Backfill, EventFilter, RunFilter, StreamWorker, Tick,
+};
+use orch::{AssetKey, Run, RunId, RunStatus, Selection};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::WebError;
+
+/// Most runs on one page of the runs list.
+pub const MAX_PAGE: u32 = 500;
+/// Runs on one page unless `limit` says otherwise.
+pub const DEFAULT_PAGE: u32 = 50;
+
+pub fn fmt_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+pub fn fmt_duration(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.0} ms")
+    } else if ms < 60_000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else {
+        let s = (ms / 1000.0) as u64;
+        format!("{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+pub fn parse_run_id(s: &str) -> Result<RunId, WebError> {
+    RunId::parse(s).map_err(|_| {
+        WebError::BadRequest(format!(
+            "`{s}` is not a run id (a UUID, as `orch runs list` prints)"
+        ))
+    })
+}
+
+pub fn parse_asset_key(s: &str) -> Result<AssetKey, WebError> {
+    AssetKey::parse(s).map_err(|e| WebError::BadRequest(format!("bad asset key `{s}`: {e}")))
+}
+
+/// A key of the graph, or a 404 naming the nearest key.
+pub fn known_asset(state: &AppState, s: &str) -> Result<AssetKey, WebError> {
+    let key = parse_asset_key(s)?;
+    if state.graph.contains(&key) {
+        return Ok(key);
+    }
+    let hint = state
+        .graph
+        .nearest_key(s)
+        .map(|k| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    Err(WebError::NotFound(format!("no asset `{s}`{hint}")))
+}
+
+/// A selection parsed and resolved against the graph; errors say what is wrong.
+pub fn resolve_selection(state: &AppState, input: &str) -> Result<BTreeSet<AssetKey>, WebError> {
+    let selection =
+        Selection::parse(input).map_err(|e| WebError::BadRequest(format!("bad selection: {e}")))?;
+    selection
+        .resolve(&state.graph)
+        .map_err(|e| WebError::BadRequest(format!("bad selection: {e}")))
+}
+
+fn nonempty(s: &Option<String>) -> Option<&str> {
+    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// The runs list's query parameters, as typed.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct RunsQuery {
+    /// Statuses, comma separated (any case).
+    pub status: Option<String>,
+    pub asset: Option<String>,
+    pub partition: Option<String>,
+    /// `key=value`.
+    pub tag: Option<String>,
+    /// Keyset cursor: runs older than this one (its position, `next` of the previous page).
+    pub before: Option<String>,
+    pub limit: Option<String>,
+}
+
+impl RunsQuery {
+    pub fn filter(&self) -> Result<RunFilter, WebError> {
+        let mut filter = RunFilter::default();
+        if let Some(statuses) = nonempty(&self.status) {
+            for s in statuses.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let status = RunStatus::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+                    WebError::BadRequest(format!(
+                        "unknown run status `{s}` (use queued, starting, started, success, failure, canceling or canceled)"
+                    ))
+                })?;
+                filter.statuses.push(status);
+            }
+        }
+        if let Some(asset) = nonempty(&self.asset) {
+            filter.asset_key = Some(parse_asset_key(asset)?);
+        }
+        filter.partition_key = nonempty(&self.partition).map(str::to_owned);
+        if let Some(tag) = nonempty(&self.tag) {
+            let (k, v) = tag.split_once('=').ok_or_else(|| {
+                WebError::BadRequest(format!("bad tag filter `{tag}`: write it key=value"))
+            })?;
+            filter.tag = Some((k.trim().to_owned(), v.trim().to_owned()));
+        }
+        if let Some(before) = nonempty(&self.before) {
+            filter.before_id = Some(before.parse::<i64>().map_err(|_| {
+                WebError::BadRequest(format!(
+                    "bad cursor `before={before}`: use the `next` of the previous page"
+                ))
+            })?);
+        }
+        let limit = match nonempty(&self.limit) {
+            None => DEFAULT_PAGE,
+            Some(l) => match l.parse::<u32>() {
+                Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+                _ => {
+                    return Err(WebError::BadRequest(format!(
+                        "bad limit `{l}`: use a number from 1 to {MAX_PAGE}"
+                    )));
+                }
+            },
+        };
+        filter.limit = Some(limit);
+        Ok(filter)
+    }
+
+    /// The query string of this filter with another cursor, for the next page's link.
+    pub fn with_before(&self, before: i64) -> String {
+        let mut q = RunsQuery {
+            before: Some(before.to_string()),
+            ..self.clone()
+        };
+        for field in [
+            &mut q.status,
+            &mut q.asset,
+            &mut q.partition,
+            &mut q.tag,
+            &mut q.limit,
+        ] {
+            if field.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *field = None;
+            }
+        }
+        serde_urlencoded_lite(&q)
+    }
+}
+
+/// `a=b&c=d` from a flat struct of optional strings, percent-encoded.
+fn serde_urlencoded_lite(q: &RunsQuery) -> String {
+    let pairs = [
+        ("status", &q.status),
+        ("asset", &q.asset),
+        ("partition", &q.partition),
+        ("tag", &q.tag),
+        ("limit", &q.limit),
+        ("before", &q.before),
+    ];
+    let mut url = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            url.append_pair(k, v);
+        }
+    }
+    url.finish()
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunView {
+    pub run_id: String,
+    pub short_id: String,
+    /// The run's position in the history: the keyset cursor.
+    pub position: i64,
+    pub status: String,
+    pub selection: String,
+    pub assets: Vec<String>,
+    pub partition: Option<String>,
+    pub partition_end: Option<String>,
+    pub tags: BTreeMap<String, String>,
+    pub parent_run_id: Option<String>,
+    pub root_run_id: Option<String>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub duration: Option<String>,
+    pub is_terminal: bool,
+}
+
+impl RunView {
+    pub fn new(run: &Run) -> RunView {
+        let duration = match (run.started_at, run.ended_at) {
+            (Some(s), Some(e)) => Some(fmt_duration((e - s).num_milliseconds() as f64)),
+            (Some(s), None) => Some(format!(
+                "{} so far",
+                fmt_duration((Utc::now() - s).num_milliseconds() as f64)
+            )),
+            _ => None,
+        };
+        RunView {
+            run_id: run.run_id.to_string(),
+            short_id: run.run_id.short(),
+            position: run.id,
+            status: run.status.as_str().to_owned(),
+            selection: run.selection.clone(),
+            assets: run.asset_keys.iter().map(|k| k.to_string()).collect(),
+            partition: run.partition_key.clone(),
+            partition_end: run.partition_key_end.clone(),
+            tags: run.tags.clone(),
+            parent_run_id: run.parent_run_id.map(|r| r.to_string()),
+            root_run_id: run.root_run_id.map(|r| r.to_string()),
+            created_at: fmt_time(run.created_at),
+            started_at: run.started_at.map(fmt_time),
+            ended_at: run.ended_at.map(fmt_time),
+            duration,
+            is_terminal: run.status.is_terminal(),
+        }
+    }
+
+    /// The assets, shortened for a table cell.
+    pub fn assets_summary(&self) -> String {
+        match self.assets.len() {
+            0 => String::new(),
+            1..=3 => self.assets.join(", "),
+            n => format!("{}, {} and {} more", self.assets[0], self.assets[1], n - 2),
+        }
+    }
+
+    pub fn partition_display(&self) -> String {
+        match (&self.partition, &self.partition_end) {
+            (Some(a), Some(b)) => format!("{a} … {b}"),
+            (Some(a), None) => a.clone(),
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunsPage {
+    pub runs: Vec<RunView>,
+    /// The cursor of the next page (`before=`), if there may be one.
+    pub next: Option<i64>,
+}
+
+pub async fn runs_page(state: &AppState, query: &RunsQuery) -> Result<RunsPage, WebError> {
+    let filter = query.filter()?;
+    let limit = filter.limit.unwrap_or(DEFAULT_PAGE);
+    let runs = state.storage.list_runs(&filter).await?;
+    let next = (runs.len() as u32 == limit)
+        .then(|| runs.last().map(|r| r.id))
+        .flatten();
+    Ok(RunsPage {
+        runs: runs.iter().map(RunView::new).collect(),
+        next,
+    })
+}
+
+pub async fn get_run(state: &AppState, id: &str) -> Result<Run, WebError> {
+    let run_id = parse_run_id(id)?;
+    state
+        .storage
+        .get_run(run_id)
+        .await?
+        .ok_or_else(|| WebError::NotFound(format!("run {run_id} does not exist")))
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub kind: String,
+    pub step_key: Option<String>,
+    pub asset_key: Option<String>,
+    pub partition: Option<String>,
+    pub timestamp: String,
+    pub message: String,
+    pub error: Option<String>,
+}
+
+impl EventView {
+    pub fn new(e: &StoredEvent) -> EventView {
+        let body = &e.event.body;
+        let mut message = body.message.clone().unwrap_or_default();
+        if let Some(check) = &body.check {
+            message = format!(
+                "check {} {}{}",
+                check.check_name,
+                if check.passed { "passed" } else { "failed" },
+                check
+                    .description
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            );
+        }
+        if message.is_empty() && !body.metadata.is_empty() {
+            message = body
+                .metadata
+                .iter()
+                .map(|(k, v)| match (v.as_i64(), v.as_f64()) {
+                    (Some(i), _) => format!("{k}={i}"),
+                    (None, Some(f)) => format!("{k}={f}"),
+                    _ => {
+                        let json = serde_json::to_value(v).unwrap_or_default();
+                        format!("{k}={}", json.get("value").unwrap_or(&json))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+        EventView {
+            id: e.id,
+            kind: e.event.kind.as_str().to_owned(),
+            step_key: e.event.step_key.clone(),
+            asset_key: e.event.asset_key.as_ref().map(|k| k.to_string()),
+            partition: e.event.partition_key.clone(),
+            timestamp: fmt_time(e.event.timestamp),
+            message,
+            error: body.error.as_ref().map(|err| {
+                std::iter::once(err.message.as_str())
+                    .chain(err.causes.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(": ")
+            }),
+        }
+    }
+}
+
+/// The event filter of the run page and its API: `kind` (comma separated) and `step`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct EventsQuery {
+    pub kind: Option<String>,
+    pub step: Option<String>,
+    pub after: Option<String>,
+}
+
+impl EventsQuery {
+    pub fn filter(&self) -> Result<EventFilter, WebError> {
+        let mut filter = EventFilter::default();
+        if let Some(kinds) = self.kind.as_deref().filter(|k| !k.trim().is_empty()) {
+            for k in kinds.split(',').map(str::trim) {
+                filter
+                    .kinds
+                    .push(EventKind::parse(&k.to_ascii_uppercase()).ok_or_else(|| {
+                        WebError::BadRequest(format!(
+                            "unknown event kind `{k}` (use one of {})",
+                            EventKind::ALL.map(|k| k.as_str()).join(", ")
+                        ))
+                    })?);
+            }
+        }
+        filter.step_key = self.step.clone().filter(|s| !s.trim().is_empty());
+        if let Some(after) = self.after.as_deref().filter(|a| !a.is_empty()) {
+            filter.after_id = Some(after.parse().map_err(|_| {
+                WebError::BadRequest(format!("bad `after={after}`: use an event id"))
+            })?);
+        }
+        Ok(filter)
+    }
+}
+
+/// One step of a run, derived from its events (and its plan, for steps not started yet).
+#[derive(Clone, Debug, Serialize)]
+pub struct StepView {
+    pub key: String,
+    pub status: String,
+    pub attempts: u32,
+    pub started_at: Option<String>,
+    pub duration_ms: Option<f64>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub start: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub end: Option<DateTime<Utc>>,
+}
+
+pub fn steps_of(state: &AppState, run: &Run, events: &[StoredEvent]) -> Vec<StepView> {
+    let mut order: Vec<String> = Vec::new();
+    let mut steps: HashMap<String, StepView> = HashMap::new();
+    if let Ok(plan) = orch::daemon::plan_for_run(&state.graph, run) {
+        for step in plan.steps {
+            order.push(step.key.clone());
+            steps.insert(
+                step.key.clone(),
+                StepView {
+                    key: step.key,
+                    status: if run.status.is_terminal() {
+                        "NOT_RUN"
+                    } else {
+                        "PENDING"
+                    }
+                    .to_owned(),
+                    attempts: 0,
+                    started_at: None,
+                    duration_ms: None,
+                    error: None,
+                    start: None,
+                    end: None,
+                },
+            );
+        }
+    }
+    for e in events {
+        let Some(key) = &e.event.step_key else {
+            continue;
+        };
+        let step = steps.entry(key.clone()).or_insert_with(|| {
+            order.push(key.clone());
+            StepView {
+                key: key.clone(),
+                status: "PENDING".to_owned(),
+                attempts: 0,
+                started_at: None,
+                duration_ms: None,
+                error: None,
+                start: None,
+                end: None,
+            }
+        });
+        let at = e.event.timestamp;
+        match e.event.kind {
+            EventKind::StepStart => {
+                step.attempts += 1;
+                step.status = "RUNNING".to_owned();
+                if step.start.is_none() {
+                    step.start = Some(at);
+                    step.started_at = Some(fmt_time(at));
+                }
+                step.end = None;
+            }
+            EventKind::StepUpForRetry => step.status = "RETRYING".to_owned(),
+            EventKind::StepSuccess
+            | EventKind::StepFailure
+            | EventKind::StepSkipped
+            | EventKind::StepCanceled => {
+                step.status = match e.event.kind {
+                    EventKind::StepSuccess => "SUCCESS",
+                    EventKind::StepFailure => "FAILURE",
+                    EventKind::StepSkipped => "SKIPPED",
+                    _ => "CANCELED",
+                }
+                .to_owned();
+                step.end = Some(at);
+                if let Some(err) = &e.event.body.error {
+                    step.error = Some(err.message.clone());
+                }
+            }
+            _ => {}
+        }
+        if let (Some(s), Some(end)) = (step.start, step.end) {
+            step.duration_ms = Some((end - s).num_milliseconds() as f64);
+        }
+    }
+    order.into_iter().filter_map(|k| steps.remove(&k)).collect()
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LogView {
+    pub step_key: String,
+    pub stream: String,
+    pub level: String,
+    pub timestamp: String,
+    pub message: String,
+}
+
+impl LogView {
+    pub fn new(l: &orch::event::LogLine) -> LogView {
+        LogView {
+            step_key: l.step_key.clone(),
+            stream: l.stream.as_str().to_owned(),
+            level: l.level.as_str().to_owned(),
+            timestamp: fmt_time(l.timestamp),
+            message: l.message.clone(),
+        }
+    }
+}
+
+/// An asset's state, from its latest materialization and failure.
+pub fn asset_state(record: Option<&AssetPartitionRecord>) -> &'static str {
+    match record {
+        None => "NEVER",
+        Some(r) if r.is_failed() => "FAILED",
+        Some(r) if r.materialization.is_some() => "MATERIALIZED",
+        Some(_) => "NEVER",
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AssetRow {
+    pub key: String,
+    pub group: String,
+    pub kinds: Vec<String>,
+    pub description: Option<String>,
+    pub partitions: Option<String>,
+    pub state: String,
+    pub last_materialized_at: Option<String>,
+    pub last_run_id: Option<String>,
+    pub last_partition: Option<String>,
+    pub checks: Vec<String>,
+}
+
+pub async fn asset_rows(
+    state: &AppState,
+    keys: Option<&BTreeSet<AssetKey>>,
+) -> Result<Vec<AssetRow>, WebError> {
+    let latest = state.storage.latest_by_asset(&[]).await?;
+    let latest: HashMap<&AssetKey, &AssetPartitionRecord> =
+        latest.iter().map(|r| (&r.asset_key, r)).collect();
+    Ok(state
+        .graph
+        .specs()
+        .filter(|s| keys.is_none_or(|k| k.contains(&s.key)))
+        .map(|spec| {
+            let record = latest.get(&spec.key).copied();
+            let mat = record.and_then(|r| r.materialization.as_ref());
+            AssetRow {
+                key: spec.key.to_string(),
+                group: spec.group.clone(),
+                kinds: spec.kinds.iter().cloned().collect(),
+                description: spec.description.clone(),
+                partitions: spec.partitions.as_ref().map(|p| p.describe()),
+                state: asset_state(record).to_owned(),
+                last_materialized_at: mat.map(|m| fmt_time(m.timestamp)),
+                last_run_id: mat.map(|m| m.run_id.to_string()),
+                last_partition: record
+                    .filter(|r| r.materialization.is_some())
+                    .and_then(|r| r.partition_key.clone()),
+                checks: spec.checks.iter().map(|c| c.name.clone()).collect(),
+            }
+        })
+        .collect())
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MaterializationView {
+    pub event_id: i64,
+    pub run_id: String,
+    pub partition: Option<String>,
+    pub timestamp: String,
+    pub row_count: Option<i64>,
+    pub duration_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionCell {
+    pub key: String,
+    /// MATERIALIZED, FAILED or MISSING.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckView {
+    pub name: String,
+    pub severity: String,
+    pub blocking: bool,
+    pub description: Option<String>,
+    /// The latest result: PASSED, FAILED or NONE.
+    pub latest: String,
+    pub latest_at: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AssetDetail {
+    #[serde(flatten)]
+    pub row: AssetRow,
+    pub owners: Vec<String>,
+    pub tags: BTreeMap<String, String>,
+    pub code_version: Option<String>,
+    pub upstream: Vec<String>,
+    pub downstream: Vec<String>,
+    pub history: Vec<MaterializationView>,
+    pub partition_grid: Vec<PartitionCell>,
+    pub checks: Vec<CheckView>,
+    /// The model's SQL, for dbt models (the spec's `sql` metadata).
+    pub sql: Option<String>,
+    /// A partition key to suggest in the Materialize form.
+    pub suggested_partition: Option<String>,
+}
+
+/// Most partitions in an asset's grid: the newest ones.
+const GRID_MAX: usize = 24 * 14;
+
+pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetail, WebError> {
+    let spec = state
+        .graph
+        .spec(key)
+        .ok_or_else(|| WebError::NotFound(format!("no asset `{key}`")))?;
+    let keys = BTreeSet::from([key.clone()]);
+    let row = asset_rows(state, Some(&keys)).await?.remove(0);
+    let history = state
+        .storage
+        .asset_events(key, &[EventKind::AssetMaterialization], None, 100)
+        .await?
+        .into_iter()
+        .map(|e| MaterializationView {
+            event_id: e.id,
+            run_id: e.event.run_id.to_string(),
+            partition: e.event.partition_key.clone(),
+            timestamp: fmt_time(e.event.timestamp),
+            row_count: e.event.body.metadata.row_count(),
+            duration_ms: e
+                .event
+                .body
+                .metadata
+                .get(orch::metadata::DURATION_MS)
+                .and_then(|v| v.as_f64())
+                .or(e.event.body.duration_ms),
+        })
+        .collect();
+    let records = state
+        .storage
+        .asset_partitions(std::slice::from_ref(key))
+        .await?;
+    let by_partition: HashMap<String, &AssetPartitionRecord> = records
+        .iter()
+        .map(|r| (r.partition_key.clone().unwrap_or_default(), r))
+        .collect();
+    let now = Utc::now();
+    let (partition_grid, suggested_partition) = match &spec.partitions {
+        Some(def) => {
+            let mut all = def.keys_until(now);
+            if all.len() > GRID_MAX {
+                all.drain(..all.len() - GRID_MAX);
+            }
+            let grid = all
+                .iter()
+                .map(|k| PartitionCell {
+                    key: k.clone(),
+                    state: match by_partition.get(k) {
+                        Some(r) if r.is_failed() => "FAILED",
+                        Some(r) if r.materialization.is_some() => "MATERIALIZED",
+                        _ => "MISSING",
+                    }
+                    .to_owned(),
+                })
+                .collect();
+            (
+                grid,
+                def.last_complete_key(now).or_else(|| all.last().cloned()),
+            )
+        }
+        None => (Vec::new(), None),
+    };
+    let results = state.storage.check_results(key, 200).await?;
+    let checks = spec
+        .checks
+        .iter()
+        .map(|c| {
+            let latest = results.iter().find(|r| r.evaluation.check_name == c.name);
+            CheckView {
+                name: c.name.clone(),
+                severity: c.severity.as_str().to_owned(),
+                blocking: c.blocking,
+                description: c.description.clone(),
+                latest: match latest {
+                    Some(r) if r.evaluation.passed => "PASSED",
+                    Some(_) => "FAILED",
+                    None => "NONE",
+                }
+                .to_owned(),
+                latest_at: latest.map(|r| fmt_time(r.timestamp)),
+            }
+        })
+        .collect();
+    let sql = ["sql", "dbt/sql", "raw_sql"].iter().find_map(|k| {
+        spec.metadata
+            .get(k)
+            .and_then(|v| match serde_json::to_value(v).ok()? {
+                serde_json::Value::String(s) => Some(s),
+                other => other
+                    .get("value")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+            })
+    });
+    Ok(AssetDetail {
+        row,
+        owners: spec.owners.clone(),
+        tags: spec.tags.clone(),
+        code_version: spec.code_version.clone(),
+        upstream: state
+            .graph
+            .parents(key)
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+        downstream: state
+            .graph
+            .children(key)
+            .iter()
+            .map(|k| k.to_string())
+            .collect(),
+        history,
+        partition_grid,
+        checks,
+        sql,
+        suggested_partition,
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TickView {
+    pub tick_time: String,
+    pub status: String,
+    pub run_id: Option<String>,
+    pub message: Option<String>,
+}
+
+impl TickView {
+    pub fn new(t: &Tick) -> TickView {
+        TickView {
+            tick_time: fmt_time(t.tick_time),
+            status: t.status.as_str().to_owned(),
+            run_id: t.run_id.map(|r| r.to_string()),
+            message: t.message.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ScheduleView {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub selection: String,
+    pub enabled: bool,
+    pub next_tick: Option<String>,
+    pub ticks: Vec<TickView>,
+}
+
+pub async fn schedules(state: &AppState, ticks: u32) -> Result<Vec<ScheduleView>, WebError> {
+    let states = state.storage.schedule_states().await?;
+    let now = Utc::now();
+    let mut out = Vec::new();
+    for s in state.schedules.iter() {
+        let enabled = states
+            .iter()
+            .find(|st| st.name == s.name)
+            .map(|st| st.enabled)
+            .unwrap_or(s.default_enabled);
+        out.push(ScheduleView {
+            name: s.name.clone(),
+            cron: s.cron.clone(),
+            timezone: s.timezone.name().to_owned(),
+            selection: s.selection.as_str().to_owned(),
+            enabled,
+            next_tick: enabled.then(|| s.next_tick(now)).flatten().map(fmt_time),
+            ticks: state
+                .storage
+                .schedule_ticks(&s.name, ticks)
+                .await?
+                .iter()
+                .map(TickView::new)
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BackfillView {
+    pub id: String,
+    pub selection: String,
+    pub from: String,
+    pub to: String,
+    pub run_count: u32,
+    pub created_at: String,
+    pub by_status: BTreeMap<String, u64>,
+    pub ended: u64,
+    pub percent: u32,
+}
+
+pub async fn backfill_view(state: &AppState, b: &Backfill) -> Result<BackfillView, WebError> {
+    let counts = state
+        .storage
+        .count_runs_by_status(BACKFILL_TAG, &b.id)
+        .await?;
+    let ended: u64 = counts
+        .iter()
+        .filter(|(s, _)| s.is_terminal())
+        .map(|(_, n)| n)
+        .sum();
+    let percent = if b.run_count == 0 {
+        100
+    } else {
+        (ended * 100 / u64::from(b.run_count)).min(100) as u32
+    };
+    Ok(BackfillView {
+        id: b.id.clone(),
+        selection: b.selection.clone(),
+        from: b.partition_from.clone(),
+        to: b.partition_to.clone(),
+        run_count: b.run_count,
+        created_at: fmt_time(b.created_at),
+        by_status: counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), *n))
+            .collect(),
+        ended,
+        percent,
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerView {
+    pub worker_id: String,
+    pub topics: Vec<String>,
+    pub partitions: Vec<String>,
+    pub lag: i64,
+    pub events_per_sec: f64,
+    pub last_file: Option<String>,
+    pub started_at: String,
+    pub heartbeat_at: String,
+    /// No heartbeat for a minute.
+    pub stale: bool,
+}
+
+/// Workers seen in the last hour.
+pub async fn workers(state: &AppState) -> Result<Vec<WorkerView>, WebError> {
+    let now = Utc::now();
+    let list: Vec<StreamWorker> = state
+        .storage
+        .stream_workers(now - Duration::hours(1))
+        .await?;
+    Ok(list
+        .into_iter()
+        .map(|w| WorkerView {
+            stale: now - w.heartbeat_at > Duration::minutes(1),
+            worker_id: w.worker_id,
+            topics: w.topics,
+            partitions: w.partitions,
+            lag: w.lag,
+            events_per_sec: w.events_per_sec,
+            last_file: w.last_file,
+            started_at: fmt_time(w.started_at),
+            heartbeat_at: fmt_time(w.heartbeat_at),
+        })
+        .collect())
+}
+
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    pub run_counts: BTreeMap<String, u64>,
+    pub recent_runs: Vec<RunView>,
+    pub failing_assets: Vec<AssetRow>,
+    pub asset_count: usize,
+    pub schedules: Vec<ScheduleView>,
+    pub workers: Vec<WorkerView>,
+    pub daemons: Vec<String>,
+}
+
+pub async fn overview(state: &AppState) -> Result<Overview, WebError> {
+    let counts = state.storage.run_status_counts().await?;
+    let recent = state
+        .storage
+        .list_runs(&RunFilter {
+            limit: Some(10),
+            ..RunFilter::default()
+        })
+        .await?;
+    let rows = asset_rows(state, None).await?;
+    let asset_count = rows.len();
+    let daemons = state
+        .storage
+        .daemon_heartbeats(Utc::now() - Duration::minutes(1))
+        .await?
+        .into_iter()
+        .map(|d| d.daemon_id)
+        .collect();
+    Ok(Overview {
+        run_counts: counts
+            .iter()
+            .map(|(s, n)| (s.as_str().to_owned(), *n))
+            .collect(),
+        recent_runs: recent.iter().map(RunView::new).collect(),
+        failing_assets: rows.into_iter().filter(|r| r.state == "FAILED").collect(),
+        asset_count,
+        schedules: schedules(state, 1).await?,
+        workers: workers(state).await?,
+        daemons,
+    })
+}

@@ -3,6 +3,7 @@
 //! `orch_test`) and fail with instructions when it is unreachable.
 
 mod cli;
+mod compose;
 mod daemon;
 mod dbt;
 mod eventsim;
@@ -11,4 +12,5 @@ mod lake;
 mod queue;
 mod sensors;
 mod storage;
+mod streaming;
 mod util;

@@ -126,6 +126,9 @@ impl ConsumerContext for WorkerContext {
                     .remove(&(element.topic().to_owned(), element.partition()));
                 assignment.bump();
             }
+            self.metrics
+                .partitions_held
+                .set(assignment.held.len() as i64);
             tracing::info!(partitions = list.count(), "partitions revoked");
         }
     }

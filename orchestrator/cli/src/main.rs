@@ -3,6 +3,7 @@
 
 mod assets;
 mod bench;
+mod bench_stream;
 mod daemon;
 mod eventsim;
 mod lake_sink;
@@ -10,6 +11,7 @@ mod materialize;
 mod progress;
 mod project;
 mod runs;
+mod stream;
 mod table;
 
 use std::process::ExitCode;
@@ -34,6 +36,9 @@ Examples:
   orch runs logs 0193a5f2-... --step 'example/plays[2026-11-22-10:00]'
   orch bench overhead --layers 10 --width 100
   orch eventsim --users 2000 --from 2026-11-22 --to 2026-11-23 --out events
+  orch eventsim --users 2000 --speed realtime --sink kafka --brokers 127.0.0.1:9092 --rate 1000
+  orch stream --brokers 127.0.0.1:9092 --lake gs://my-bucket/lake --metrics-addr 0.0.0.0:9464
+  orch bench stream --events 1000000 --rate 10000
 
 Selection syntax (as Dagster's): key, +key (one level up), ++key, *key (all upstream),
 key+, key*, group:NAME, tag:K=V, kind:K; a comma is a union.
@@ -83,6 +88,10 @@ enum Command {
     Bench(BenchCommand),
     /// Generate the music-streaming site's events (eventsim's four topics) for N users.
     Eventsim(eventsim::EventsimArgs),
+    /// A streaming worker: Kafka (Redpanda) topics into the lake, committing offsets only after
+    /// durable writes; malformed events go to the dead-letter area.
+    #[command(after_help = stream::STREAM_EXAMPLES)]
+    Stream(stream::StreamArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -115,6 +124,9 @@ enum BenchCommand {
     Launch(bench::LaunchArgs),
     /// A daemon's memory at rest with a large asset graph.
     DaemonMemory(bench::MemoryArgs),
+    /// Streaming: events per second per core from the broker to Parquet in the lake, and the
+    /// event-to-lake latency at p50 and p99 at a stated rate (starts its own tansu broker).
+    Stream(bench_stream::StreamBenchArgs),
 }
 
 /// Output switches shared by listing commands.
@@ -149,7 +161,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A daemon reports what it does; one-shot commands only warn.
     let default_level = match cli.command {
-        Command::Daemon(_) => "info",
+        Command::Daemon(_) | Command::Stream(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -222,6 +234,8 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(args).await,
         Command::Bench(BenchCommand::Launch(args)) => bench::launch(args).await,
         Command::Bench(BenchCommand::DaemonMemory(args)) => bench::daemon_memory(args).await,
+        Command::Bench(BenchCommand::Stream(args)) => bench_stream::stream(args).await,
         Command::Eventsim(args) => eventsim::run_eventsim(args).await,
+        Command::Stream(args) => stream::run(dir, args).await,
     }
 }

@@ -529,7 +529,11 @@ async fn one_worker_on_a_local_lake_dead_letters_metrics_heartbeat_and_graceful_
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let beats = store.list().await.unwrap();
-        if beats.len() == 1 && beats[0].events_in as f64 == total {
+        if beats.len() == 1
+            && beats[0].events_in as f64 == total
+            && beats[0].events_written == 5_000
+            && beats[0].dead_lettered as usize == bad.len()
+        {
             break;
         }
         assert!(

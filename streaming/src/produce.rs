@@ -122,14 +122,22 @@ impl Producer {
 
     /// Waits until every queued record is acknowledged or failed; an error if any failed.
     pub async fn flush(&self) -> Result<(), StreamError> {
-        let inner = self.inner.clone();
-        let flushed = tokio::task::spawn_blocking(move || inner.flush(Duration::from_secs(120)))
-            .await
-            .expect("flush does not panic");
-        flushed.map_err(|source| StreamError::Kafka {
-            brokers: self.brokers.clone(),
-            source,
-        })?;
+        // Waits on the delivery count rather than rdkafka 0.37's `flush`, which counts its
+        // timeout down per poll and gives up early while the producer's thread serves events.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while self.inner.in_flight_count() > 0 {
+            if Instant::now() > deadline {
+                return Err(StreamError::Delivery {
+                    delivered: self.delivered(),
+                    failed: self.failed(),
+                    first_error: format!(
+                        "{} record(s) still unacknowledged after 120 s",
+                        self.inner.in_flight_count()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let failed = self.failed();
         if failed > 0 {
             let first_error = self

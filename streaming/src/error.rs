@@ -27,7 +27,7 @@ pub enum StreamError {
         last: i64,
         attempts: u32,
         #[source]
-        source: LakeError,
+        source: Box<LakeError>,
     },
     #[error("{delivered} record(s) delivered, {failed} failed; first failure: {first_error}")]
     Delivery {

@@ -160,6 +160,16 @@ impl ConsumerContext for WorkerContext {
     }
 }
 
+/// What `finish` records a written flush in.
+#[derive(Clone, Copy)]
+struct Books<'a> {
+    shared: &'a Shared,
+    metrics: &'a Metrics,
+    counters: &'a Counters,
+    latency: &'a Mutex<Histogram<u64>>,
+    last_file: &'a Mutex<Option<String>>,
+}
+
 /// A flush's outcome, back from its task.
 struct Done {
     key: Key,
@@ -264,6 +274,13 @@ pub async fn run_worker(
     };
     let mut failure: Option<StreamError> = None;
     let mut committed: HashMap<Key, (u64, i64)> = HashMap::new();
+    let books = || Books {
+        shared: &shared,
+        metrics: &metrics,
+        counters: &counters,
+        latency: &latency,
+        last_file: &last_file,
+    };
 
     loop {
         tokio::select! {
@@ -273,7 +290,7 @@ pub async fn run_worker(
                 let done = done.expect("flush tasks do not panic");
                 let key = done.key;
                 in_flight.remove(&key);
-                if let Err(e) = finish(&consumer, done, &shared, &metrics, &counters, &latency, &last_file, &mut committed) {
+                if let Err(e) = finish(&consumer, done, &books(), &mut committed) {
                     failure = Some(e);
                     break;
                 }
@@ -379,16 +396,7 @@ pub async fn run_worker(
             };
             let done = done.expect("flush tasks do not panic");
             in_flight.remove(&done.key);
-            if let Err(e) = finish(
-                &consumer,
-                done,
-                &shared,
-                &metrics,
-                &counters,
-                &latency,
-                &last_file,
-                &mut committed,
-            ) {
+            if let Err(e) = finish(&consumer, done, &books(), &mut committed) {
                 failure = Some(e);
                 break;
             }
@@ -479,7 +487,7 @@ async fn write_with_retry(
                         first: flush.first_offset,
                         last: flush.last_offset,
                         attempts,
-                        source,
+                        source: Box::new(source),
                     });
                 }
                 tokio::time::sleep(delay).await;
@@ -494,13 +502,16 @@ async fn write_with_retry(
 fn finish(
     consumer: &StreamConsumer<WorkerContext>,
     done: Done,
-    shared: &Shared,
-    metrics: &Metrics,
-    counters: &Counters,
-    latency: &Mutex<Histogram<u64>>,
-    last_file: &Mutex<Option<String>>,
+    books: &Books<'_>,
     committed: &mut HashMap<Key, (u64, i64)>,
 ) -> Result<(), StreamError> {
+    let Books {
+        shared,
+        metrics,
+        counters,
+        latency,
+        last_file,
+    } = *books;
     let (written, written_at) = done.result?;
     let topic = TopicLabels {
         topic: done.key.0.as_str().to_owned(),

@@ -126,12 +126,12 @@ pub async fn stream(args: StreamBenchArgs) -> CmdResult {
         &lake,
         limits,
         events,
-        Some((
-            brokers.clone(),
-            producer_settings.clone(),
-            start + chrono::Duration::days(1),
-            args.rate,
-        )),
+        Some(ProduceWhile {
+            brokers: brokers.clone(),
+            settings: producer_settings.clone(),
+            start: start + chrono::Duration::days(1),
+            rate: args.rate,
+        }),
     )
     .await?;
     let LatencySummary {
@@ -167,6 +167,15 @@ async fn produce(
     Ok(sink.sent())
 }
 
+/// What `drain` produces while its worker reads: to the brokers with the producer settings,
+/// events from `start`, at `rate` per second.
+struct ProduceWhile {
+    brokers: String,
+    settings: Vec<(String, String)>,
+    start: DateTime<Utc>,
+    rate: f64,
+}
+
 /// Runs one worker until it has read `expected` more records (while `produce` sends them, if
 /// given), then stops it gracefully.
 async fn drain(
@@ -175,7 +184,7 @@ async fn drain(
     lake: &Lake,
     limits: BatchLimits,
     expected: u64,
-    produce_while: Option<(String, Vec<(String, String)>, DateTime<Utc>, f64)>,
+    produce_while: Option<ProduceWhile>,
 ) -> Result<WorkerSummary, Failure> {
     let mut config = WorkerConfig::new(brokers, group);
     config.batch = limits;
@@ -189,7 +198,13 @@ async fn drain(
         Arc::new(NoHeartbeats),
         shutdown.clone(),
     ));
-    let producer = produce_while.map(|(brokers, settings, start, rate)| {
+    let producer = produce_while.map(|p| {
+        let ProduceWhile {
+            brokers,
+            settings,
+            start,
+            rate,
+        } = p;
         tokio::spawn(async move { produce(&brokers, &settings, start, expected, Some(rate)).await })
     });
     let deadline = Instant::now() + Duration::from_secs(3600);

@@ -110,13 +110,13 @@ impl StreamHeartbeatStore {
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|r| read_row(r))
+                .map(read_row)
                 .collect::<Result<Vec<_>>>()?,
             StreamHeartbeatStore::Sqlite(pool) => sqlx::query(SELECT)
                 .fetch_all(pool)
                 .await?
                 .iter()
-                .map(|r| read_row(r))
+                .map(read_row)
                 .collect::<Result<Vec<_>>>()?,
         };
         Ok(rows)

@@ -1,10 +1,12 @@
 //! A throwaway Kafka-compatible broker for tests and benchmarks: tansu (memory storage) on a
 //! free local port, killed when dropped. `scripts/ensure-tansu` installs it.
 //!
-//! tansu 0.6.0's memory engine has one known defect: a fetch that starts inside a record batch
-//! returns the *next* batch, so a consumer that resumes mid-batch skips records. Producers to it
-//! should send one record per batch (`batch.num.messages=1`, `linger.ms=0`:
-//! [`Tansu::producer_settings`]); `tests/streaming.rs` shows the defect on the broker alone.
+//! PRODUCT.md records a defect measured with tansu 0.6.0's memory engine: a fetch that starts
+//! inside a record batch returned the *next* batch, so a consumer that resumed mid-batch skipped
+//! records. It does not reproduce with the binary `scripts/ensure-tansu` installs
+//! (`tests/streaming.rs`, `tansu_fetches_that_start_inside_a_batch_are_exact`, asserts exact
+//! reads); test producers still send one record per batch (`batch.num.messages=1`,
+//! `linger.ms=0`: [`Tansu::producer_settings`]) as the workaround PRODUCT.md asks for.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -125,7 +127,7 @@ impl Tansu {
         Ok(())
     }
 
-    /// The producer settings that keep tansu's fetches exact: one record per batch.
+    /// One record per batch: the workaround for the fetch defect PRODUCT.md records.
     pub fn producer_settings() -> Vec<(String, String)> {
         vec![
             ("batch.num.messages".into(), "1".into()),

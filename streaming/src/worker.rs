@@ -235,7 +235,12 @@ pub async fn run_worker(
     );
 
     let counters = Counters::default();
-    let latency = Mutex::new(Histogram::<u64>::new(3).expect("3 significant digits is valid"));
+    // Fixed bounds (1 ms to a day): `saturating_record` clamps to the histogram's current
+    // range, and an auto-resizing one starts at about 2 s, which capped every figure there.
+    let latency = Mutex::new(
+        Histogram::<u64>::new_with_bounds(1, 24 * 3600 * 1000, 3)
+            .expect("valid bounds and 3 significant digits"),
+    );
     let last_file: Mutex<Option<String>> = Mutex::new(None);
     let mut buffers: HashMap<Key, PartitionBuffer> = HashMap::new();
     let mut in_flight: HashSet<Key> = HashSet::new();

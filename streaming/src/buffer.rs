@@ -163,7 +163,7 @@ impl PartitionBuffer {
 mod tests {
     use super::*;
 
-    const LISTEN: &str = r#"{"ts":1795342500000,"sessionId":7,"level":"paid","itemInSession":3,"city":"Boston","zip":"02134","state":"MA","lat":42.35,"lon":-71.06,"userAgent":"Mozilla/5.0","userId":12,"firstName":"Ada","lastName":"L","gender":"F","registration":1790000000000,"artist":"A","song":"S","duration":201.5}"#;
+    const LISTEN: &str = r#"{"ts":1795342500000,"sessionId":7,"level":"paid","itemInSession":3,"city":"Boston","zip":"02134","state":"MA","lat":42.35,"lon":-71.06,"userAgent":"Mozilla/5.0","userId":12,"firstName":"Ada","lastName":"L","gender":"F","registration":1790000000000,"auth":"Logged In","artist":"A","song":"S","duration":201.5}"#;
 
     fn now() -> DateTime<Utc> {
         "2026-11-22T12:00:05Z".parse().unwrap()

@@ -247,15 +247,15 @@ async fn lineage_click_materialize_and_watch_the_run() {
         browser.find("#lineage-svg").await;
         browser.screenshot(&shots, "lineage").await;
         browser
-            .click("a.node[data-key='example/plays_by_song']")
+            .click("a.node[data-key='staging/listen_events']")
             .await;
         assert!(
             browser
                 .url()
                 .await
-                .ends_with("/assets/example/plays_by_song")
+                .ends_with("/assets/staging/listen_events")
         );
-        assert_eq!(browser.text("#asset-key").await, "example/plays_by_song");
+        assert_eq!(browser.text("#asset-key").await, "staging/listen_events");
         browser.screenshot(&shots, "asset").await;
         browser.click("#materialize").await;
         assert!(
@@ -308,7 +308,7 @@ async fn lineage_click_materialize_and_watch_the_run() {
         std::panic::resume_unwind(panic);
     }
     let runs: Value = http
-        .get(format!("{origin}/api/v1/runs?asset=example/plays_by_song"))
+        .get(format!("{origin}/api/v1/runs?asset=staging/listen_events"))
         .send()
         .await
         .unwrap()

@@ -19,7 +19,7 @@ use orch_lake::{
 };
 use tempfile::TempDir;
 
-const BUCKET: &str = "orch-lake-test";
+pub(crate) const BUCKET: &str = "orch-lake-test";
 
 /// A lake under test and what keeps it alive.
 struct TestLake {
@@ -59,9 +59,9 @@ fn gcs_lake() -> TestLake {
 // fake-gcs-server
 
 /// A fake-gcs-server process, in memory, with one empty bucket; killed on drop.
-struct FakeGcs {
+pub(crate) struct FakeGcs {
     child: Child,
-    endpoint: String,
+    pub(crate) endpoint: String,
     _dir: TempDir,
 }
 
@@ -94,7 +94,7 @@ impl FakeGcs {
         );
     }
 
-    fn start() -> FakeGcs {
+    pub(crate) fn start() -> FakeGcs {
         let binary = Self::binary();
         let dir = tempfile::tempdir().expect("temp dir");
         // `-data` loads every folder in it as a bucket.

@@ -4,6 +4,7 @@
 
 mod browser;
 mod cli;
+mod compose;
 mod daemon;
 mod dbt;
 mod eventsim;
@@ -13,5 +14,6 @@ mod platform;
 mod queue;
 mod sensors;
 mod storage;
+mod streaming;
 mod util;
 mod web;

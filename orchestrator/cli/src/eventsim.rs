@@ -54,6 +54,16 @@ pub struct EventsimArgs {
     /// The first user's id.
     #[arg(long, default_value_t = 1)]
     first_user_id: u64,
+    /// The Kafka (Redpanda) bootstrap servers for --sink kafka.
+    #[arg(long, env = "ORCH_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// For --sink kafka: send at most this many events per second (whatever --speed says).
+    #[arg(long, value_name = "EVENTS_PER_SEC")]
+    rate: Option<f64>,
+    /// For --sink kafka: a librdkafka producer setting, KEY=VALUE (repeatable), e.g.
+    /// `-X batch.num.messages=1 -X linger.ms=0` for tansu.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = crate::stream::parse_setting)]
+    kafka: Vec<(String, String)>,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -64,6 +74,8 @@ enum SinkChoice {
     /// Parquet files in the lake, by topic and hour (the platform's embedded default).
     Lake,
     Jsonl,
+    /// Each event's JSON to its topic on Kafka (Redpanda), keyed by its event id.
+    Kafka,
     Count,
 }
 
@@ -134,6 +146,13 @@ pub async fn run_eventsim(args: EventsimArgs) -> CmdResult {
                 ));
             };
             Box::new(JsonlSink::create(dir).await?)
+        }
+        SinkChoice::Kafka => {
+            if args.rate.is_some_and(|r| r.is_nan() || r <= 0.0) {
+                return Err(Failure::Usage("--rate must be above 0".into()));
+            }
+            let producer = orch_streaming::Producer::new(&args.brokers, &args.kafka)?;
+            Box::new(orch_streaming::KafkaSink::new(producer, args.rate))
         }
         SinkChoice::Count => Box::new(CountingSink::new()),
     };

@@ -3,6 +3,7 @@
 
 mod assets;
 mod bench;
+mod bench_stream;
 mod daemon;
 mod eventsim;
 mod lake_sink;
@@ -11,6 +12,7 @@ mod materialize;
 mod progress;
 mod project;
 mod runs;
+mod stream;
 mod table;
 mod web;
 
@@ -39,6 +41,9 @@ Examples:
   orch dev                                   # UI on http://127.0.0.1:3000 + daemon, schedules on
   orch web --addr 127.0.0.1:3000
   orch bench web --runs 100000 --assets 2500
+  orch eventsim --users 2000 --speed realtime --sink kafka --brokers 127.0.0.1:9092 --rate 1000
+  orch stream --brokers 127.0.0.1:9092 --lake gs://my-bucket/lake --metrics-addr 0.0.0.0:9464
+  orch bench stream --events 1000000 --rate 10000
 
 Selection syntax (as Dagster's): key, +key (one level up), ++key, *key (all upstream),
 key+, key*, group:NAME, tag:K=V, kind:K; a comma is a union.
@@ -93,6 +98,10 @@ enum Command {
     /// Web UI, daemon and embedded defaults in one process, schedules on; fills an empty lake
     /// with a few hours of generated events and materializes them.
     Dev(web::DevArgs),
+    /// A streaming worker: Kafka (Redpanda) topics into the lake, committing offsets only after
+    /// durable writes; malformed events go to the dead-letter area.
+    #[command(after_help = stream::STREAM_EXAMPLES)]
+    Stream(stream::StreamArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -128,6 +137,9 @@ enum BenchCommand {
     /// The UI with a large history: p50/p99 latency of the runs page (RUNS runs) and the
     /// lineage page (ASSETS assets).
     Web(bench::WebBenchArgs),
+    /// Streaming: events per second per core from the broker to Parquet in the lake, and the
+    /// event-to-lake latency at p50 and p99 at a stated rate (starts its own tansu broker).
+    Stream(bench_stream::StreamBenchArgs),
 }
 
 /// Output switches shared by listing commands.
@@ -162,7 +174,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // A daemon reports what it does; one-shot commands only warn.
     let default_level = match cli.command {
-        Command::Daemon(_) | Command::Dev(_) | Command::Web(_) => "info",
+        Command::Daemon(_) | Command::Dev(_) | Command::Web(_) | Command::Stream(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -235,9 +247,11 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Bench(BenchCommand::Overhead(args)) => bench::overhead(args).await,
         Command::Bench(BenchCommand::Launch(args)) => bench::launch(args).await,
         Command::Bench(BenchCommand::DaemonMemory(args)) => bench::daemon_memory(args).await,
+        Command::Bench(BenchCommand::Stream(args)) => bench_stream::stream(args).await,
         Command::Eventsim(args) => eventsim::run_eventsim(args).await,
         Command::Web(args) => web::web(dir, args).await,
         Command::Dev(args) => web::dev(dir, args).await,
         Command::Bench(BenchCommand::Web(args)) => bench::web(args).await,
+        Command::Stream(args) => stream::run(dir, args).await,
     }
 }

@@ -8,6 +8,7 @@ mod postgres;
 pub mod schema;
 mod sql;
 mod sqlite;
+mod stream_heartbeats;
 
 use std::sync::Arc;
 
@@ -21,6 +22,7 @@ use crate::run::{NewRun, Run, RunId, RunStatus};
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
+pub use stream_heartbeats::{StreamHeartbeatStore, StreamWorkerHeartbeat};
 
 /// What can go wrong in run history. Messages say what failed and what to do.
 #[derive(Debug, thiserror::Error)]

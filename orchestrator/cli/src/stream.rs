@@ -1,0 +1,228 @@
+//! `orch stream`: one streaming worker (Kafka topics into the lake) until SIGINT or SIGTERM,
+//! with its heartbeat in the run history and, with `--metrics-addr`, Prometheus metrics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clap::Args;
+use orch::storage::{StreamHeartbeatStore, StreamWorkerHeartbeat};
+use orch_lake::{Lake, Topic};
+use orch_streaming::{BatchLimits, HeartbeatSink, Metrics, WorkerConfig, WorkerStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::{CmdResult, Failure};
+
+pub const STREAM_EXAMPLES: &str = "\
+Examples:
+  orch stream --brokers 127.0.0.1:9092 --lake gs://my-bucket/lake --metrics-addr 0.0.0.0:9464
+  orch stream --brokers redpanda:9092 --group orch-stream --topics listen_events,auth_events
+  orch stream --max-batch-events 50000 --max-batch-age-ms 2000 -X session.timeout.ms=6000";
+
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// The Kafka (Redpanda) bootstrap servers.
+    #[arg(long, env = "ORCH_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    brokers: String,
+    /// The consumer group: workers of one group share the topics' partitions.
+    #[arg(long, env = "ORCH_STREAM_GROUP", default_value = "orch-stream")]
+    group: String,
+    /// The topics to read, comma-separated (default: eventsim's four).
+    #[arg(long, value_delimiter = ',', value_parser = parse_topic)]
+    topics: Vec<Topic>,
+    /// The lake: a folder (default `.orch/lake` in the project), `gs://BUCKET/PREFIX` or
+    /// `s3://BUCKET/PREFIX`.
+    #[arg(long, env = "ORCH_LAKE_URL", value_name = "URL")]
+    lake: Option<String>,
+    /// A batch closes when it holds this many records...
+    #[arg(long, default_value_t = BatchLimits::default().max_events)]
+    max_batch_events: usize,
+    /// ... or when its first record is this old (milliseconds).
+    #[arg(long, default_value_t = BatchLimits::default().max_age.as_millis() as u64)]
+    max_batch_age_ms: u64,
+    /// Serve Prometheus metrics on http://ADDR/metrics.
+    #[arg(long, env = "ORCH_METRICS_ADDR", value_name = "ADDR")]
+    metrics_addr: Option<String>,
+    /// This worker's id in heartbeats (default: HOSTNAME-PID).
+    #[arg(long, env = "ORCH_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Seconds between heartbeats.
+    #[arg(long, default_value_t = 5)]
+    heartbeat_secs: u64,
+    /// A librdkafka setting for the consumer, KEY=VALUE (repeatable).
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_setting)]
+    kafka: Vec<(String, String)>,
+}
+
+fn parse_topic(s: &str) -> Result<Topic, String> {
+    s.parse::<Topic>().map_err(|e| e.to_string())
+}
+
+/// `KEY=VALUE`.
+pub fn parse_setting(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!(
+            "expected KEY=VALUE (a librdkafka setting), found {s:?}"
+        )),
+    }
+}
+
+/// Heartbeats into the run history: the worker's full row in `stream_worker_heartbeats`, and
+/// its summary in `stream_workers`, which the web UI's stream-workers page shows.
+struct RunHistoryHeartbeats {
+    store: StreamHeartbeatStore,
+    storage: std::sync::Arc<dyn orch::storage::Storage>,
+    /// The first beat's time, and the previous beat's time and events in (for the rate).
+    started: std::sync::Mutex<
+        Option<(
+            chrono::DateTime<chrono::Utc>,
+            chrono::DateTime<chrono::Utc>,
+            u64,
+        )>,
+    >,
+}
+
+#[async_trait]
+impl HeartbeatSink for RunHistoryHeartbeats {
+    async fn beat(
+        &self,
+        status: &WorkerStatus,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let beat = StreamWorkerHeartbeat {
+            worker_id: status.worker_id.clone(),
+            group_id: status.group_id.clone(),
+            topics: serde_json::to_string(&status.topics)?,
+            partitions: serde_json::to_string(&status.partitions)?,
+            lag: status.lag,
+            events_in: status.events_in as i64,
+            events_written: status.events_written as i64,
+            dead_lettered: status.dead_lettered as i64,
+            last_file: status.last_file.clone(),
+            updated_at: status.updated_at,
+        };
+        self.store.upsert(&beat).await?;
+        let (started_at, events_per_sec) = {
+            let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+            let (first, last, events) =
+                started.unwrap_or((status.updated_at, status.updated_at, status.events_in));
+            let secs = (status.updated_at - last).num_milliseconds() as f64 / 1000.0;
+            let rate = if secs > 0.0 {
+                status.events_in.saturating_sub(events) as f64 / secs
+            } else {
+                0.0
+            };
+            *started = Some((first, status.updated_at, status.events_in));
+            (first, rate)
+        };
+        self.storage
+            .stream_worker_heartbeat(&orch::storage::StreamWorker {
+                worker_id: status.worker_id.clone(),
+                topics: status.topics.clone(),
+                partitions: status
+                    .partitions
+                    .iter()
+                    .map(|p| format!("{}:{}", p.topic, p.partition))
+                    .collect(),
+                lag: status.lag.unwrap_or(0),
+                events_per_sec,
+                last_file: status.last_file.clone(),
+                started_at,
+                heartbeat_at: status.updated_at,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// The lake of a command: `--lake`, else `.orch/lake` in the project.
+pub fn lake_url(dir: Option<&std::path::Path>, lake: Option<&str>) -> Result<String, Failure> {
+    Ok(match lake {
+        Some(url) => url.to_owned(),
+        None => crate::project::config(dir)?
+            .state_dir
+            .join("lake")
+            .display()
+            .to_string(),
+    })
+}
+
+pub async fn run(dir: Option<&std::path::Path>, args: StreamArgs) -> CmdResult {
+    let project = crate::project::config(dir)?;
+    let url = lake_url(dir, args.lake.as_deref())?;
+    let lake = Lake::open(&url).map_err(|e| Failure::Usage(e.to_string()))?;
+    if args.max_batch_events == 0 || args.max_batch_age_ms == 0 {
+        return Err(Failure::Usage(
+            "--max-batch-events and --max-batch-age-ms must be above 0".into(),
+        ));
+    }
+    let store = StreamHeartbeatStore::connect(&project.database_url).await?;
+    let mut config = WorkerConfig::new(&args.brokers, &args.group);
+    if !args.topics.is_empty() {
+        config.topics = args.topics;
+    }
+    if let Some(id) = args.worker_id {
+        config.worker_id = id;
+    }
+    config.batch = BatchLimits {
+        max_events: args.max_batch_events,
+        max_age: Duration::from_millis(args.max_batch_age_ms),
+    };
+    config.heartbeat_interval = Duration::from_secs(args.heartbeat_secs.max(1));
+    config.kafka = args.kafka;
+
+    let shutdown = CancellationToken::new();
+    let metrics = Metrics::new();
+    if let Some(addr) = &args.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| Failure::Usage(format!("--metrics-addr {addr}: {e}")))?;
+        eprintln!("metrics on http://{}/metrics", listener.local_addr()?);
+        let (metrics, shutdown) = (metrics.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Err(error) = orch_streaming::serve_metrics(listener, metrics, shutdown).await {
+                tracing::error!(%error, "metrics endpoint stopped");
+            }
+        });
+    }
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        stop.cancel();
+    });
+    eprintln!(
+        "stream worker {} in group {} from {} into {} (Ctrl-C stops after flushing)",
+        config.worker_id,
+        config.group_id,
+        config.brokers,
+        lake.url()
+    );
+    let storage = crate::project::storage(&project).await?;
+    let heartbeats = Arc::new(RunHistoryHeartbeats {
+        store,
+        storage,
+        started: std::sync::Mutex::new(None),
+    });
+    let summary =
+        orch_streaming::run_worker(config, lake, metrics, heartbeats, shutdown.clone()).await;
+    shutdown.cancel();
+    let summary = summary?;
+    println!(
+        "read {} records: {} events written, {} dead letters, {} files ({} bytes), {} commits; event-to-lake p50 {} ms, p99 {} ms",
+        summary.events_in,
+        summary.events_written,
+        summary.dead_lettered,
+        summary.files,
+        summary.bytes,
+        summary.commits,
+        summary.latency.p50_ms,
+        summary.latency.p99_ms
+    );
+    Ok(())
+}

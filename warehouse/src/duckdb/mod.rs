@@ -274,24 +274,29 @@ impl Warehouse for DuckDbWarehouse {
                     "SELECT {projection} FROM read_parquet([{file_list}], union_by_name = true)",
                     projection = projection(topic)
                 );
-                let read_rows = select(
+                // The files are read once, into a temporary table of the hour's rows.
+                run(
                     con,
-                    &format!("SELECT count(*) FROM ({read}) WHERE {in_hour}"),
-                )?
-                .scalar_i64()
-                .unwrap_or(0) as u64;
+                    &format!(
+                        "CREATE OR REPLACE TEMP TABLE _orch_load AS SELECT * FROM ({read}) WHERE {in_hour}"
+                    ),
+                )?;
+                let read_rows = select(con, "SELECT count(*) FROM _orch_load")?
+                    .scalar_i64()
+                    .unwrap_or(0) as u64;
                 let inserted = run(
                     con,
                     &format!(
                         "INSERT INTO {target} BY NAME \
                          SELECT * EXCLUDE (_orch_rank) FROM ( \
                            SELECT *, row_number() OVER (PARTITION BY {key} ORDER BY {ingested} DESC) AS _orch_rank \
-                           FROM ({read}) WHERE {in_hour}) \
+                           FROM _orch_load) \
                          WHERE _orch_rank = 1",
                         key = dedup_key(),
                         ingested = ident(col::INGESTED_AT),
                     ),
                 )?;
+                run(con, "DROP TABLE _orch_load")?;
                 Ok((replaced, inserted, read_rows - inserted))
             };
             match work() {

@@ -7,6 +7,7 @@
 //! [`run`] transition through the [`storage`] interface.
 
 pub mod asset;
+pub mod backfill;
 pub mod command;
 pub mod config;
 pub mod context;

@@ -2,6 +2,7 @@
 //! [`KafkaSink`], eventsim's Kafka sink (each event as its JSON, keyed by its id, at a target
 //! rate).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use orch_eventsim::{Event, Sink, SinkError};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer,
 };
@@ -23,6 +25,8 @@ struct Deliveries {
     delivered: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// Per topic and partition: one past the highest offset the broker acknowledged.
+    ends: Mutex<HashMap<String, HashMap<i32, i64>>>,
 }
 
 struct DeliveryContext(Arc<Deliveries>);
@@ -34,8 +38,15 @@ impl ProducerContext for DeliveryContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         match result {
-            Ok(_) => {
+            Ok(message) => {
                 self.0.delivered.fetch_add(1, Ordering::Relaxed);
+                let mut ends = self.0.ends.lock().expect("not poisoned");
+                let partitions = match ends.get_mut(message.topic()) {
+                    Some(partitions) => partitions,
+                    None => ends.entry(message.topic().to_owned()).or_default(),
+                };
+                let end = partitions.entry(message.partition()).or_default();
+                *end = (*end).max(message.offset() + 1);
             }
             Err((e, _)) => {
                 self.0.failed.fetch_add(1, Ordering::Relaxed);
@@ -159,6 +170,20 @@ impl Producer {
     /// Records the broker acknowledged.
     pub fn delivered(&self) -> u64 {
         self.deliveries.delivered.load(Ordering::Relaxed)
+    }
+
+    /// Per (topic, partition) written to: one past the highest offset the broker acknowledged,
+    /// the partition's end as far as this producer knows (a broker's high watermark may lag or,
+    /// on tansu, be wrong).
+    pub fn acknowledged_ends(&self) -> BTreeMap<(String, i32), i64> {
+        let ends = self.deliveries.ends.lock().expect("not poisoned");
+        ends.iter()
+            .flat_map(|(topic, partitions)| {
+                partitions
+                    .iter()
+                    .map(|(partition, end)| ((topic.clone(), *partition), *end))
+            })
+            .collect()
     }
 
     /// Records that could not be delivered.

@@ -3,10 +3,11 @@
 //!
 //! PRODUCT.md records a defect measured with tansu 0.6.0's memory engine: a fetch that starts
 //! inside a record batch returned the *next* batch, so a consumer that resumed mid-batch skipped
-//! records. It does not reproduce with the binary `scripts/ensure-tansu` installs
-//! (`tests/streaming.rs`, `tansu_fetches_that_start_inside_a_batch_are_exact`, asserts exact
-//! reads); test producers still send one record per batch (`batch.num.messages=1`,
-//! `linger.ms=0`: [`Tansu::producer_settings`]) as the workaround PRODUCT.md asks for.
+//! records, and asks test producers to send one record per batch until it is fixed. It does not
+//! reproduce with the binary `scripts/ensure-tansu` installs: `tests/streaming.rs`
+//! (`tansu_fetches_that_start_inside_a_batch_are_exact`) fetches from inside batches of many
+//! shapes and reads exactly, so producers batch as librdkafka does by default. The no-loss test
+//! checks every offset of the lake all the same: a skipped record fails it.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -125,14 +126,6 @@ impl Tansu {
             )));
         }
         Ok(())
-    }
-
-    /// One record per batch: the workaround for the fetch defect PRODUCT.md records.
-    pub fn producer_settings() -> Vec<(String, String)> {
-        vec![
-            ("batch.num.messages".into(), "1".into()),
-            ("linger.ms".into(), "0".into()),
-        ]
     }
 }
 

@@ -11,10 +11,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
+use orch::Run;
+use orch::backfill::{self, launch_backfill, plan_backfill};
 use orch::event::EventKind;
 use orch::plan::{self, PartitionRequest};
 use orch::storage::{BACKFILL_TAG, Backfill, EventFilter, StorageError};
-use orch::{AssetKey, Run, RunId, RunStatus};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -107,66 +108,20 @@ pub async fn backfill(state: &AppState, request: &BackfillRequest) -> Result<Bac
         ));
     }
     let selected = resolve_selection(state, selection)?;
-    let range = PartitionRequest::Range {
-        from: from.to_owned(),
-        to: to.to_owned(),
-    };
-    plan::plan(&state.graph, &selected, &range).map_err(plan_error)?;
-    let keys = range_keys(state, &selected, from, to)?;
-    let id = RunId::new().to_string();
-    let now = Utc::now();
-    let mut runs = Vec::with_capacity(keys.len());
-    for key in keys {
-        let plan =
-            plan::plan(&state.graph, &selected, &PartitionRequest::Key(key)).map_err(plan_error)?;
-        let tags = BTreeMap::from([
-            (BACKFILL_TAG.to_owned(), id.clone()),
-            (LAUNCHED_BY_TAG.to_owned(), "web".to_owned()),
-        ]);
-        runs.push(plan.new_run(selection, RunStatus::Queued, tags, now));
-    }
-    let record = Backfill {
-        id,
-        selection: selection.to_owned(),
-        partition_from: from.to_owned(),
-        partition_to: to.to_owned(),
-        run_count: u32::try_from(runs.len()).unwrap_or(u32::MAX),
-        created_at: now,
-    };
-    state.storage.create_backfill(&record, &runs).await?;
-    state.storage.notify_queue().await?;
-    Ok(record)
-}
-
-/// The keys of the range in the finest time partitioning among the selected assets.
-fn range_keys(
-    state: &AppState,
-    selected: &BTreeSet<AssetKey>,
-    from: &str,
-    to: &str,
-) -> Result<Vec<String>, WebError> {
-    let mut defs: Vec<&orch::PartitionsDefinition> = selected
-        .iter()
-        .filter_map(|k| state.graph.spec(k).and_then(|s| s.partitions.as_ref()))
-        .collect();
-    defs.sort_by_key(|d| match d.cadence() {
-        Some(orch::partitions::Cadence::Hourly) => 0,
-        Some(orch::partitions::Cadence::Daily) => 1,
-        None => 2,
-    });
-    let mut first_error = None;
-    for def in defs {
-        match def.keys_in_range(from, to) {
-            Ok(keys) => return Ok(keys),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    Err(WebError::BadRequest(match first_error {
-        Some(e) => e.to_string(),
-        None => "the selection has no partitioned asset to backfill".to_owned(),
-    }))
+    let planned = plan_backfill(
+        &state.graph,
+        &backfill::BackfillRequest {
+            selection,
+            selected: &selected,
+            from,
+            to,
+            single_run: false,
+            tags: BTreeMap::from([(LAUNCHED_BY_TAG.to_owned(), "web".to_owned())]),
+        },
+    )
+    .map_err(plan_error)?;
+    launch_backfill(state.storage.as_ref(), &planned).await?;
+    Ok(planned.backfill)
 }
 
 pub async fn cancel(state: &AppState, id: &str) -> Result<Run, WebError> {

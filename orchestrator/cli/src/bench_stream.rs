@@ -62,19 +62,30 @@ impl HeartbeatSink for NoHeartbeats {
 }
 
 pub async fn stream(args: StreamBenchArgs) -> CmdResult {
-    let broker;
-    let (brokers, producer_settings) = match &args.brokers {
-        Some(b) => (b.clone(), Vec::new()),
+    // The broker this command starts is dropped (killed) on every way out, SIGINT and SIGTERM
+    // included.
+    let (_broker, brokers) = match &args.brokers {
+        Some(brokers) => (None, brokers.clone()),
         None => {
-            broker = Tansu::start().map_err(|e| Failure::Work(e.to_string()))?;
+            let broker = Tansu::start().map_err(|e| Failure::Work(e.to_string()))?;
             for topic in Topic::ALL {
                 broker
                     .create_topic(topic.as_str(), args.partitions)
                     .map_err(|e| Failure::Work(e.to_string()))?;
             }
-            (broker.brokers(), Tansu::producer_settings())
+            let brokers = broker.brokers();
+            (Some(broker), brokers)
         }
     };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        result = run(args, brokers) => result,
+        _ = tokio::signal::ctrl_c() => Err(Failure::Work("interrupted".into())),
+        _ = term.recv() => Err(Failure::Work("terminated".into())),
+    }
+}
+
+async fn run(args: StreamBenchArgs, brokers: String) -> CmdResult {
     let tmp = tempfile::tempdir()?;
     let lake_url = args
         .lake
@@ -96,7 +107,7 @@ pub async fn stream(args: StreamBenchArgs) -> CmdResult {
 
     // Phase 1: a backlog, drained by one worker.
     let start: DateTime<Utc> = "2026-11-22T00:00:00Z".parse().expect("a valid time");
-    let produced = produce(&brokers, &producer_settings, start, args.events, None).await?;
+    let produced = produce(&brokers, start, args.events, None).await?;
     println!("throughput: {produced} events produced; draining with one worker");
     let cpu_before = cpu_seconds();
     let began = Instant::now();
@@ -128,7 +139,6 @@ pub async fn stream(args: StreamBenchArgs) -> CmdResult {
         events,
         Some(ProduceWhile {
             brokers: brokers.clone(),
-            settings: producer_settings.clone(),
             start: start + chrono::Duration::days(1),
             rate: args.rate,
         }),
@@ -149,12 +159,11 @@ pub async fn stream(args: StreamBenchArgs) -> CmdResult {
 /// Produces `events` eventsim events from `start`, at `rate` if given; returns how many.
 async fn produce(
     brokers: &str,
-    settings: &[(String, String)],
     start: DateTime<Utc>,
     events: u64,
     rate: Option<f64>,
 ) -> Result<u64, Failure> {
-    let producer = Producer::new(brokers, settings)?;
+    let producer = Producer::new(brokers, &[])?;
     let mut sink = KafkaSink::new(producer, rate);
     let mut config = Config::new(1, 200_000, start, start + chrono::Duration::days(7));
     config.speed = Speed::Fast;
@@ -167,11 +176,10 @@ async fn produce(
     Ok(sink.sent())
 }
 
-/// What `drain` produces while its worker reads: to the brokers with the producer settings,
-/// events from `start`, at `rate` per second.
+/// What `drain` produces while its worker reads: to the brokers, events from `start`, at `rate`
+/// per second.
 struct ProduceWhile {
     brokers: String,
-    settings: Vec<(String, String)>,
     start: DateTime<Utc>,
     rate: f64,
 }
@@ -198,14 +206,23 @@ async fn drain(
         Arc::new(NoHeartbeats),
         shutdown.clone(),
     ));
+    if produce_while.is_some() {
+        // Produce once the worker holds its partitions: the group's join is not latency.
+        let joined_by = Instant::now() + Duration::from_secs(60);
+        while metrics.partitions_held.get() == 0 && Instant::now() < joined_by {
+            if worker.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let producer = produce_while.map(|p| {
         let ProduceWhile {
             brokers,
-            settings,
             start,
             rate,
         } = p;
-        tokio::spawn(async move { produce(&brokers, &settings, start, expected, Some(rate)).await })
+        tokio::spawn(async move { produce(&brokers, start, expected, Some(rate)).await })
     });
     let deadline = Instant::now() + Duration::from_secs(3600);
     while metrics.records_written() < expected {

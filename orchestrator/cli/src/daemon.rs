@@ -8,10 +8,10 @@ use std::time::Duration;
 use chrono::Utc;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use orch::backfill::{launch_backfill, plan_backfill};
 use orch::daemon::{Daemon, DaemonConfig, ExpiredPolicy, SystemClock};
-use orch::plan::{self, PartitionRequest};
-use orch::storage::{BACKFILL_TAG, Backfill, Storage};
-use orch::{RunId, RunStatus, Selection};
+use orch::storage::{BACKFILL_TAG, Storage};
+use orch::{RunStatus, Selection};
 use tokio_util::sync::CancellationToken;
 
 use crate::table::{Table, time};
@@ -410,92 +410,35 @@ pub async fn backfill(dir: Option<&Path>, args: BackfillArgs) -> CmdResult {
             let selected = selection
                 .resolve(&graph)
                 .map_err(|e| Failure::Usage(e.to_string()))?;
-            let range = PartitionRequest::Range {
-                from: from.clone(),
-                to: to.clone(),
-            };
-            // Validate the whole range once, and find its keys.
-            let whole =
-                plan::plan(&graph, &selected, &range).map_err(|e| Failure::Usage(e.to_string()))?;
-            let all_single_run = selected.iter().all(|k| {
-                graph
-                    .definition_of(k)
-                    .is_some_and(|d| d.backfill == orch::asset::BackfillPolicy::SingleRun)
-            });
-            let requests: Vec<PartitionRequest> = if args.single_run || all_single_run {
-                vec![range.clone()]
-            } else {
-                range_keys(&graph, &selected, &from, &to)?
-                    .into_iter()
-                    .map(PartitionRequest::Key)
-                    .collect()
-            };
-            let id = RunId::new().to_string();
-            let now = Utc::now();
-            let mut runs = Vec::with_capacity(requests.len());
-            for request in &requests {
-                let plan = plan::plan(&graph, &selected, request)
-                    .map_err(|e| Failure::Usage(e.to_string()))?;
-                let tags = BTreeMap::from([(BACKFILL_TAG.to_owned(), id.clone())]);
-                runs.push(plan.new_run(&select, RunStatus::Queued, tags, now));
-            }
+            let planned = plan_backfill(
+                &graph,
+                &orch::backfill::BackfillRequest {
+                    selection: &select,
+                    selected: &selected,
+                    from: &from,
+                    to: &to,
+                    single_run: args.single_run,
+                    tags: BTreeMap::new(),
+                },
+            )
+            .map_err(|e| Failure::Usage(e.to_string()))?;
             let storage = project::storage(&config).await?;
-            let record = Backfill {
-                id: id.clone(),
-                selection: select,
-                partition_from: from,
-                partition_to: to,
-                run_count: u32::try_from(runs.len()).unwrap_or(u32::MAX),
-                created_at: now,
-            };
-            storage.create_backfill(&record, &runs).await?;
-            storage.notify_queue().await?;
+            launch_backfill(storage.as_ref(), &planned).await?;
+            let (id, runs) = (&planned.backfill.id, planned.runs.len());
             if args.json {
                 println!(
                     "{}",
-                    serde_json::json!({ "backfill_id": id, "runs": runs.len(), "steps": whole.steps.len() })
+                    serde_json::json!({ "backfill_id": id, "runs": runs, "steps": planned.steps })
                 );
             } else {
                 println!(
-                    "backfill {id}: queued {} run(s) over {} step(s); the daemons run them.\n  progress: orch backfill status {id} --watch",
-                    runs.len(),
-                    whole.steps.len()
+                    "backfill {id}: queued {runs} run(s) over {} step(s); the daemons run them.\n  progress: orch backfill status {id} --watch",
+                    planned.steps
                 );
             }
             Ok(())
         }
     }
-}
-
-/// The keys of the range in the finest time partitioning among the selected assets.
-fn range_keys(
-    graph: &orch::AssetGraph,
-    selected: &std::collections::BTreeSet<orch::AssetKey>,
-    from: &str,
-    to: &str,
-) -> Result<Vec<String>, Failure> {
-    let mut defs: Vec<&orch::PartitionsDefinition> = selected
-        .iter()
-        .filter_map(|k| graph.spec(k).and_then(|s| s.partitions.as_ref()))
-        .collect();
-    defs.sort_by_key(|d| match d.cadence() {
-        Some(orch::partitions::Cadence::Hourly) => 0,
-        Some(orch::partitions::Cadence::Daily) => 1,
-        None => 2,
-    });
-    let mut first_error = None;
-    for def in defs {
-        match def.keys_in_range(from, to) {
-            Ok(keys) => return Ok(keys),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    Err(Failure::Usage(match first_error {
-        Some(e) => e.to_string(),
-        None => "the selection has no partitioned asset to backfill".to_owned(),
-    }))
 }
 
 async fn status(storage: &dyn Storage, id: &str, watch: bool, json: bool) -> CmdResult {

@@ -61,7 +61,7 @@ pub struct EventsimArgs {
     #[arg(long, value_name = "EVENTS_PER_SEC")]
     rate: Option<f64>,
     /// For --sink kafka: a librdkafka producer setting, KEY=VALUE (repeatable), e.g.
-    /// `-X batch.num.messages=1 -X linger.ms=0` for tansu.
+    /// `-X linger.ms=20 -X compression.type=lz4`.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = crate::stream::parse_setting)]
     kafka: Vec<(String, String)>,
     /// Print the summary as JSON.

@@ -1,0 +1,138 @@
+//! Backfills: a selection over a range of partitions, stored as queued runs that the daemons
+//! execute. One function plans them for every way a backfill is launched (`orch backfill`, the
+//! web UI and its API), so that all of them honour the assets' backfill policies.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::Utc;
+
+use crate::AssetKey;
+use crate::asset::BackfillPolicy;
+use crate::graph::AssetGraph;
+use crate::partitions::{Cadence, PartitionError, PartitionsDefinition};
+use crate::plan::{self, PartitionRequest, PlanError};
+use crate::run::{NewRun, RunId, RunStatus};
+use crate::storage::{BACKFILL_TAG, Backfill, Storage, StorageError};
+
+/// What to backfill.
+#[derive(Clone, Debug)]
+pub struct BackfillRequest<'a> {
+    /// The selection as the user typed it (stored on the backfill and its runs).
+    pub selection: &'a str,
+    /// The keys it resolved to.
+    pub selected: &'a BTreeSet<AssetKey>,
+    /// First and last partition keys of the range (both included).
+    pub from: &'a str,
+    pub to: &'a str,
+    /// One run over the whole range, whatever the assets' policies.
+    pub single_run: bool,
+    /// Tags for every run, beside the backfill's own.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A backfill ready to be stored: its record, its runs and the steps of the whole range.
+#[derive(Clone, Debug)]
+pub struct PlannedBackfill {
+    pub backfill: Backfill,
+    pub runs: Vec<NewRun>,
+    /// Steps of the whole range's plan (what the runs do between them).
+    pub steps: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    #[error("the selection has no partitioned asset to backfill")]
+    NotPartitioned,
+}
+
+/// Plans a backfill: one run over the whole range when asked or when every selected asset's
+/// policy is [`BackfillPolicy::SingleRun`] (as dbt's assets are), else one run per key of the
+/// finest time partitioning among the selected assets. Checks the whole range first, so that a
+/// bad key or range fails before anything is stored.
+pub fn plan_backfill(
+    graph: &AssetGraph,
+    request: &BackfillRequest<'_>,
+) -> Result<PlannedBackfill, BackfillError> {
+    let range = PartitionRequest::Range {
+        from: request.from.to_owned(),
+        to: request.to.to_owned(),
+    };
+    let whole = plan::plan(graph, request.selected, &range)?;
+    let all_single_run = request.selected.iter().all(|k| {
+        graph
+            .definition_of(k)
+            .is_some_and(|d| d.backfill == BackfillPolicy::SingleRun)
+    });
+    let requests: Vec<PartitionRequest> = if request.single_run || all_single_run {
+        vec![range]
+    } else {
+        range_keys(graph, request.selected, request.from, request.to)?
+            .into_iter()
+            .map(PartitionRequest::Key)
+            .collect()
+    };
+    let id = RunId::new().to_string();
+    let now = Utc::now();
+    let mut tags = request.tags.clone();
+    tags.insert(BACKFILL_TAG.to_owned(), id.clone());
+    let mut runs = Vec::with_capacity(requests.len());
+    for partitions in &requests {
+        let plan = plan::plan(graph, request.selected, partitions)?;
+        runs.push(plan.new_run(request.selection, RunStatus::Queued, tags.clone(), now));
+    }
+    Ok(PlannedBackfill {
+        backfill: Backfill {
+            id,
+            selection: request.selection.to_owned(),
+            partition_from: request.from.to_owned(),
+            partition_to: request.to.to_owned(),
+            run_count: u32::try_from(runs.len()).unwrap_or(u32::MAX),
+            created_at: now,
+        },
+        runs,
+        steps: whole.steps.len(),
+    })
+}
+
+/// Stores a planned backfill and its runs in one transaction, and wakes the daemons.
+pub async fn launch_backfill(
+    storage: &dyn Storage,
+    planned: &PlannedBackfill,
+) -> Result<(), StorageError> {
+    storage
+        .create_backfill(&planned.backfill, &planned.runs)
+        .await?;
+    storage.notify_queue().await
+}
+
+/// The keys of the range in the finest time partitioning among the selected assets.
+fn range_keys(
+    graph: &AssetGraph,
+    selected: &BTreeSet<AssetKey>,
+    from: &str,
+    to: &str,
+) -> Result<Vec<String>, BackfillError> {
+    let mut defs: Vec<&PartitionsDefinition> = selected
+        .iter()
+        .filter_map(|k| graph.spec(k).and_then(|s| s.partitions.as_ref()))
+        .collect();
+    defs.sort_by_key(|d| match d.cadence() {
+        Some(Cadence::Hourly) => 0,
+        Some(Cadence::Daily) => 1,
+        None => 2,
+    });
+    let mut first_error = None;
+    for def in defs {
+        match def.keys_in_range(from, to) {
+            Ok(keys) => return Ok(keys),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.map_or(BackfillError::NotPartitioned, BackfillError::Partition))
+}

@@ -136,3 +136,100 @@ fn range_keys(
     }
     Err(first_error.map_or(BackfillError::NotPartitioned, BackfillError::Partition))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::asset::{AssetsDefinition, asset};
+    use crate::context::{ComputeError, Materialization};
+
+    fn def(key: &str, deps: &[&str], partitions: Option<PartitionsDefinition>) -> AssetsDefinition {
+        let mut b = asset(key).deps(deps);
+        if let Some(p) = partitions {
+            b = b.partitions(p);
+        }
+        b.compute(|_ctx| async { Ok::<_, ComputeError>(Materialization::new()) })
+            .unwrap()
+    }
+
+    fn hourly() -> Option<PartitionsDefinition> {
+        Some(PartitionsDefinition::hourly("2026-11-01-00:00", "UTC").unwrap())
+    }
+
+    fn keys(list: &[&str]) -> BTreeSet<AssetKey> {
+        list.iter().map(|k| AssetKey::parse(k).unwrap()).collect()
+    }
+
+    fn request<'a>(
+        selected: &'a BTreeSet<AssetKey>,
+        from: &'a str,
+        to: &'a str,
+    ) -> BackfillRequest<'a> {
+        BackfillRequest {
+            selection: "*",
+            selected,
+            from,
+            to,
+            single_run: false,
+            tags: BTreeMap::from([("by".to_owned(), "test".to_owned())]),
+        }
+    }
+
+    #[test]
+    fn one_run_per_hour_unless_every_asset_is_single_run() {
+        let bulk = def("bulk", &["raw"], hourly()).with_backfill_policy(BackfillPolicy::SingleRun);
+        let g = AssetGraph::new(vec![def("raw", &[], hourly()), bulk]).unwrap();
+
+        let both = keys(&["raw", "bulk"]);
+        let planned =
+            plan_backfill(&g, &request(&both, "2026-11-22-00:00", "2026-11-22-02:00")).unwrap();
+        assert_eq!(planned.runs.len(), 3);
+        assert_eq!(planned.backfill.run_count, 3);
+        // raw per hour, bulk once over the range.
+        assert_eq!(planned.steps, 4);
+        let first = &planned.runs[0];
+        assert_eq!(first.partition_key.as_deref(), Some("2026-11-22-00:00"));
+        assert_eq!(first.tags[BACKFILL_TAG], planned.backfill.id);
+        assert_eq!(first.tags["by"], "test");
+        assert_eq!(first.status, RunStatus::Queued);
+
+        let bulk_only = keys(&["bulk"]);
+        let planned = plan_backfill(
+            &g,
+            &request(&bulk_only, "2026-11-22-00:00", "2026-11-22-02:00"),
+        )
+        .unwrap();
+        assert_eq!(planned.runs.len(), 1);
+        assert_eq!(
+            (
+                planned.runs[0].partition_key.as_deref(),
+                planned.runs[0].partition_key_end.as_deref()
+            ),
+            (Some("2026-11-22-00:00"), Some("2026-11-22-02:00"))
+        );
+
+        let mut forced = request(&both, "2026-11-22-00:00", "2026-11-22-02:00");
+        forced.single_run = true;
+        assert_eq!(plan_backfill(&g, &forced).unwrap().runs.len(), 1);
+    }
+
+    #[test]
+    fn bad_ranges_and_unpartitioned_selections_are_refused() {
+        let g = AssetGraph::new(vec![def("raw", &[], hourly()), def("dim", &[], None)]).unwrap();
+        let raw = keys(&["raw"]);
+        let backwards = plan_backfill(&g, &request(&raw, "2026-11-22-02:00", "2026-11-22-00:00"))
+            .unwrap_err()
+            .to_string();
+        assert!(backwards.contains("comes after"), "{backwards}");
+        let dim = keys(&["dim"]);
+        let error =
+            plan_backfill(&g, &request(&dim, "2026-11-22-00:00", "2026-11-22-02:00")).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                BackfillError::Plan(_) | BackfillError::NotPartitioned
+            ),
+            "{error}"
+        );
+    }
+}

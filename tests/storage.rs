@@ -2961,11 +2961,15 @@ async fn case_run_status_counts(storage: Arc<dyn Storage>) {
 
 async fn case_stream_workers(storage: Arc<dyn Storage>) {
     use orch::storage::StreamWorker;
-    let worker = |id: &str, beat: i64, lag: i64| StreamWorker {
+    let worker = |id: &str, beat: i64, lag: Option<i64>| StreamWorker {
         worker_id: id.to_owned(),
+        group_id: "orch-stream".to_owned(),
         topics: vec!["listen_events".to_owned(), "auth_events".to_owned()],
         partitions: vec!["listen_events:0".to_owned(), "auth_events:1".to_owned()],
         lag,
+        events_in: beat * 100,
+        events_written: beat * 99,
+        dead_lettered: beat,
         events_per_sec: 1234.5,
         last_file: Some(format!(
             "raw/listen_events/date=2026-11-22/hour=10/{id}.parquet"
@@ -2974,20 +2978,23 @@ async fn case_stream_workers(storage: Arc<dyn Storage>) {
         heartbeat_at: at(beat),
     };
     storage
-        .stream_worker_heartbeat(&worker("w-2", 10, 7))
+        .stream_worker_heartbeat(&worker("w-2", 10, None))
         .await
         .unwrap();
     storage
-        .stream_worker_heartbeat(&worker("w-1", 20, 3))
+        .stream_worker_heartbeat(&worker("w-1", 20, Some(3)))
         .await
         .unwrap();
     // A later heartbeat replaces the row.
     storage
-        .stream_worker_heartbeat(&worker("w-2", 30, 0))
+        .stream_worker_heartbeat(&worker("w-2", 30, Some(0)))
         .await
         .unwrap();
     let all = storage.stream_workers(at(0)).await.unwrap();
-    assert_eq!(all, vec![worker("w-1", 20, 3), worker("w-2", 30, 0)]);
+    assert_eq!(
+        all,
+        vec![worker("w-1", 20, Some(3)), worker("w-2", 30, Some(0))]
+    );
     let recent = storage.stream_workers(at(25)).await.unwrap();
-    assert_eq!(recent, vec![worker("w-2", 30, 0)]);
+    assert_eq!(recent, vec![worker("w-2", 30, Some(0))]);
 }

@@ -267,9 +267,13 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
     storage
         .stream_worker_heartbeat(&StreamWorker {
             worker_id: "worker-7".into(),
+            group_id: "orch-stream".into(),
             topics: vec!["listen_events".into()],
             partitions: vec!["listen_events:0".into()],
-            lag: 12,
+            lag: Some(12),
+            events_in: 1000,
+            events_written: 990,
+            dead_lettered: 10,
             events_per_sec: 345.0,
             last_file: Some("raw/listen_events/date=2026-11-22/hour=10/x.parquet".into()),
             started_at: now,

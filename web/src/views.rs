@@ -810,9 +810,14 @@ pub async fn backfill_view(state: &AppState, b: &Backfill) -> Result<BackfillVie
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkerView {
     pub worker_id: String,
+    pub group_id: String,
     pub topics: Vec<String>,
     pub partitions: Vec<String>,
-    pub lag: i64,
+    /// `None` until the worker's client has reported it.
+    pub lag: Option<i64>,
+    pub events_in: i64,
+    pub events_written: i64,
+    pub dead_lettered: i64,
     pub events_per_sec: f64,
     pub last_file: Option<String>,
     pub started_at: String,
@@ -833,9 +838,13 @@ pub async fn workers(state: &AppState) -> Result<Vec<WorkerView>, WebError> {
         .map(|w| WorkerView {
             stale: now - w.heartbeat_at > Duration::minutes(1),
             worker_id: w.worker_id,
+            group_id: w.group_id,
             topics: w.topics,
             partitions: w.partitions,
             lag: w.lag,
+            events_in: w.events_in,
+            events_written: w.events_written,
+            dead_lettered: w.dead_lettered,
             events_per_sec: w.events_per_sec,
             last_file: w.last_file,
             started_at: fmt_time(w.started_at),

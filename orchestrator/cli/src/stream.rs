@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Args;
-use orch::storage::{StreamHeartbeatStore, StreamWorkerHeartbeat};
 use orch_lake::{Lake, Topic};
 use orch_streaming::{BatchLimits, HeartbeatSink, Metrics, WorkerConfig, WorkerStatus};
 use tokio_util::sync::CancellationToken;
@@ -75,11 +74,9 @@ type BeatClock = (
     u64,
 );
 
-/// Heartbeats into the run history: the worker's full row in `stream_worker_heartbeats`, and
-/// its summary in `stream_workers`, which the web UI's stream-workers page shows.
+/// Heartbeats into the run history's `stream_workers` table, which the web UI shows.
 struct RunHistoryHeartbeats {
-    store: StreamHeartbeatStore,
-    storage: std::sync::Arc<dyn orch::storage::Storage>,
+    storage: Arc<dyn orch::storage::Storage>,
     /// The first beat's time, and the previous beat's time and events in (for the rate).
     started: std::sync::Mutex<Option<BeatClock>>,
 }
@@ -90,19 +87,6 @@ impl HeartbeatSink for RunHistoryHeartbeats {
         &self,
         status: &WorkerStatus,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let beat = StreamWorkerHeartbeat {
-            worker_id: status.worker_id.clone(),
-            group_id: status.group_id.clone(),
-            topics: serde_json::to_string(&status.topics)?,
-            partitions: serde_json::to_string(&status.partitions)?,
-            lag: status.lag,
-            events_in: status.events_in as i64,
-            events_written: status.events_written as i64,
-            dead_lettered: status.dead_lettered as i64,
-            last_file: status.last_file.clone(),
-            updated_at: status.updated_at,
-        };
-        self.store.upsert(&beat).await?;
         let (started_at, events_per_sec) = {
             let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
             let (first, last, events) =
@@ -116,16 +100,21 @@ impl HeartbeatSink for RunHistoryHeartbeats {
             *started = Some((first, status.updated_at, status.events_in));
             (first, rate)
         };
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.storage
             .stream_worker_heartbeat(&orch::storage::StreamWorker {
                 worker_id: status.worker_id.clone(),
+                group_id: status.group_id.clone(),
                 topics: status.topics.clone(),
                 partitions: status
                     .partitions
                     .iter()
                     .map(|p| format!("{}:{}", p.topic, p.partition))
                     .collect(),
-                lag: status.lag.unwrap_or(0),
+                lag: status.lag,
+                events_in: count(status.events_in),
+                events_written: count(status.events_written),
+                dead_lettered: count(status.dead_lettered),
                 events_per_sec,
                 last_file: status.last_file.clone(),
                 started_at,
@@ -157,7 +146,7 @@ pub async fn run(dir: Option<&std::path::Path>, args: StreamArgs) -> CmdResult {
             "--max-batch-events and --max-batch-age-ms must be above 0".into(),
         ));
     }
-    let store = StreamHeartbeatStore::connect(&project.database_url).await?;
+    let storage = crate::project::storage(&project).await?;
     let mut config = WorkerConfig::new(&args.brokers, &args.group);
     if !args.topics.is_empty() {
         config.topics = args.topics;
@@ -204,9 +193,7 @@ pub async fn run(dir: Option<&std::path::Path>, args: StreamArgs) -> CmdResult {
         config.brokers,
         lake.url()
     );
-    let storage = crate::project::storage(&project).await?;
     let heartbeats = Arc::new(RunHistoryHeartbeats {
-        store,
         storage,
         started: std::sync::Mutex::new(None),
     });

@@ -8,7 +8,6 @@ mod postgres;
 pub mod schema;
 mod sql;
 mod sqlite;
-mod stream_heartbeats;
 
 use std::sync::Arc;
 
@@ -22,7 +21,6 @@ use crate::run::{NewRun, Run, RunId, RunStatus};
 
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
-pub use stream_heartbeats::{StreamHeartbeatStore, StreamWorkerHeartbeat};
 
 /// What can go wrong in run history. Messages say what failed and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -271,11 +269,18 @@ impl FreshnessViolation {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamWorker {
     pub worker_id: String,
+    /// Its consumer group.
+    pub group_id: String,
     pub topics: Vec<String>,
     /// The partitions it holds, as `topic:partition`.
     pub partitions: Vec<String>,
-    /// Records behind the end of its partitions, summed.
-    pub lag: i64,
+    /// Records behind the end of its partitions, summed (`None`: not known yet).
+    pub lag: Option<i64>,
+    /// Records read, written to the lake and dead-lettered since it started.
+    pub events_in: i64,
+    pub events_written: i64,
+    pub dead_lettered: i64,
+    /// Records read per second between its last two heartbeats.
     pub events_per_sec: f64,
     /// The last lake file it wrote.
     pub last_file: Option<String>,

@@ -361,9 +361,13 @@ impl HeartbeatRow {
 #[derive(sqlx::FromRow)]
 pub(super) struct StreamWorkerRow {
     worker_id: String,
+    group_id: String,
     topics: Json<serde_json::Value>,
     partitions: Json<serde_json::Value>,
-    lag: i64,
+    lag: Option<i64>,
+    events_in: i64,
+    events_written: i64,
+    dead_lettered: i64,
     events_per_sec: f64,
     last_file: Option<String>,
     started_at: i64,
@@ -374,9 +378,13 @@ impl StreamWorkerRow {
     pub(super) fn into_worker(self) -> Result<StreamWorker> {
         Ok(StreamWorker {
             worker_id: self.worker_id,
+            group_id: self.group_id,
             topics: json(self.topics, "stream worker topics")?,
             partitions: json(self.partitions, "stream worker partitions")?,
             lag: self.lag,
+            events_in: self.events_in,
+            events_written: self.events_written,
+            dead_lettered: self.dead_lettered,
             events_per_sec: self.events_per_sec,
             last_file: self.last_file,
             started_at: time(self.started_at)?,
@@ -1833,18 +1841,27 @@ macro_rules! impl_storage {
                 use sqlx::types::Json;
 
                 sqlx::query(
-                    "INSERT INTO stream_workers (worker_id, topics, partitions, lag, \
-                     events_per_sec, last_file, started_at, heartbeat_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (worker_id) DO UPDATE \
-                     SET topics = excluded.topics, partitions = excluded.partitions, \
-                     lag = excluded.lag, events_per_sec = excluded.events_per_sec, \
+                    "INSERT INTO stream_workers (worker_id, group_id, topics, partitions, lag, \
+                     events_in, events_written, dead_lettered, events_per_sec, last_file, \
+                     started_at, heartbeat_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                     ON CONFLICT (worker_id) DO UPDATE \
+                     SET group_id = excluded.group_id, topics = excluded.topics, \
+                     partitions = excluded.partitions, lag = excluded.lag, \
+                     events_in = excluded.events_in, events_written = excluded.events_written, \
+                     dead_lettered = excluded.dead_lettered, \
+                     events_per_sec = excluded.events_per_sec, \
                      last_file = excluded.last_file, started_at = excluded.started_at, \
                      heartbeat_at = excluded.heartbeat_at",
                 )
                 .bind(worker.worker_id.as_str())
+                .bind(worker.group_id.as_str())
                 .bind(Json(&worker.topics))
                 .bind(Json(&worker.partitions))
                 .bind(worker.lag)
+                .bind(worker.events_in)
+                .bind(worker.events_written)
+                .bind(worker.dead_lettered)
                 .bind(worker.events_per_sec)
                 .bind(worker.last_file.as_deref())
                 .bind(micros(worker.started_at))
@@ -1861,8 +1878,9 @@ macro_rules! impl_storage {
                 use $crate::storage::sql::{StreamWorkerRow, micros};
 
                 let rows: Vec<StreamWorkerRow> = sqlx::query_as(
-                    "SELECT worker_id, topics, partitions, lag, events_per_sec, last_file, \
-                     started_at, heartbeat_at FROM stream_workers WHERE heartbeat_at >= $1 \
+                    "SELECT worker_id, group_id, topics, partitions, lag, events_in, \
+                     events_written, dead_lettered, events_per_sec, last_file, started_at, \
+                     heartbeat_at FROM stream_workers WHERE heartbeat_at >= $1 \
                      ORDER BY worker_id",
                 )
                 .bind(micros(since))

@@ -344,6 +344,8 @@ async fn every_topic_round_trips(t: &TestLake) {
         );
         assert_eq!(written.rows, 30);
         assert!(written.bytes > 0);
+        // The row count from the footer alone (a ranged read).
+        assert_eq!(lake.parquet_rows(&written.path).await.unwrap(), 30);
 
         let read = lake.read_hour(topic, h).await.unwrap();
         assert_eq!(rows(&read), 30, "{topic}");
@@ -770,6 +772,14 @@ async fn local_files_are_where_the_layout_says() {
         "{err}"
     );
     assert!(err.contains("is not a valid Parquet file"), "{err}");
+    let err = t
+        .lake
+        .parquet_rows("raw/status_change_events/date=2026-11-22/hour=10/broken.parquet")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("broken.parquet"), "{err}");
+    assert!(err.contains("no Parquet footer"), "{err}");
 }
 
 // ---------------------------------------------------------------------------------------------

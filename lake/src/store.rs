@@ -16,12 +16,13 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, StaticCredentialProvider,
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    StaticCredentialProvider,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{KeyValue, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 
 use crate::dlq::{DeadLetter, parse_dead_letters};
@@ -35,6 +36,10 @@ pub const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// The zstd level of Parquet pages: zstd's default, a good balance of size and speed.
 pub const ZSTD_LEVEL: i32 = 3;
+
+/// Bytes read from the end of a Parquet file for its footer: enough for the footers the lake
+/// writes (a few KB), so that one ranged read usually does.
+const FOOTER_READ: u64 = 64 * 1024;
 
 /// How a lake is opened, beyond its URL.
 #[derive(Debug, Clone, Default)]
@@ -378,12 +383,49 @@ impl Lake {
         Ok(letters)
     }
 
-    /// The rows of one Parquet file, from its footer.
+    /// The rows of one Parquet file, from its footer alone: one ranged read of the file's
+    /// last [`FOOTER_READ`] bytes (a second one when the footer is larger), not the whole file.
     pub async fn parquet_rows(&self, path: &str) -> Result<u64, LakeError> {
-        let bytes = self.get(path).await?;
-        let rows = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map(|b| b.metadata().file_metadata().num_rows())
-            .map_err(|e| self.corrupt(path, "Parquet", e.to_string()))?;
+        let location = Path::from(path);
+        let read_err = |e| self.store_err("read", path, e);
+        let tail = self
+            .store
+            .get_opts(
+                &location,
+                GetOptions {
+                    range: Some(GetRange::Suffix(FOOTER_READ)),
+                    ..GetOptions::default()
+                },
+            )
+            .await
+            .map_err(read_err)?;
+        let size = tail.meta.size;
+        let tail = tail.bytes().await.map_err(read_err)?;
+        let corrupt = |what: String| self.corrupt(path, "Parquet", what);
+        // A Parquet file ends with its metadata, the metadata's length (4 bytes, little
+        // endian) and the magic `PAR1`.
+        let n = tail.len();
+        if n < 8 || &tail[n - 4..] != b"PAR1" {
+            return Err(corrupt("no Parquet footer (PAR1) at the end".into()));
+        }
+        let len = u32::from_le_bytes([tail[n - 8], tail[n - 7], tail[n - 6], tail[n - 5]]) as u64;
+        if len + 8 > size {
+            return Err(corrupt(format!(
+                "footer of {len} bytes in a file of {size}"
+            )));
+        }
+        let metadata = if len + 8 <= n as u64 {
+            tail.slice(n - 8 - len as usize..n - 8)
+        } else {
+            self.store
+                .get_range(&location, size - 8 - len..size - 8)
+                .await
+                .map_err(read_err)?
+        };
+        let rows = ParquetMetaDataReader::decode_metadata(&metadata)
+            .map_err(|e| corrupt(e.to_string()))?
+            .file_metadata()
+            .num_rows();
         Ok(rows.max(0) as u64)
     }
 
@@ -647,6 +689,37 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn row_counts_read_footers_larger_than_one_read() {
+        // Thousands of one-row groups: a footer far beyond FOOTER_READ.
+        let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
+            "n",
+            arrow_schema::DataType::Int64,
+            false,
+        )]));
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(1))
+            .build();
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props)).unwrap();
+        let rows = 3_000;
+        let column = arrow_array::Int64Array::from_iter_values(0..rows);
+        writer
+            .write(&RecordBatch::try_new(schema, vec![Arc::new(column)]).unwrap())
+            .unwrap();
+        let bytes = writer.into_inner().unwrap();
+        let footer =
+            u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+        assert!(u64::from(footer) > FOOTER_READ, "footer of {footer} bytes");
+
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(&dir.path().display().to_string()).unwrap();
+        std::fs::write(dir.path().join("many-groups.parquet"), &bytes).unwrap();
+        assert_eq!(
+            lake.parquet_rows("many-groups.parquet").await.unwrap(),
+            rows as u64
+        );
+    }
 
     #[test]
     fn parquet_files_are_zstd_with_bounded_row_groups() {

@@ -377,9 +377,12 @@ impl Config {
             });
         }
         let mut pools = parsed.pools;
-        // The embedded warehouse admits one writing process at a time: its loads and dbt
-        // builds take turns unless the project says otherwise.
-        pools.entry("warehouse".to_owned()).or_insert(1);
+        if platform.warehouse == "duckdb" {
+            // The embedded warehouse admits one writing process at a time: the platform's
+            // loads and dbt builds (pool `warehouse`) take turns unless the project says
+            // otherwise. BigQuery takes them concurrently.
+            pools.entry("warehouse".to_owned()).or_insert(1);
+        }
         Ok(Config {
             root,
             file,
@@ -454,5 +457,16 @@ mod tests {
                 .contains("pool `warehouse` has a limit of 0"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_warehouse_pool_defaults_to_one_on_duckdb_only() {
+        let duckdb = Config::from_toml(Path::new("/p"), "").unwrap();
+        assert_eq!(duckdb.pools.get("warehouse"), Some(&1));
+        let set = Config::from_toml(Path::new("/p"), "[pools]\nwarehouse = 3").unwrap();
+        assert_eq!(set.pools.get("warehouse"), Some(&3));
+        let bigquery =
+            Config::from_toml(Path::new("/p"), "[platform]\nwarehouse = 'bigquery'").unwrap();
+        assert_eq!(bigquery.pools.get("warehouse"), None);
     }
 }

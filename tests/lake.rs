@@ -521,6 +521,46 @@ async fn listing(t: &TestLake) {
         );
     }
     assert_eq!(rows(&lake.read_hour(topic, h).await.unwrap()), 6);
+    // What the late-file sensor reads: the days, then the newest file of each hour of a day.
+    assert_eq!(
+        lake.list_raw_days(topic).await.unwrap(),
+        [
+            "2026-11-22".parse::<chrono::NaiveDate>().unwrap(),
+            "2026-11-23".parse().unwrap()
+        ]
+    );
+    let day = |d: &str| d.parse::<chrono::NaiveDate>().unwrap();
+    let newest = lake
+        .newest_raw_files_of_day(topic, day("2026-11-22"))
+        .await
+        .unwrap();
+    let newest_23 = files.iter().map(|f| f.last_modified).max().unwrap();
+    let only_09 = lake.list_files(topic, hours[1]).await.unwrap();
+    assert_eq!(
+        newest.into_iter().collect::<Vec<_>>(),
+        [(hours[1], only_09[0].last_modified), (hours[2], newest_23)]
+    );
+    assert_eq!(
+        lake.newest_raw_files_of_day(topic, day("2026-11-23"))
+            .await
+            .unwrap()
+            .keys()
+            .copied()
+            .collect::<Vec<_>>(),
+        [hours[0]]
+    );
+    assert!(
+        lake.newest_raw_files_of_day(topic, day("2026-11-21"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        lake.newest_raw_files_of_day(Topic::AuthEvents, day("2026-11-22"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         lake.list_files(topic, hour("2026-11-22-10:00"))
             .await

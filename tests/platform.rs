@@ -30,7 +30,7 @@ fn platform_project() -> Project {
     project.write(
         "orch.toml",
         &format!(
-            "[platform]\ndbt_project = {:?}\ndbt_executable = {:?}\nsensor_interval_secs = 1\n",
+            "[platform]\ndbt_project = {:?}\ndbt_executable = {:?}\nsensor_interval_secs = 1\nlate_files_lookback_hours = 1000000\n",
             crate::dbt::repo().join("dbt").display().to_string(),
             dbt.display().to_string()
         ),

@@ -140,7 +140,10 @@ async fn late_lake_files_rematerialize_their_hour_once() {
     let clock = ManualClock::new(Utc::now());
     let sensor = || -> Vec<Arc<dyn Sensor>> {
         vec![Arc::new(
-            LakeSensor::new("late_files", lake.path()).interval(Duration::ZERO),
+            LakeSensor::new("late_files", lake.path())
+                .interval(Duration::ZERO)
+                // The lake's hours are fixed dates, behind the clock by more than the default.
+                .lookback(chrono::Duration::days(100_000)),
         )]
     };
     // Two daemons (two storages, as two processes) evaluate the sensor at once.

@@ -7,15 +7,17 @@
 //!   observed)        idempotent)
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use orch::Definitions;
 use orch::asset::{AssetsDefinition, asset};
 use orch::config::Config;
 use orch::context::{AssetContext, ComputeError, Materialization};
-use orch::daemon::LakeSensor;
+use orch::daemon::{LakeListing, LakeSensor};
 use orch::dbt::{DbtAssetOptions, DbtProject, dbt_assets};
 use orch::partitions::PartitionsDefinition;
 use orch_lake::{Hour, Lake, Topic, layout};
@@ -55,15 +57,56 @@ pub fn definitions(config: &Config) -> Result<Definitions, String> {
     if let Some(dbt) = dbt_definition(config, &partitions, warehouse.kind())? {
         defs = defs.asset(dbt);
     }
-    if let Some(root) = lake.local_root() {
-        // Late events: files that change for an hour already loaded re-materialize that hour
-        // of the raw asset and everything downstream.
-        defs = defs.sensor(Arc::new(
-            LakeSensor::new("lake_late_files", root)
-                .interval(Duration::from_secs(settings.sensor_interval_secs)),
-        ));
-    }
+    // Late events: files that change for an hour already loaded re-materialize that hour of
+    // the raw asset and everything downstream, on a local folder, GCS or S3 alike.
+    defs = defs.sensor(Arc::new(
+        LakeSensor::over("lake_late_files", Arc::new(LakeFiles(Arc::clone(&lake))))
+            .interval(Duration::from_secs(settings.sensor_interval_secs))
+            .lookback(
+                i64::try_from(settings.late_files_lookback_hours)
+                    .ok()
+                    .and_then(chrono::Duration::try_hours)
+                    .unwrap_or(chrono::Duration::MAX),
+            ),
+    ));
     Ok(defs)
+}
+
+/// The lake as the late-file sensor lists it: each topic's day folders (one listing), then
+/// each day from the sensor's lookback on (one listing per day).
+struct LakeFiles(Arc<Lake>);
+
+#[async_trait::async_trait]
+impl LakeListing for LakeFiles {
+    fn describe(&self) -> String {
+        self.0.url().to_owned()
+    }
+
+    async fn newest_files(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeMap<(String, String), DateTime<Utc>>, String> {
+        let mut newest = BTreeMap::new();
+        let first = since.date_naive();
+        for topic in Topic::ALL {
+            let days = self
+                .0
+                .list_raw_days(topic)
+                .await
+                .map_err(|e| e.to_string())?;
+            for day in days.into_iter().filter(|d| *d >= first) {
+                let hours = self
+                    .0
+                    .newest_raw_files_of_day(topic, day)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                for (hour, modified) in hours {
+                    newest.insert((topic.as_str().to_owned(), hour.to_string()), modified);
+                }
+            }
+        }
+        Ok(newest)
+    }
 }
 
 /// The hour a step covers.

@@ -1,5 +1,6 @@
 //! The lake's storage: a local folder, GCS or S3 through object_store.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
@@ -338,6 +339,53 @@ impl Lake {
     /// The hours of `topic` that have a folder in `dlq/`, in order.
     pub async fn list_dead_letter_hours(&self, topic: Topic) -> Result<Vec<Hour>, LakeError> {
         self.hours_below(&layout::dlq_topic_dir(topic)).await
+    }
+
+    /// The days (UTC) that have a folder of `topic`'s raw files, sorted.
+    pub async fn list_raw_days(&self, topic: Topic) -> Result<Vec<chrono::NaiveDate>, LakeError> {
+        let listed = self.list_dir(&layout::raw_topic_dir(topic)).await?;
+        let mut days: Vec<chrono::NaiveDate> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename()?.strip_prefix("date=")?.parse().ok())
+            .collect();
+        days.sort();
+        days.dedup();
+        Ok(days)
+    }
+
+    /// The newest modification time of `topic`'s raw files in each hour of `day` (UTC), with
+    /// one listing of the day's folder.
+    pub async fn newest_raw_files_of_day(
+        &self,
+        topic: Topic,
+        day: chrono::NaiveDate,
+    ) -> Result<BTreeMap<Hour, DateTime<Utc>>, LakeError> {
+        use futures::TryStreamExt;
+        let dir = format!(
+            "{}/date={}",
+            layout::raw_topic_dir(topic),
+            day.format("%Y-%m-%d")
+        );
+        let prefix = Path::from(dir.as_str());
+        let objects: Vec<object_store::ObjectMeta> =
+            match self.store.list(Some(&prefix)).try_collect().await {
+                Ok(objects) => objects,
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(e) => return Err(self.store_err("list", &format!("{dir}/"), e)),
+            };
+        let mut newest: BTreeMap<Hour, DateTime<Utc>> = BTreeMap::new();
+        for meta in objects {
+            let Some(path) = layout::parse_path(meta.location.as_ref()) else {
+                continue;
+            };
+            if path.area != layout::RAW || path.topic != topic {
+                continue;
+            }
+            let entry = newest.entry(path.hour).or_insert(meta.last_modified);
+            *entry = (*entry).max(meta.last_modified);
+        }
+        Ok(newest)
     }
 
     /// The Parquet files of one hour of `topic`, by path.

@@ -69,6 +69,7 @@ struct PlatformFile {
     dbt_executable: Option<PathBuf>,
     start: Option<String>,
     sensor_interval_secs: Option<u64>,
+    late_files_lookback_hours: Option<u64>,
 }
 
 /// The compiled-in platform's settings (`[platform]`, overridden by `ORCH_LAKE_URL`,
@@ -93,6 +94,8 @@ pub struct PlatformConfig {
     pub start: String,
     /// How often the lake sensor looks for late files (default 30 s).
     pub sensor_interval_secs: u64,
+    /// How far back, by event hour, it looks for them (default a week).
+    pub late_files_lookback_hours: u64,
 }
 
 /// One `[[sensor]]` table of `orch.toml`.
@@ -112,6 +115,8 @@ pub struct SensorConfig {
     pub selection: Option<String>,
     /// How often it is evaluated, in seconds.
     pub interval_secs: Option<u64>,
+    /// For `lake`: how far back, by event hour, late files are looked for (default a week).
+    pub lookback_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -366,6 +371,10 @@ impl Config {
                 .start
                 .unwrap_or_else(|| "2026-01-01-00:00".to_owned()),
             sensor_interval_secs: platform_file.sensor_interval_secs.unwrap_or(30).max(1),
+            late_files_lookback_hours: platform_file
+                .late_files_lookback_hours
+                .unwrap_or(7 * 24)
+                .max(1),
         };
         if !matches!(platform.warehouse.as_str(), "duckdb" | "bigquery") {
             return Err(ConfigError::Parse {

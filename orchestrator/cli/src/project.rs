@@ -79,6 +79,14 @@ pub fn sensors(
                 if let Some(every) = interval {
                     lake = lake.interval(every);
                 }
+                if let Some(hours) = sensor.lookback_hours {
+                    lake = lake.lookback(
+                        i64::try_from(hours)
+                            .ok()
+                            .and_then(chrono::Duration::try_hours)
+                            .unwrap_or(chrono::Duration::MAX),
+                    );
+                }
                 out.push(std::sync::Arc::new(lake));
             }
             "run_failure" => {

@@ -37,7 +37,9 @@ use crate::storage::{
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use schedule::{Catchup, PartitionRule, ScheduleDefinition, ScheduleError};
-pub use sensor::{LakeSensor, RunFailureSensor, Sensor, SensorContext, SensorOutput};
+pub use sensor::{
+    LakeFolder, LakeListing, LakeSensor, RunFailureSensor, Sensor, SensorContext, SensorOutput,
+};
 
 use crate::notify::{Notification, Notifier};
 

@@ -69,31 +69,94 @@ pub trait Sensor: Send + Sync + 'static {
     ) -> Result<SensorOutput, String>;
 }
 
-/// Watches a lake laid out as `{root}/raw/{topic}/date=YYYY-MM-DD/hour=HH/{file}` (the layout
-/// the streaming workers and eventsim write). When files of an hour change after that hour's
-/// raw asset was materialized (late events), it requests the hour's re-materialization of
-/// `selection` (by default the raw asset and everything downstream). Hours never loaded are
-/// left to the schedule.
+/// What a [`LakeSensor`] watches: a lake laid out as `raw/{topic}/date=YYYY-MM-DD/hour=HH/{file}`.
+#[async_trait]
+pub trait LakeListing: Send + Sync + 'static {
+    /// Where it is, for messages.
+    fn describe(&self) -> String;
+    /// The newest modification time of the raw files of each (topic, hour key `YYYY-MM-DD-HH:00`),
+    /// for the hours of `since`'s day and later.
+    async fn newest_files(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeMap<(String, String), DateTime<Utc>>, String>;
+}
+
+/// A lake in a local folder, any file counting.
 #[derive(Clone, Debug)]
+pub struct LakeFolder(pub PathBuf);
+
+#[async_trait]
+impl LakeListing for LakeFolder {
+    fn describe(&self) -> String {
+        self.0.display().to_string()
+    }
+
+    async fn newest_files(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeMap<(String, String), DateTime<Utc>>, String> {
+        let root = self.0.clone();
+        let first_day = since.format("%Y-%m-%d").to_string();
+        tokio::task::spawn_blocking(move || scan_lake(&root, &first_day))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Watches a lake (the layout the streaming workers and eventsim write). When files of an hour
+/// change after that hour's raw asset was materialized (late events), it requests the hour's
+/// re-materialization of `selection` (by default the raw asset and everything downstream).
+/// Hours never loaded are left to the schedule, and hours older than the lookback (a week by
+/// default) are not listed, so that a month of streamed files is not walked every interval.
+#[derive(Clone)]
 pub struct LakeSensor {
     name: String,
-    root: PathBuf,
+    lake: std::sync::Arc<dyn LakeListing>,
     /// The asset of a topic's raw partitions: `{topic}` is replaced (`raw/{topic}`).
     asset_template: String,
     /// What to re-materialize: `{asset}` is replaced (`{asset}*`).
     selection_template: String,
     interval: Duration,
+    lookback: chrono::Duration,
+}
+
+impl std::fmt::Debug for LakeSensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LakeSensor")
+            .field("name", &self.name)
+            .field("lake", &self.lake.describe())
+            .field("asset_template", &self.asset_template)
+            .field("selection_template", &self.selection_template)
+            .field("interval", &self.interval)
+            .field("lookback", &self.lookback)
+            .finish()
+    }
 }
 
 impl LakeSensor {
+    /// A sensor over a lake in a local folder.
     pub fn new(name: &str, root: &Path) -> LakeSensor {
+        LakeSensor::over(name, std::sync::Arc::new(LakeFolder(root.to_path_buf())))
+    }
+
+    /// A sensor over any lake (an object store's, for one).
+    pub fn over(name: &str, lake: std::sync::Arc<dyn LakeListing>) -> LakeSensor {
         LakeSensor {
             name: name.to_owned(),
-            root: root.to_path_buf(),
+            lake,
             asset_template: "raw/{topic}".to_owned(),
             selection_template: "{asset}*".to_owned(),
             interval: Duration::from_secs(30),
+            lookback: chrono::Duration::days(7),
         }
+    }
+
+    /// How far back, by event hour, late files are looked for.
+    pub fn lookback(mut self, lookback: chrono::Duration) -> Self {
+        self.lookback = lookback;
+        self
     }
 
     pub fn asset_template(mut self, template: &str) -> Self {
@@ -112,8 +175,12 @@ impl LakeSensor {
     }
 }
 
-/// The newest modification time of the files of each (topic, hour key) under `root/raw`.
-fn scan_lake(root: &Path) -> std::io::Result<BTreeMap<(String, String), DateTime<Utc>>> {
+/// The newest modification time of the files of each (topic, hour key) under `root/raw`, for
+/// the days from `first_day` (`YYYY-MM-DD`) on.
+fn scan_lake(
+    root: &Path,
+    first_day: &str,
+) -> std::io::Result<BTreeMap<(String, String), DateTime<Utc>>> {
     let mut newest = BTreeMap::new();
     let raw = root.join("raw");
     let Ok(topics) = std::fs::read_dir(&raw) else {
@@ -129,6 +196,9 @@ fn scan_lake(root: &Path) -> std::io::Result<BTreeMap<(String, String), DateTime
             let Some(day) = date_name.strip_prefix("date=") else {
                 continue;
             };
+            if day < first_day {
+                continue;
+            }
             let Ok(hours) = std::fs::read_dir(date.path()) else {
                 continue;
             };
@@ -184,11 +254,15 @@ impl Sensor for LakeSensor {
             Some(c) => serde_json::from_str(c).map_err(|e| format!("unreadable cursor: {e}"))?,
             None => BTreeMap::new(),
         };
-        let root = self.root.clone();
-        let newest = tokio::task::spawn_blocking(move || scan_lake(&root))
+        let newest = self
+            .lake
+            .newest_files(
+                ctx.now
+                    .checked_sub_signed(self.lookback)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            )
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot list the lake at {}: {e}", self.root.display()))?;
+            .map_err(|e| format!("cannot list the lake at {}: {e}", self.lake.describe()))?;
         let mut by_asset: BTreeMap<AssetKey, Vec<(String, String, DateTime<Utc>)>> =
             BTreeMap::new();
         for ((topic, key), modified) in newest {

@@ -140,21 +140,7 @@ fn range_keys(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::asset::{AssetsDefinition, asset};
-    use crate::context::{ComputeError, Materialization};
-
-    fn def(key: &str, deps: &[&str], partitions: Option<PartitionsDefinition>) -> AssetsDefinition {
-        let mut b = asset(key).deps(deps);
-        if let Some(p) = partitions {
-            b = b.partitions(p);
-        }
-        b.compute(|_ctx| async { Ok::<_, ComputeError>(Materialization::new()) })
-            .unwrap()
-    }
-
-    fn hourly() -> Option<PartitionsDefinition> {
-        Some(PartitionsDefinition::hourly("2026-11-01-00:00", "UTC").unwrap())
-    }
+    use crate::plan::tests::{def, hourly};
 
     fn keys(list: &[&str]) -> BTreeSet<AssetKey> {
         list.iter().map(|k| AssetKey::parse(k).unwrap()).collect()

@@ -609,12 +609,17 @@ impl Plan {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::asset::{AssetSpec, AssetsDefinition, BackfillPolicy, asset};
     use crate::context::{ComputeError, Materialization};
 
-    fn def(key: &str, deps: &[&str], partitions: Option<PartitionsDefinition>) -> AssetsDefinition {
+    /// A no-op asset, partitioned or not (shared with other modules' tests).
+    pub(crate) fn def(
+        key: &str,
+        deps: &[&str],
+        partitions: Option<PartitionsDefinition>,
+    ) -> AssetsDefinition {
         let mut b = asset(key).deps(deps);
         if let Some(p) = partitions {
             b = b.partitions(p);
@@ -623,7 +628,7 @@ mod tests {
             .unwrap()
     }
 
-    fn hourly() -> Option<PartitionsDefinition> {
+    pub(crate) fn hourly() -> Option<PartitionsDefinition> {
         Some(PartitionsDefinition::hourly("2026-11-01-00:00", "UTC").unwrap())
     }
 

@@ -169,8 +169,12 @@ async fn produce(
     config.speed = Speed::Fast;
     let simulation =
         orch_eventsim::Simulation::new(&config).map_err(|e| Failure::Usage(e.to_string()))?;
-    for event in simulation.take(events as usize) {
+    for (i, event) in simulation.take(events as usize).enumerate() {
         sink.send(&event).await?;
+        if i % 1024 == 1023 {
+            // Queuing never waits while the producer has room: let signals through.
+            tokio::task::yield_now().await;
+        }
     }
     sink.flush().await?;
     Ok(sink.sent())

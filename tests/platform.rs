@@ -437,4 +437,41 @@ fn a_broken_dbt_model_fails_its_step_with_dbts_own_message() {
     assert_eq!(state("fact_listens"), "1 MATERIALIZED");
     let broken = state("mart_top_songs");
     assert!(!broken.contains("1 MATERIALIZED"), "{broken}");
+
+    // A subset: one staging model. Its own tests run; a singular test that also reads
+    // dim_users (not built by this step, nor upstream of it) does not, as it would with dbt's
+    // default eager test selection.
+    project
+        .run(&[
+            "materialize",
+            "--select",
+            "stg_status_change_events",
+            "--partition",
+            FROM,
+        ])
+        .expect_code(0);
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path().join(".orch/dbt/target/run_results.json")).unwrap(),
+    )
+    .unwrap();
+    let ran: Vec<&str> = results["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["unique_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ran.contains(&"model.orch_platform.stg_status_change_events"),
+        "{ran:?}"
+    );
+    assert!(
+        ran.iter()
+            .any(|id| id.starts_with("test.") && id.contains("stg_status_change_events")),
+        "{ran:?}"
+    );
+    assert!(
+        !ran.iter()
+            .any(|id| id.contains("assert_level_changes_follow_status_events")),
+        "{ran:?}"
+    );
 }

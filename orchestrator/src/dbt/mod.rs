@@ -404,6 +404,10 @@ async fn build(
     args.push("json".into());
     args.push("--select".into());
     args.extend(names.iter().map(|n| (*n).to_owned()));
+    // A test runs when every model it reads is built here or upstream of what is (dbt's
+    // default, eager, would also run a test over a model this step does not build).
+    args.push("--indirect-selection".into());
+    args.push("buildable".into());
     if let Some(window) = ctx.partition_window() {
         let vars = serde_json::json!({
             "window_start": window.start.format("%Y-%m-%d %H:%M:%S").to_string(),

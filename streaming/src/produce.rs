@@ -243,6 +243,11 @@ impl Sink for KafkaSink {
             .await
             .map_err(SinkError::other)?;
         self.sent += 1;
+        if self.sent % 1024 == 0 {
+            // Queuing does not wait while the producer has room: let the caller's other
+            // futures (a signal, a shutdown) run now and then.
+            tokio::task::yield_now().await;
+        }
         Ok(())
     }
 

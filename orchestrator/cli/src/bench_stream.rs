@@ -169,12 +169,8 @@ async fn produce(
     config.speed = Speed::Fast;
     let simulation =
         orch_eventsim::Simulation::new(&config).map_err(|e| Failure::Usage(e.to_string()))?;
-    for (i, event) in simulation.take(events as usize).enumerate() {
+    for event in simulation.take(events as usize) {
         sink.send(&event).await?;
-        if i % 1024 == 1023 {
-            // Queuing never waits while the producer has room: let signals through.
-            tokio::task::yield_now().await;
-        }
     }
     sink.flush().await?;
     Ok(sink.sent())

@@ -243,7 +243,7 @@ impl Sink for KafkaSink {
             .await
             .map_err(SinkError::other)?;
         self.sent += 1;
-        if self.sent % 1024 == 0 {
+        if self.sent.is_multiple_of(1024) {
             // Queuing does not wait while the producer has room: let the caller's other
             // futures (a signal, a shutdown) run now and then.
             tokio::task::yield_now().await;

@@ -24,6 +24,9 @@ pub use ffi::{Connection, Database, ident, quote};
 /// How long an operation waits for a file another process holds, by default.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Lake files fetched at once when a load copies an object store's files for DuckDB.
+const DOWNLOADS: usize = 16;
+
 /// The DuckDB warehouse in one file.
 #[derive(Debug, Clone)]
 pub struct DuckDbWarehouse {
@@ -233,15 +236,27 @@ impl Warehouse for DuckDbWarehouse {
                 let dir = tempfile::tempdir().map_err(|e| {
                     WarehouseError::Io(format!("cannot make a temporary folder: {e}"))
                 })?;
-                let mut paths = Vec::new();
-                for (i, file) in files.iter().enumerate() {
-                    let data = lake.get(&file.path).await?;
-                    let local = dir.path().join(format!("{i}.parquet"));
-                    tokio::fs::write(&local, &data).await.map_err(|e| {
-                        WarehouseError::Io(format!("cannot write {}: {e}", local.display()))
-                    })?;
-                    paths.push(local);
-                }
+                // Streaming workers write many small files an hour: fetch several at once.
+                use futures::{StreamExt, TryStreamExt};
+                let fetches: Vec<_> = files
+                    .iter()
+                    .enumerate()
+                    .map(|(i, file)| {
+                        let (lake, path) = (lake.clone(), file.path.clone());
+                        let local = dir.path().join(format!("{i}.parquet"));
+                        async move {
+                            let data = lake.get(&path).await?;
+                            tokio::fs::write(&local, &data).await.map_err(|e| {
+                                WarehouseError::Io(format!("cannot write {}: {e}", local.display()))
+                            })?;
+                            Ok::<_, WarehouseError>(local)
+                        }
+                    })
+                    .collect();
+                let paths: Vec<PathBuf> = futures::stream::iter(fetches)
+                    .buffered(DOWNLOADS)
+                    .try_collect()
+                    .await?;
                 _copies = Some(dir);
                 paths
             }

@@ -291,6 +291,25 @@ fn eventsim_count_sink_prints_a_json_summary() {
     assert!(summary["events_per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(summary["interrupted"], false);
     assert!(!project.path().join("events").exists());
+
+    // Sessions every day instead of every week: a busier service from the same users.
+    let busier = project.run(&[
+        "eventsim",
+        "--users",
+        "500",
+        "--from",
+        "2026-11-23T00:00:00Z",
+        "--to",
+        "2026-11-24T00:00:00Z",
+        "--sink",
+        "count",
+        "--session-interval",
+        "86400",
+        "--json",
+    ]);
+    busier.expect_code(0);
+    let busier = busier.json()["total"].as_u64().unwrap();
+    assert!(busier > 3 * total, "{busier} events against {total}");
 }
 
 #[test]
@@ -373,6 +392,18 @@ fn eventsim_refuses_bad_input_with_exit_2() {
                 "2026-11-22",
             ],
             "growth rate",
+        ),
+        (
+            vec![
+                "eventsim",
+                "--session-interval",
+                "0",
+                "--sink",
+                "count",
+                "--from",
+                "2026-11-22",
+            ],
+            "--session-interval must be a number of seconds above 0",
         ),
     ] {
         let run = project.run(&args);

@@ -48,6 +48,13 @@ pub struct EventsimArgs {
     /// Annual attrition of the user base as a fraction.
     #[arg(long, default_value_t = 0.0)]
     attrition_rate: f64,
+    /// Mean seconds between a user's sessions (eventsim's `beta`; default a week, about 2.5
+    /// events per user a day). Lower it for a busier service from the same users.
+    #[arg(long, value_name = "SECONDS")]
+    session_interval: Option<f64>,
+    /// Mean seconds between a user's requests within a session (eventsim's `alpha`).
+    #[arg(long, value_name = "SECONDS")]
+    request_interval: Option<f64>,
     /// Songs in the generated catalogue.
     #[arg(long, default_value_t = DEFAULT_SONGS)]
     songs: usize,
@@ -118,6 +125,27 @@ pub async fn run_eventsim(args: EventsimArgs) -> CmdResult {
     config.speed = args.speed;
     config.growth_rate = args.growth_rate;
     config.attrition_rate = args.attrition_rate;
+    for (flag, value, param) in [
+        (
+            "--session-interval",
+            args.session_interval,
+            &mut config.site.beta,
+        ),
+        (
+            "--request-interval",
+            args.request_interval,
+            &mut config.site.alpha,
+        ),
+    ] {
+        if let Some(seconds) = value {
+            if !seconds.is_finite() || seconds <= 0.0 {
+                return Err(Failure::Usage(format!(
+                    "{flag} must be a number of seconds above 0, not {seconds}"
+                )));
+            }
+            *param = seconds;
+        }
+    }
     config.songs = args.songs;
     config.first_user_id = args.first_user_id;
     config

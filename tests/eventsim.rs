@@ -266,20 +266,26 @@ fn eventsim_levels_change_through_status_changes_and_cancellations_end_users() {
 #[test]
 fn eventsim_count_sink_prints_a_json_summary() {
     let project = Project::empty();
-    let run = project.run(&[
-        "eventsim",
-        "--users",
-        "500",
-        "--from",
-        "2026-11-23T00:00:00Z",
-        "--to",
-        "2026-11-24T00:00:00Z",
-        "--sink",
-        "count",
-        "--json",
-    ]);
-    run.expect_code(0);
-    let summary = run.json();
+    // A day of 500 users, counted.
+    let count = |extra: &[&str]| {
+        let mut args = vec![
+            "eventsim",
+            "--users",
+            "500",
+            "--from",
+            "2026-11-23T00:00:00Z",
+            "--to",
+            "2026-11-24T00:00:00Z",
+            "--sink",
+            "count",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let run = project.run(&args);
+        run.expect_code(0);
+        run.json()
+    };
+    let summary = count(&[]);
     let total: u64 = TOPICS
         .iter()
         .map(|t| summary["events"][t].as_u64().expect("count"))
@@ -293,22 +299,9 @@ fn eventsim_count_sink_prints_a_json_summary() {
     assert!(!project.path().join("events").exists());
 
     // Sessions every day instead of every week: a busier service from the same users.
-    let busier = project.run(&[
-        "eventsim",
-        "--users",
-        "500",
-        "--from",
-        "2026-11-23T00:00:00Z",
-        "--to",
-        "2026-11-24T00:00:00Z",
-        "--sink",
-        "count",
-        "--session-interval",
-        "86400",
-        "--json",
-    ]);
-    busier.expect_code(0);
-    let busier = busier.json()["total"].as_u64().unwrap();
+    let busier = count(&["--session-interval", "86400"])["total"]
+        .as_u64()
+        .unwrap();
     assert!(busier > 3 * total, "{busier} events against {total}");
 }
 

@@ -118,6 +118,7 @@ fn state(storage: Arc<dyn Storage>, token: Option<&str>) -> AppState {
         Arc::new(marts),
         Security::new(token.map(str::to_owned)),
     )
+    .with_sensors(vec!["lake_late_files".into()])
 }
 
 /// One request through the router: its status and body.
@@ -243,6 +244,18 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
         )
         .await
         .unwrap();
+    // The lake sensor saw a late file for an hour already loaded.
+    storage
+        .record_tick(
+            "lake_late_files",
+            now,
+            None,
+            TickStatus::Requested,
+            Some("files of listen_events for 2026-11-22-10:00 changed at 2026-11-22T12:00:00+00:00 after the hour was loaded"),
+            now,
+        )
+        .await
+        .unwrap();
     storage
         .create_backfill(
             &Backfill {
@@ -348,7 +361,14 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
         ("/lineage/graph".into(), &["<svg id=\"lineage-svg\""]),
         (
             "/schedules".into(),
-            &["hourly_pipeline", "SKIPPED", "nothing to do"],
+            &[
+                "hourly_pipeline",
+                "SKIPPED",
+                "nothing to do",
+                "Sensors",
+                "lake_late_files",
+                "files of listen_events for 2026-11-22-10:00 changed",
+            ],
         ),
         ("/backfills".into(), &["bf-1", "raw/plays"]),
         ("/backfills/bf-1".into(), &["bf-1", "QUEUED"]),
@@ -419,6 +439,8 @@ async fn case_every_api_route_answers(storage: Arc<dyn Storage>) {
     assert_eq!(layers, [0, 1, 2]);
     let schedules = get_json(&s, "/api/v1/schedules").await;
     assert_eq!(schedules["schedules"][0]["ticks"][0]["status"], "SKIPPED");
+    assert_eq!(schedules["sensors"][0]["name"], "lake_late_files");
+    assert_eq!(schedules["sensors"][0]["ticks"][0]["status"], "REQUESTED");
     let backfills = get_json(&s, "/api/v1/backfills").await;
     assert_eq!(backfills["backfills"][0]["id"], "bf-1");
     let b = get_json(&s, "/api/v1/backfills/bf-1").await;

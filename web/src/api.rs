@@ -184,9 +184,10 @@ pub async fn lineage_layout(
 }
 
 pub async fn schedules(State(state): State<AppState>) -> ApiResult {
-    Ok(Json(
-        json!({ "schedules": views::schedules(&state, 20).await? }),
-    ))
+    Ok(Json(json!({
+        "schedules": views::schedules(&state, 20).await?,
+        "sensors": views::sensors(&state, 20).await?,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

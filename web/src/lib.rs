@@ -41,6 +41,8 @@ pub struct AppState {
     pub storage: Arc<dyn Storage>,
     pub graph: Arc<AssetGraph>,
     pub schedules: Arc<Vec<ScheduleDefinition>>,
+    /// The sensors' names, whose ticks the schedules page shows.
+    pub sensors: Arc<Vec<String>>,
     pub marts: Arc<dyn MartSource>,
     pub security: Arc<Security>,
 }
@@ -57,9 +59,17 @@ impl AppState {
             storage,
             graph,
             schedules: Arc::new(schedules),
+            sensors: Arc::new(Vec::new()),
             marts,
             security: Arc::new(security),
         }
+    }
+
+    /// The sensors the daemons evaluate (their ticks, with each request's reason, show under
+    /// the schedules).
+    pub fn with_sensors(mut self, names: Vec<String>) -> AppState {
+        self.sensors = Arc::new(names);
+        self
     }
 }
 

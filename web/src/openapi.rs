@@ -65,7 +65,7 @@ pub fn spec() -> Value {
             "/api/v1/assets": { "get": get("The asset catalog", json!([query("select", "a selection (Dagster's syntax)")])) },
             "/api/v1/assets/{key}": { "get": get("An asset: history, partitions, checks, lineage", json!([path_param("key", "the asset key, a/b")])) },
             "/api/v1/lineage": { "get": get("The lineage graph laid out in layers", json!([query("select", "a selection")])) },
-            "/api/v1/schedules": { "get": get("Schedules with their recent ticks", json!([])) },
+            "/api/v1/schedules": { "get": get("Schedules and sensors with their recent ticks", json!([])) },
             "/api/v1/schedules/{name}": { "post": post("Turn a schedule on or off", json!([path_param("name", "the schedule")]), Some(json!({
                 "type": "object", "required": ["enabled"], "properties": { "enabled": { "type": "boolean" } } }))) },
             "/api/v1/backfills": {

@@ -22,7 +22,7 @@ use crate::lineage;
 use crate::marts::Chart;
 use crate::views::{
     self, AssetDetail, AssetRow, BackfillView, EventView, EventsQuery, LogView, Overview, RunView,
-    RunsQuery, ScheduleView, StepView, WorkerView, get_run,
+    RunsQuery, ScheduleView, SensorView, StepView, WorkerView, get_run,
 };
 
 type PageResult = Result<Html<String>, PageError>;
@@ -364,14 +364,17 @@ struct SchedulesPage<'a> {
     title: &'a str,
     csrf: &'a str,
     schedules: Vec<ScheduleView>,
+    sensors: Vec<SensorView>,
 }
 
 pub async fn schedules(State(state): State<AppState>) -> PageResult {
     let schedules = views::schedules(&state, 10).await?;
+    let sensors = views::sensors(&state, 10).await?;
     render(&SchedulesPage {
         title: "Schedules",
         csrf: state.security.csrf(),
         schedules,
+        sensors,
     })
 }
 

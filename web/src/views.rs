@@ -764,6 +764,30 @@ pub async fn schedules(state: &AppState, ticks: u32) -> Result<Vec<ScheduleView>
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct SensorView {
+    pub name: String,
+    /// Its latest ticks: each run it requested, with why (a late file's hour, a failed run).
+    pub ticks: Vec<TickView>,
+}
+
+pub async fn sensors(state: &AppState, ticks: u32) -> Result<Vec<SensorView>, WebError> {
+    let mut out = Vec::new();
+    for name in state.sensors.iter() {
+        out.push(SensorView {
+            name: name.clone(),
+            ticks: state
+                .storage
+                .schedule_ticks(name, ticks)
+                .await?
+                .iter()
+                .map(TickView::new)
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct BackfillView {
     pub id: String,
     pub selection: String,

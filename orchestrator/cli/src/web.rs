@@ -52,6 +52,10 @@ pub async fn web(dir: Option<&Path>, args: WebArgs) -> CmdResult {
     let config = project::config(dir)?;
     let (defs, graph) = project::graph(&config)?;
     let schedules = project::schedules(&config, &defs)?;
+    let sensor_names = project::sensors(&config, &defs)?
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
     let token = token();
     let listener = bind(args.addr, token.as_deref()).await?;
     let storage = project::storage(&config).await?;
@@ -61,7 +65,8 @@ pub async fn web(dir: Option<&Path>, args: WebArgs) -> CmdResult {
         schedules,
         marts(&config),
         Security::new(token),
-    );
+    )
+    .with_sensors(sensor_names);
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -82,6 +87,8 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
     let _owner = crate::daemon::own_sqlite_file(&config.database_url)?;
     let (defs, graph) = project::graph(&config)?;
     let schedules = project::schedules(&config, &defs)?;
+    let sensors = project::sensors(&config, &defs)?;
+    let sensor_names = sensors.iter().map(|s| s.name().to_owned()).collect();
     let token = token();
     let listener = bind(args.web.addr, token.as_deref()).await?;
     let storage = project::storage(&config).await?;
@@ -110,7 +117,7 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
         daemon_config,
         Arc::new(SystemClock),
     )
-    .and_then(|d| d.with_sensors(project::sensors(&config, &defs).unwrap_or_default()))
+    .and_then(|d| d.with_sensors(sensors))
     .map_err(|e| Failure::Usage(e.to_string()))?;
     let state = AppState::new(
         storage,
@@ -118,7 +125,8 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
         schedules,
         marts(&config),
         Security::new(token),
-    );
+    )
+    .with_sensors(sensor_names);
     let shutdown = CancellationToken::new();
     let cancel_runs = CancellationToken::new();
     let daemon_task = tokio::spawn(Arc::new(daemon).run(shutdown.clone(), cancel_runs.clone()));

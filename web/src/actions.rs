@@ -3,8 +3,8 @@
 //! schedule. Runs are queued: the daemon (in `orch dev`, or `orch daemon`) executes them.
 //! The form handlers check the CSRF token and redirect; the API handlers live in `api.rs`.
 
-use orch::execute::{RunRequest, queue_run};
-use std::collections::{BTreeMap, BTreeSet};
+use orch::execute::{ReexecuteError, RunRequest, queue_run, reexecution};
+use std::collections::BTreeMap;
 
 use axum::Form;
 use axum::extract::{Path, State};
@@ -13,9 +13,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use orch::Run;
 use orch::backfill::{self, launch_backfill, plan_backfill};
-use orch::event::EventKind;
 use orch::plan::{self, PartitionRequest};
-use orch::storage::{BACKFILL_TAG, Backfill, EventFilter, StorageError};
+use orch::storage::{Backfill, StorageError};
 use serde::Deserialize;
 
 use crate::AppState;
@@ -139,59 +138,16 @@ pub async fn cancel(state: &AppState, id: &str) -> Result<Run, WebError> {
 /// Queues a new run of a finished run's plan: whole, or only the steps that did not succeed.
 pub async fn reexecute(state: &AppState, id: &str, from_failure: bool) -> Result<Run, WebError> {
     let parent = get_run(state, id).await?;
-    if !parent.status.is_terminal() {
-        return Err(WebError::Conflict(format!(
-            "run {} is {}: re-execute it once it has ended",
-            parent.run_id, parent.status
-        )));
-    }
-    let mut plan = orch::daemon::plan_for_run(&state.graph, &parent)
-        .map_err(|e| WebError::Conflict(format!("cannot re-execute run {}: {e}", parent.run_id)))?;
-    let mut tags = parent.tags.clone();
-    tags.remove(orch::plan::STEP_SELECTION_TAG);
-    tags.remove(orch::storage::SCHEDULE_TAG);
-    tags.remove(orch::daemon::TICK_TAG);
-    tags.remove(BACKFILL_TAG);
-    tags.insert(LAUNCHED_BY_TAG.to_owned(), "web".to_owned());
-    if from_failure {
-        let succeeded: BTreeSet<String> = state
-            .storage
-            .run_events(
-                parent.run_id,
-                &EventFilter {
-                    kinds: vec![EventKind::StepSuccess],
-                    ..EventFilter::default()
-                },
-            )
-            .await?
-            .into_iter()
-            .filter_map(|e| e.event.step_key)
-            .collect();
-        let remaining: BTreeSet<String> = plan
-            .steps
-            .iter()
-            .map(|s| s.key.clone())
-            .filter(|k| !succeeded.contains(k))
-            .collect();
-        if remaining.is_empty() {
-            return Err(WebError::Conflict(format!(
-                "every step of run {} succeeded: nothing to re-execute from failure",
-                parent.run_id
-            )));
-        }
-        plan.retain_steps(&remaining);
-        let keys: Vec<&String> = remaining.iter().collect();
-        tags.insert(
-            orch::plan::STEP_SELECTION_TAG.to_owned(),
-            serde_json::to_string(&keys).unwrap_or_default(),
-        );
-    }
-    let request = RunRequest {
-        selection: parent.selection.clone(),
-        tags,
-        parent_run_id: Some(parent.run_id),
-        root_run_id: parent.root_run_id,
-    };
+    let (plan, mut request) =
+        reexecution(state.storage.as_ref(), &state.graph, &parent, from_failure)
+            .await
+            .map_err(|e| match e {
+                ReexecuteError::Storage(e) => e.into(),
+                e => WebError::Conflict(e.to_string()),
+            })?;
+    request
+        .tags
+        .insert(LAUNCHED_BY_TAG.to_owned(), "web".to_owned());
     Ok(queue_run(state.storage.as_ref(), &plan, &request).await?)
 }
 

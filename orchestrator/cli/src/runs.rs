@@ -404,56 +404,13 @@ pub async fn reexecute(dir: Option<&Path>, args: ReexecuteArgs) -> CmdResult {
     let Some(parent) = storage.get_run(parent_id).await? else {
         return Err(Failure::Work(format!("run {parent_id} does not exist")));
     };
-    if !parent.status.is_terminal() {
-        return Err(Failure::Usage(format!(
-            "run {parent_id} is {}; re-execute it once it has ended",
-            parent.status
-        )));
-    }
-    let mut plan = orch::daemon::plan_for_run(&graph, &parent)
-        .map_err(|e| Failure::Usage(format!("cannot re-execute run {parent_id}: {e}")))?;
-    let mut tags = parent.tags.clone();
-    tags.remove(orch::plan::STEP_SELECTION_TAG);
-    tags.remove(orch::storage::SCHEDULE_TAG);
-    tags.remove(orch::daemon::TICK_TAG);
-    if args.from_failure {
-        let events = storage
-            .run_events(
-                parent_id,
-                &EventFilter {
-                    kinds: vec![EventKind::StepSuccess],
-                    ..EventFilter::default()
-                },
-            )
-            .await?;
-        let succeeded: std::collections::BTreeSet<String> = events
-            .into_iter()
-            .filter_map(|e| e.event.step_key)
-            .collect();
-        let remaining: std::collections::BTreeSet<String> = plan
-            .steps
-            .iter()
-            .map(|s| s.key.clone())
-            .filter(|k| !succeeded.contains(k))
-            .collect();
-        if remaining.is_empty() {
-            return Err(Failure::Usage(format!(
-                "every step of run {parent_id} succeeded: nothing to re-execute from failure"
-            )));
-        }
-        plan.retain_steps(&remaining);
-        let keys: Vec<&String> = remaining.iter().collect();
-        tags.insert(
-            orch::plan::STEP_SELECTION_TAG.to_owned(),
-            serde_json::to_string(&keys).expect("strings serialize"),
-        );
-    }
-    let request = orch::execute::RunRequest {
-        selection: parent.selection.clone(),
-        tags,
-        parent_run_id: Some(parent.run_id),
-        root_run_id: Some(parent.root_run_id.unwrap_or(parent.run_id)),
-    };
+    let (plan, request) =
+        orch::execute::reexecution(storage.as_ref(), &graph, &parent, args.from_failure)
+            .await
+            .map_err(|e| match e {
+                orch::execute::ReexecuteError::Storage(e) => e.into(),
+                e => Failure::Usage(e.to_string()),
+            })?;
     if args.queue {
         let executor = crate::materialize::executor(&config, &defs, graph, storage.clone());
         let run = executor.queue_run(&plan, &request).await?;

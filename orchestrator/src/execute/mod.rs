@@ -10,6 +10,7 @@
 //! A step waiting for a slot does not hold up the others; the run asks again every
 //! [`POOL_RETRY`], and at once when one of its own steps gives a slot back.
 
+mod reexecute;
 pub mod sink;
 pub mod step;
 
@@ -32,6 +33,7 @@ use crate::plan::{Plan, Step};
 use crate::run::{Run, RunId, RunStatus};
 use crate::storage::{Storage, StorageError};
 
+pub use reexecute::{ReexecuteError, reexecution};
 pub use sink::{EventObserver, EventSink};
 pub use step::{StepOutcome, StepRecorder, StepStatus};
 

@@ -751,13 +751,7 @@ pub async fn schedules(state: &AppState, ticks: u32) -> Result<Vec<ScheduleView>
             selection: s.selection.as_str().to_owned(),
             enabled,
             next_tick: enabled.then(|| s.next_tick(now)).flatten().map(fmt_time),
-            ticks: state
-                .storage
-                .schedule_ticks(&s.name, ticks)
-                .await?
-                .iter()
-                .map(TickView::new)
-                .collect(),
+            ticks: recent_ticks(state, &s.name, ticks).await?,
         });
     }
     Ok(out)
@@ -770,18 +764,23 @@ pub struct SensorView {
     pub ticks: Vec<TickView>,
 }
 
+/// The latest `n` ticks of a schedule or sensor.
+async fn recent_ticks(state: &AppState, name: &str, n: u32) -> Result<Vec<TickView>, WebError> {
+    Ok(state
+        .storage
+        .schedule_ticks(name, n)
+        .await?
+        .iter()
+        .map(TickView::new)
+        .collect())
+}
+
 pub async fn sensors(state: &AppState, ticks: u32) -> Result<Vec<SensorView>, WebError> {
     let mut out = Vec::new();
     for name in state.sensors.iter() {
         out.push(SensorView {
             name: name.clone(),
-            ticks: state
-                .storage
-                .schedule_ticks(name, ticks)
-                .await?
-                .iter()
-                .map(TickView::new)
-                .collect(),
+            ticks: recent_ticks(state, name, ticks).await?,
         });
     }
     Ok(out)

@@ -48,25 +48,34 @@ async fn bind(addr: SocketAddr, token: Option<&str>) -> Result<tokio::net::TcpLi
     })
 }
 
+/// The UI's state for a project: its graph, schedules and sensors over its run history.
+fn app_state(
+    config: &orch::config::Config,
+    storage: Arc<dyn orch::Storage>,
+    graph: Arc<orch::AssetGraph>,
+    schedules: Vec<orch::daemon::ScheduleDefinition>,
+    sensors: &[Arc<dyn orch::daemon::Sensor>],
+    token: Option<String>,
+) -> AppState {
+    AppState::new(
+        storage,
+        graph,
+        schedules,
+        marts(config),
+        Security::new(token),
+    )
+    .with_sensors(sensors.iter().map(|s| s.name().to_owned()).collect())
+}
+
 pub async fn web(dir: Option<&Path>, args: WebArgs) -> CmdResult {
     let config = project::config(dir)?;
     let (defs, graph) = project::graph(&config)?;
     let schedules = project::schedules(&config, &defs)?;
-    let sensor_names = project::sensors(&config, &defs)?
-        .iter()
-        .map(|s| s.name().to_owned())
-        .collect();
+    let sensors = project::sensors(&config, &defs)?;
     let token = token();
     let listener = bind(args.addr, token.as_deref()).await?;
     let storage = project::storage(&config).await?;
-    let state = AppState::new(
-        storage,
-        graph,
-        schedules,
-        marts(&config),
-        Security::new(token),
-    )
-    .with_sensors(sensor_names);
+    let state = app_state(&config, storage, graph, schedules, &sensors, token);
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -88,7 +97,6 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
     let (defs, graph) = project::graph(&config)?;
     let schedules = project::schedules(&config, &defs)?;
     let sensors = project::sensors(&config, &defs)?;
-    let sensor_names = sensors.iter().map(|s| s.name().to_owned()).collect();
     let token = token();
     let listener = bind(args.web.addr, token.as_deref()).await?;
     let storage = project::storage(&config).await?;
@@ -117,16 +125,9 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
         daemon_config,
         Arc::new(SystemClock),
     )
-    .and_then(|d| d.with_sensors(sensors))
+    .and_then(|d| d.with_sensors(sensors.clone()))
     .map_err(|e| Failure::Usage(e.to_string()))?;
-    let state = AppState::new(
-        storage,
-        graph,
-        schedules,
-        marts(&config),
-        Security::new(token),
-    )
-    .with_sensors(sensor_names);
+    let state = app_state(&config, storage, graph, schedules, &sensors, token);
     let shutdown = CancellationToken::new();
     let cancel_runs = CancellationToken::new();
     let daemon_task = tokio::spawn(Arc::new(daemon).run(shutdown.clone(), cancel_runs.clone()));

@@ -62,12 +62,7 @@ pub fn definitions(config: &Config) -> Result<Definitions, String> {
     defs = defs.sensor(Arc::new(
         LakeSensor::over("lake_late_files", Arc::new(LakeFiles(Arc::clone(&lake))))
             .interval(Duration::from_secs(settings.sensor_interval_secs))
-            .lookback(
-                i64::try_from(settings.late_files_lookback_hours)
-                    .ok()
-                    .and_then(chrono::Duration::try_hours)
-                    .unwrap_or(chrono::Duration::MAX),
-            ),
+            .lookback_hours(settings.late_files_lookback_hours),
     ));
     Ok(defs)
 }

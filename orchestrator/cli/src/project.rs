@@ -80,12 +80,7 @@ pub fn sensors(
                     lake = lake.interval(every);
                 }
                 if let Some(hours) = sensor.lookback_hours {
-                    lake = lake.lookback(
-                        i64::try_from(hours)
-                            .ok()
-                            .and_then(chrono::Duration::try_hours)
-                            .unwrap_or(chrono::Duration::MAX),
-                    );
+                    lake = lake.lookback_hours(hours);
                 }
                 out.push(std::sync::Arc::new(lake));
             }

@@ -159,6 +159,16 @@ impl LakeSensor {
         self
     }
 
+    /// [`LakeSensor::lookback`] in hours, as configuration gives it (beyond chrono's range:
+    /// no limit).
+    pub fn lookback_hours(self, hours: u64) -> Self {
+        let lookback = i64::try_from(hours)
+            .ok()
+            .and_then(chrono::Duration::try_hours)
+            .unwrap_or(chrono::Duration::MAX);
+        self.lookback(lookback)
+    }
+
     pub fn asset_template(mut self, template: &str) -> Self {
         template.clone_into(&mut self.asset_template);
         self

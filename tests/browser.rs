@@ -40,7 +40,7 @@ fn free_port() -> u16 {
 fn screenshots_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let dir = target.join("browser-screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -14,7 +14,7 @@ const NOT_YET_IN_ORCH: &[&str] = &[];
 
 /// The services of docker-compose.yml, with each one's command when it is a list.
 fn services() -> BTreeMap<String, Option<Vec<String>>> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docker-compose.yml");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docker-compose.yml");
     let text = std::fs::read_to_string(path).expect("docker-compose.yml at the root");
     let mut doc: serde_yaml::Value = serde_yaml::from_str(&text).expect("valid YAML");
     doc.apply_merge().expect("merge keys resolve");

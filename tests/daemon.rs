@@ -9,11 +9,12 @@ use chrono::{TimeZone, Utc};
 use orch::asset::asset;
 use orch::daemon::{Daemon, DaemonConfig, ManualClock, ScheduleDefinition};
 use orch::partitions::PartitionsDefinition;
-use orch::storage::{RunFilter, SCHEDULE_TAG, Storage, TickStatus};
+use orch::storage::{RunFilter, Storage, TickStatus};
 use orch::{AssetGraph, ComputeError, Materialization, Resources, RunStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::util::{Project, db, process_alive, wait_until};
+use orch::request::tags::SCHEDULE as SCHEDULE_TAG;
 
 fn hourly_graph() -> Arc<AssetGraph> {
     let raw = asset("raw/events")

@@ -10,15 +10,16 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::FutureExt;
+use orch::RunRequest;
 use orch::asset::{AssetSpec, Backoff, CheckSpec, RetryPolicy, Severity, asset};
 use orch::config::ExecutionConfig;
 use orch::event::{EventKind, StoredEvent};
-use orch::execute::{Executor, RunOutcome, RunRequest, StepStatus};
+use orch::execute::{Executor, RunOutcome, StepStatus};
 use orch::plan::{self, PartitionRequest};
 use orch::storage::{EventFilter, Storage};
 use orch::{
     AssetContext, AssetGraph, AssetKey, AssetsDefinition, CheckResult, ComputeError,
-    Materialization, Output, Resources, RunId, RunStatus, Selection,
+    Materialization, Output, Resources, RunStatus, Selection,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -114,10 +115,7 @@ impl Harness {
         let run = executor
             .create_run(
                 &plan,
-                &RunRequest {
-                    selection: selection.into(),
-                    ..RunRequest::default()
-                },
+                &RunRequest::new(selection, orch::plan::PartitionRequest::None),
             )
             .await
             .unwrap();
@@ -294,7 +292,7 @@ async fn cancellation_fires_the_token_and_ends_canceled() {
             let (flag, notify) = (flag.clone(), notify.clone());
             async move {
                 notify.notify_one();
-                ctx.cancellation().cancelled().await;
+                ctx.canceled().await;
                 flag.fetch_add(1, Ordering::SeqCst);
                 Err::<Materialization, _>(ComputeError::canceled())
             }
@@ -525,7 +523,7 @@ async fn a_pool_limit_holds_across_runs_in_two_processes() {
 async fn a_step_waiting_for_a_slot_does_not_hold_up_the_others() {
     let mut h = Harness::new().await;
     h.pools.insert("warehouse".into(), 1);
-    let elsewhere = RunId::new();
+    let elsewhere = orch::new_run_id();
     assert!(
         h.storage
             .try_acquire_pool_slot("warehouse", 1, elsewhere, "x", Utc::now(), SLOT_TTL)
@@ -590,7 +588,7 @@ async fn a_step_waiting_for_a_slot_does_not_hold_up_the_others() {
 async fn a_run_canceled_while_its_step_waits_for_a_slot_ends() {
     let mut h = Harness::new().await;
     h.pools.insert("warehouse".into(), 1);
-    let elsewhere = RunId::new();
+    let elsewhere = orch::new_run_id();
     assert!(
         h.storage
             .try_acquire_pool_slot("warehouse", 1, elsewhere, "x", Utc::now(), SLOT_TTL)
@@ -649,7 +647,7 @@ async fn slots_are_given_back_however_steps_end() {
     let waiting = asset("waits_for_cancel")
         .pool("warehouse")
         .compute(|ctx: AssetContext| async move {
-            ctx.cancellation().cancelled().await;
+            ctx.canceled().await;
             Err::<Materialization, _>(ComputeError::canceled())
         })
         .unwrap();
@@ -703,7 +701,7 @@ async fn a_long_step_keeps_its_slot_by_renewing_it() {
             if watched.load(Ordering::SeqCst) == 1 {
                 tries += 1;
                 let step = format!("try-{tries}");
-                let other = RunId::new();
+                let other = orch::new_run_id();
                 if storage
                     .try_acquire_pool_slot("warehouse", 1, other, &step, Utc::now(), ttl)
                     .await
@@ -935,7 +933,7 @@ async fn step_logs_are_stored_with_child_output() {
     let logs = asset("logs")
         .compute(|ctx: AssetContext| async move {
             ctx.log().info("starting");
-            let mut cmd = tokio::process::Command::new("sh");
+            let mut cmd = std::process::Command::new("sh");
             cmd.arg("-c").arg("echo out; echo err >&2");
             ctx.run_command(cmd).await?;
             Ok::<_, ComputeError>(Materialization::new())

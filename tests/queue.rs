@@ -20,12 +20,13 @@ use futures::FutureExt;
 use orch::event::EventKind;
 use orch::run::NewRun;
 use orch::storage::{
-    Backfill, EventFilter, QueueLimits, RunFilter, SCHEDULE_TAG, Storage, TickRecord, TickStatus,
+    Backfill, EventFilter, QueueLimits, RunFilter, Storage, TickRecord, TickStatus,
 };
 use orch::{AssetKey, RunId, RunStatus};
 use tokio::sync::Barrier;
 
 use crate::util::db::{self, TestDb};
+use orch::request::tags::{BACKFILL as BACKFILL_TAG, SCHEDULE as SCHEDULE_TAG};
 
 /// Runs `case` on `db`, then drops the database even if the case failed.
 async fn run(db: TestDb, case: impl AsyncFnOnce(&TestDb)) {
@@ -42,12 +43,10 @@ fn at(secs: i64) -> DateTime<Utc> {
 
 fn new_run(created: i64) -> NewRun {
     NewRun {
-        run_id: RunId::new(),
         status: RunStatus::Queued,
         selection: "a".to_owned(),
         asset_keys: vec![AssetKey::parse("a").unwrap()],
-        created_at: at(created),
-        ..NewRun::default()
+        ..NewRun::new(orch::new_run_id(), at(created))
     }
 }
 
@@ -167,7 +166,7 @@ async fn claimers_never_claim_a_run_twice(db: &TestDb, runs: usize, claimers: us
     }
     assert_eq!(
         db.storage
-            .count_runs_by_status(orch::storage::BACKFILL_TAG, "everything")
+            .count_runs_by_status(BACKFILL_TAG, "everything")
             .await
             .unwrap(),
         vec![(RunStatus::Starting, runs as u64)]
@@ -443,7 +442,7 @@ async fn pool_limit_holds(db: &TestDb, acquirers: usize, limit: u32, total: usiz
                 taken.clone(),
             );
             tokio::spawn(async move {
-                let run_id = RunId::new();
+                let run_id = orch::new_run_id();
                 let mut mine = 0;
                 barrier.wait().await;
                 while taken.load(Ordering::SeqCst) < total {

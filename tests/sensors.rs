@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
+use orch::RunRequest;
 use orch::asset::asset;
 use orch::config::ExecutionConfig;
-use orch::daemon::{Daemon, DaemonConfig, LakeSensor, ManualClock, RunFailureSensor, Sensor};
-use orch::execute::{Executor, RunRequest};
+use orch::daemon::{Daemon, DaemonConfig, ManualClock, RunFailureSensor, Sensor};
+use orch::execute::Executor;
 use orch::notify::WebhookNotifier;
 use orch::partitions::PartitionsDefinition;
 use orch::plan::{self, PartitionRequest};
@@ -77,7 +78,10 @@ async fn materialize(
         Default::default(),
     );
     let run = executor
-        .create_run(&plan, &RunRequest::default())
+        .create_run(
+            &plan,
+            &RunRequest::new("", orch::plan::PartitionRequest::None),
+        )
         .await
         .unwrap();
     executor
@@ -123,8 +127,8 @@ async fn late_lake_files_rematerialize_their_hour_once() {
     let db = db::postgres().await;
     let lake = tempfile::tempdir().unwrap();
     let graph = lake_graph(lake.path());
-    write_file(lake.path(), "10", "part-0.json");
-    write_file(lake.path(), "10", "part-1.json");
+    write_file(lake.path(), "10", "part-0.parquet");
+    write_file(lake.path(), "10", "part-1.parquet");
     assert_eq!(
         materialize(&db.storage, &graph, "*", "2026-11-22-10:00").await,
         RunStatus::Success
@@ -135,12 +139,13 @@ async fn late_lake_files_rematerialize_their_hour_once() {
     );
 
     tokio::time::sleep(Duration::from_millis(20)).await;
-    write_file(lake.path(), "10", "late-0.json");
-    write_file(lake.path(), "11", "part-0.json"); // an hour never loaded: the schedule's job
+    write_file(lake.path(), "10", "late-0.parquet");
+    write_file(lake.path(), "11", "part-0.parquet"); // an hour never loaded: the schedule's job
     let clock = ManualClock::new(Utc::now());
     let sensor = || -> Vec<Arc<dyn Sensor>> {
         vec![Arc::new(
-            LakeSensor::new("late_files", lake.path())
+            orch_platform::LakeFiles::sensor_at("late_files", &lake.path().display().to_string())
+                .unwrap()
                 .interval(Duration::ZERO)
                 // The lake's hours are fixed dates, behind the clock by more than the default.
                 .lookback(chrono::Duration::days(100_000)),
@@ -236,10 +241,7 @@ async fn failed_runs_are_posted_to_the_webhook_once() {
         let run = executor
             .create_run(
                 &plan,
-                &RunRequest {
-                    selection: "boom".into(),
-                    ..RunRequest::default()
-                },
+                &RunRequest::new("boom", orch::plan::PartitionRequest::None),
             )
             .await
             .unwrap();

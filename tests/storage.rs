@@ -18,13 +18,14 @@ use orch::event::{
 };
 use orch::run::NewRun;
 use orch::storage::{
-    BACKFILL_TAG, Backend, Backfill, DaemonHeartbeat, EventFilter, FreshnessViolation, Lease,
-    LeaseState, QueueLimits, RunFilter, SCHEDULE_TAG, ScheduleState, SqliteStorage, Storage,
-    StorageError, Tick, TickRecord, TickStatus,
+    Backend, Backfill, DaemonHeartbeat, EventFilter, FreshnessViolation, Lease, LeaseState,
+    QueueLimits, RunFilter, ScheduleState, SqliteStorage, Storage, StorageError, Tick, TickRecord,
+    TickStatus,
 };
 use orch::{AssetKey, Metadata, MetadataValue, RunId, RunStatus};
 
 use crate::util::db;
+use orch::request::tags::{BACKFILL as BACKFILL_TAG, SCHEDULE as SCHEDULE_TAG};
 
 /// Generates one `#[tokio::test]` per backend for each `case_*` function. The database is
 /// cleaned up even if the case fails.
@@ -116,12 +117,10 @@ fn key(s: &str) -> AssetKey {
 
 fn new_run(status: RunStatus, keys: &[&str], created: i64) -> NewRun {
     NewRun {
-        run_id: RunId::new(),
         status,
         selection: keys.join(" "),
         asset_keys: keys.iter().map(|k| key(k)).collect(),
-        created_at: at(created),
-        ..NewRun::default()
+        ..NewRun::new(orch::new_run_id(), at(created))
     }
 }
 
@@ -194,12 +193,13 @@ fn run_ids(runs: &[orch::Run]) -> Vec<RunId> {
 async fn case_run_round_trip(storage: Arc<dyn Storage>) {
     let parent = create(&storage, new_run(RunStatus::Failure, &["raw/events"], 0)).await;
     let run = NewRun {
-        run_id: RunId::new(),
+        run_id: orch::new_run_id(),
         status: RunStatus::Queued,
         selection: "raw/events+ tag:team=data".to_owned(),
         asset_keys: vec![key("raw/events"), key("staging/sessions"), key("report")],
         partition_key: Some("2024-01-01".to_owned()),
         partition_key_end: Some("2024-01-31".to_owned()),
+        step_subset: Some(["report[2024-01-01...2024-01-31]".to_owned()].into()),
         tags: BTreeMap::from([
             ("team".to_owned(), "data".to_owned()),
             ("orch/backfill".to_owned(), "b-1 é ✓".to_owned()),
@@ -223,6 +223,7 @@ async fn case_run_round_trip(storage: Arc<dyn Storage>) {
         asset_keys: run.asset_keys.clone(),
         partition_key: run.partition_key.clone(),
         partition_key_end: run.partition_key_end.clone(),
+        step_subset: run.step_subset.clone(),
         tags: run.tags.clone(),
         parent_run_id: Some(parent.run_id),
         root_run_id: Some(parent.run_id),
@@ -247,7 +248,7 @@ async fn case_run_round_trip(storage: Arc<dyn Storage>) {
     assert!(empty.asset_keys.is_empty());
     assert_eq!(storage.get_run(empty.run_id).await.unwrap(), Some(empty));
 
-    assert_eq!(storage.get_run(RunId::new()).await.unwrap(), None);
+    assert_eq!(storage.get_run(orch::new_run_id()).await.unwrap(), None);
 }
 
 async fn case_duplicate_run_id(storage: Arc<dyn Storage>) {
@@ -508,7 +509,7 @@ async fn case_transition_path_keeps_times(storage: Arc<dyn Storage>) {
 }
 
 async fn case_unknown_run(storage: Arc<dyn Storage>) {
-    let nobody = RunId::new();
+    let nobody = orch::new_run_id();
     for to in RunStatus::ALL {
         match storage.transition_run(nobody, to, at(0)).await {
             Err(StorageError::RunNotFound(id)) => assert_eq!(id, nobody),
@@ -1323,7 +1324,7 @@ async fn case_renew_lease_is_fenced(storage: Arc<dyn Storage>) {
     // An unknown run has no lease.
     assert_eq!(
         storage
-            .renew_lease(RunId::new(), 1, at(0), LEASE)
+            .renew_lease(orch::new_run_id(), 1, at(0), LEASE)
             .await
             .unwrap(),
         LeaseState::Lost
@@ -1500,7 +1501,7 @@ async fn case_expired_leases_and_fail_expired(storage: Arc<dyn Storage>) {
     // Unknown runs: nothing to fail.
     assert_eq!(
         storage
-            .fail_expired(RunId::new(), 1, at(10_000), reason)
+            .fail_expired(orch::new_run_id(), 1, at(10_000), reason)
             .await
             .unwrap(),
         None
@@ -1592,7 +1593,7 @@ async fn case_request_cancel(storage: Arc<dyn Storage>) {
     );
     assert_eq!(events_of(&storage, run.run_id).await.len(), 1);
 
-    let nobody = RunId::new();
+    let nobody = orch::new_run_id();
     assert!(matches!(
         storage.request_cancel(nobody, at(0)).await,
         Err(StorageError::RunNotFound(id)) if id == nobody
@@ -2237,7 +2238,7 @@ fn usage(pools: &[(&str, u64)]) -> Vec<(String, u64)> {
 }
 
 async fn case_pool_slots_acquire_and_release(storage: Arc<dyn Storage>) {
-    let (r1, r2, r3) = (RunId::new(), RunId::new(), RunId::new());
+    let (r1, r2, r3) = (orch::new_run_id(), orch::new_run_id(), orch::new_run_id());
     assert!(storage.pool_usage(at(0)).await.unwrap().is_empty());
 
     assert!(acquire(&storage, "warehouse", 2, r1, "a", 0).await);
@@ -2267,7 +2268,7 @@ async fn case_pool_slots_acquire_and_release(storage: Arc<dyn Storage>) {
         .unwrap();
     storage.release_pool_slot("api", r1, "c").await.unwrap();
     storage
-        .release_pool_slot("nowhere", RunId::new(), "x")
+        .release_pool_slot("nowhere", orch::new_run_id(), "x")
         .await
         .unwrap();
     assert_eq!(
@@ -2295,7 +2296,7 @@ async fn case_pool_slots_acquire_and_release(storage: Arc<dyn Storage>) {
 }
 
 async fn case_pool_slots_renew_and_expire(storage: Arc<dyn Storage>) {
-    let (r1, r2, r3) = (RunId::new(), RunId::new(), RunId::new());
+    let (r1, r2, r3) = (orch::new_run_id(), orch::new_run_id(), orch::new_run_id());
     let renew = async |run: RunId, step: &str, secs: i64| {
         storage
             .renew_pool_slot("p", run, step, at(secs), TTL)
@@ -2374,7 +2375,7 @@ async fn case_pool_slots_concurrent_acquirers(storage: Arc<dyn Storage>) {
             let storage = storage.clone();
             tokio::spawn(async move {
                 storage
-                    .try_acquire_pool_slot("p", 3, RunId::new(), &format!("s{i}"), at(0), TTL)
+                    .try_acquire_pool_slot("p", 3, orch::new_run_id(), &format!("s{i}"), at(0), TTL)
                     .await
                     .unwrap()
             })
@@ -2393,7 +2394,7 @@ async fn case_pool_slots_concurrent_acquirers(storage: Arc<dyn Storage>) {
 
 async fn case_events_after(storage: Arc<dyn Storage>) {
     assert!(storage.events_after(0, &[], 100).await.unwrap().is_empty());
-    let (r1, r2) = (RunId::new(), RunId::new());
+    let (r1, r2) = (orch::new_run_id(), orch::new_run_id());
     storage
         .append_events(&[
             event(r1, EventKind::RunStart, 0),
@@ -2745,12 +2746,10 @@ async fn sqlite_concurrent_open_of_a_new_file() {
         .fetch_one(storages[0].pool())
         .await
         .unwrap();
-    let migrations = std::fs::read_dir(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../migrations/sqlite"
-    ))
-    .unwrap()
-    .count();
+    let migrations =
+        std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../migrations/sqlite"))
+            .unwrap()
+            .count();
     assert_eq!(applied, i64::try_from(migrations).unwrap());
 }
 

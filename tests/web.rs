@@ -177,13 +177,11 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
     let now = Utc::now();
     let run = storage
         .create_run(&NewRun {
-            run_id: RunId::new(),
             status: RunStatus::Queued,
             selection: "staging/plays".into(),
             asset_keys: vec![orch::AssetKey::parse("staging/plays").unwrap()],
             partition_key: Some("2026-11-22-10:00".into()),
-            created_at: now,
-            ..NewRun::default()
+            ..NewRun::new(orch::new_run_id(), now)
         })
         .await
         .unwrap();
@@ -195,7 +193,7 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
     let at = |ms| now + Duration::milliseconds(ms);
     let ev = |kind, ms| Event {
         timestamp: at(ms),
-        ..Event::run(run.run_id, kind)
+        ..orch::execute::now_event(run.run_id, kind)
     };
     storage
         .append_events(&[
@@ -267,12 +265,13 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
                 created_at: now,
             },
             &[NewRun {
-                run_id: RunId::new(),
                 status: RunStatus::Queued,
                 selection: "raw/plays".into(),
-                tags: BTreeMap::from([(orch::storage::BACKFILL_TAG.to_owned(), "bf-1".to_owned())]),
-                created_at: now,
-                ..NewRun::default()
+                tags: BTreeMap::from([(
+                    orch::request::tags::BACKFILL.to_owned(),
+                    "bf-1".to_owned(),
+                )]),
+                ..NewRun::new(orch::new_run_id(), now)
             }],
         )
         .await
@@ -536,7 +535,7 @@ async fn case_every_api_route_answers(storage: Arc<dyn Storage>) {
 async fn case_bad_input_is_a_clear_4xx(storage: Arc<dyn Storage>) {
     let run_id = seed(&storage).await;
     let s = state(storage, None);
-    let unknown = RunId::new();
+    let unknown = orch::new_run_id();
     let cases: Vec<(&str, String, Option<&str>, StatusCode, &str)> = vec![
         (
             "GET",
@@ -765,7 +764,6 @@ async fn case_runs_keyset_pagination_and_filters(storage: Arc<dyn Storage>) {
     for i in 0..120 {
         let run = storage
             .create_run(&NewRun {
-                run_id: RunId::new(),
                 status: if i % 3 == 0 {
                     RunStatus::Failure
                 } else {
@@ -782,8 +780,7 @@ async fn case_runs_keyset_pagination_and_filters(storage: Arc<dyn Storage>) {
                 ],
                 partition_key: Some(format!("2026-11-22-{:02}:00", i % 24)),
                 tags: BTreeMap::from([("team".to_owned(), format!("t{}", i % 4))]),
-                created_at: now + Duration::seconds(i),
-                ..NewRun::default()
+                ..NewRun::new(orch::new_run_id(), now + Duration::seconds(i))
             })
             .await
             .unwrap();
@@ -1044,20 +1041,20 @@ async fn case_api_writes_need_the_token_when_set(storage: Arc<dyn Storage>) {
 async fn case_user_data_is_escaped(storage: Arc<dyn Storage>) {
     let run = storage
         .create_run(&NewRun {
-            run_id: RunId::new(),
             status: RunStatus::Queued,
             selection: "<script>alert(1)</script>".into(),
             tags: BTreeMap::from([(
                 "note".to_owned(),
                 "\"><img src=x onerror=alert(1)>".to_owned(),
             )]),
-            created_at: Utc::now(),
-            ..NewRun::default()
+            ..NewRun::new(orch::new_run_id(), Utc::now())
         })
         .await
         .unwrap();
     storage
-        .append_events(&[Event::run(run.run_id, EventKind::EngineEvent).message("<b>bold</b>")])
+        .append_events(&[
+            orch::execute::now_event(run.run_id, EventKind::EngineEvent).message("<b>bold</b>")
+        ])
         .await
         .unwrap();
     let s = state(storage, None);

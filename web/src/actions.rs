@@ -3,7 +3,6 @@
 //! schedule. Runs are queued: the daemon (in `orch dev`, or `orch daemon`) executes them.
 //! The form handlers check the CSRF token and redirect; the API handlers live in `api.rs`.
 
-use orch::execute::{ReexecuteError, RunRequest, queue_run, reexecution};
 use std::collections::BTreeMap;
 
 use axum::Form;
@@ -13,17 +12,17 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use orch::Run;
 use orch::backfill::{self, launch_backfill, plan_backfill};
-use orch::plan::{self, PartitionRequest};
+use orch::execute::{ReexecuteError, reexecution};
+use orch::plan::PartitionRequest;
+use orch::request::{Launcher, RunRequest};
 use orch::storage::{Backfill, StorageError};
+use orch::submit::{Submit, SubmitError, submit};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::error::{PageError, WebError};
 use crate::security::TOKEN_COOKIE;
 use crate::views::{get_run, resolve_selection};
-
-/// The tag that marks runs launched from the UI or the API.
-pub const LAUNCHED_BY_TAG: &str = "orch/launched_by";
 
 /// A materialization request, from the form or the API.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -70,24 +69,20 @@ fn plan_error(e: impl std::fmt::Display) -> WebError {
     WebError::BadRequest(e.to_string())
 }
 
+/// Queues the run of `request`: a bad request is the user's to fix (400).
+async fn queue(state: &AppState, request: &RunRequest) -> Result<Run, WebError> {
+    match submit(state.storage.as_ref(), &state.graph, request, Submit::Queue).await {
+        Ok(submitted) => Ok(submitted.run),
+        Err(SubmitError::Request(e)) => Err(plan_error(e)),
+        Err(SubmitError::Storage(e)) => Err(e.into()),
+    }
+}
+
 /// Plans `request` and queues its run.
 pub async fn materialize(state: &AppState, request: &MaterializeRequest) -> Result<Run, WebError> {
-    let selection = request.selection.trim();
-    if selection.is_empty() {
-        return Err(WebError::BadRequest(
-            "the selection is empty: name an asset, or `*` for all".into(),
-        ));
-    }
-    let selected = resolve_selection(state, selection)?;
-    let partitions = request.partitions()?;
-    let plan = plan::plan(&state.graph, &selected, &partitions).map_err(plan_error)?;
-    let tags = BTreeMap::from([(LAUNCHED_BY_TAG.to_owned(), "web".to_owned())]);
-    let request = RunRequest {
-        selection: selection.to_owned(),
-        tags,
-        ..RunRequest::default()
-    };
-    Ok(queue_run(state.storage.as_ref(), &plan, &request).await?)
+    let run = RunRequest::new(request.selection.as_str(), request.partitions()?)
+        .launched_by(&Launcher::Web);
+    queue(state, &run).await
 }
 
 /// A backfill request: one queued run per partition of the range.
@@ -115,12 +110,11 @@ pub async fn backfill(state: &AppState, request: &BackfillRequest) -> Result<Bac
             from,
             to,
             single_run: false,
-            tags: BTreeMap::from([(LAUNCHED_BY_TAG.to_owned(), "web".to_owned())]),
+            tags: BTreeMap::new(),
         },
     )
     .map_err(plan_error)?;
-    launch_backfill(state.storage.as_ref(), &planned).await?;
-    Ok(planned.backfill)
+    Ok(launch_backfill(state.storage.as_ref(), &planned).await?)
 }
 
 pub async fn cancel(state: &AppState, id: &str) -> Result<Run, WebError> {
@@ -138,17 +132,13 @@ pub async fn cancel(state: &AppState, id: &str) -> Result<Run, WebError> {
 /// Queues a new run of a finished run's plan: whole, or only the steps that did not succeed.
 pub async fn reexecute(state: &AppState, id: &str, from_failure: bool) -> Result<Run, WebError> {
     let parent = get_run(state, id).await?;
-    let (plan, mut request) =
-        reexecution(state.storage.as_ref(), &state.graph, &parent, from_failure)
-            .await
-            .map_err(|e| match e {
-                ReexecuteError::Storage(e) => e.into(),
-                e => WebError::Conflict(e.to_string()),
-            })?;
-    request
-        .tags
-        .insert(LAUNCHED_BY_TAG.to_owned(), "web".to_owned());
-    Ok(queue_run(state.storage.as_ref(), &plan, &request).await?)
+    let request = reexecution(state.storage.as_ref(), &state.graph, &parent, from_failure)
+        .await
+        .map_err(|e| match e {
+            ReexecuteError::Storage(e) => e.into(),
+            e => WebError::Conflict(e.to_string()),
+        })?;
+    queue(state, &request).await
 }
 
 pub async fn set_schedule(state: &AppState, name: &str, enabled: bool) -> Result<bool, WebError> {

@@ -417,7 +417,7 @@ pub async fn backfill(State(state): State<AppState>, Path(id): Path<String>) -> 
     let runs = state
         .storage
         .list_runs(&orch::storage::RunFilter {
-            tag: Some((orch::storage::BACKFILL_TAG.to_owned(), id)),
+            tag: Some((orch::request::tags::BACKFILL.to_owned(), id)),
             limit: Some(200),
             ..Default::default()
         })

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use orch::event::{EventKind, StoredEvent};
-use orch::storage::{
-    AssetPartitionRecord, BACKFILL_TAG, Backfill, EventFilter, RunFilter, StreamWorker, Tick,
-};
+use orch::storage::{AssetPartitionRecord, Backfill, EventFilter, RunFilter, StreamWorker, Tick};
 use orch::{AssetKey, Run, RunId, RunStatus, Selection};
 use serde::{Deserialize, Serialize};
 
@@ -802,7 +800,7 @@ pub struct BackfillView {
 pub async fn backfill_view(state: &AppState, b: &Backfill) -> Result<BackfillView, WebError> {
     let counts = state
         .storage
-        .count_runs_by_status(BACKFILL_TAG, &b.id)
+        .count_runs_by_status(orch::request::tags::BACKFILL, &b.id)
         .await?;
     let ended: u64 = counts
         .iter()

@@ -1,0 +1,193 @@
+//! The platform's assets: the lake's raw hours, the hourly staging loads into the warehouse,
+//! and the dbt project's models, every one partitioned by hour.
+//!
+//! ```text
+//! raw/{topic} ──▶ staging/{topic} ──▶ stg_{topic} ──▶ fact_* / dim_* ──▶ mart_*
+//!  (lake files      (warehouse load,    (dbt: staging,   core,             marts)
+//!   observed)        idempotent)
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use orch::Definitions;
+use orch::asset::{AssetsDefinition, asset};
+use orch::config::Config;
+use orch::context::{AssetContext, ComputeError, Materialization};
+use orch::partitions::PartitionsDefinition;
+use orch_dbt::{DbtAssetOptions, DbtProject, dbt_assets};
+use orch_lake::{Hour, Lake, Topic, layout};
+use orch_warehouse::{BigQueryConfig, BigQueryWarehouse, DuckDbWarehouse, Warehouse};
+
+use crate::WAREHOUSE_POOL;
+use crate::config::{PlatformConfig, WarehouseKind};
+use crate::sensor::LakeFiles;
+
+/// The platform's assets and its late-file sensor, for the project described by `config`.
+pub fn definitions(config: &Config, settings: &PlatformConfig) -> Result<Definitions, String> {
+    let partitions = PartitionsDefinition::hourly(&settings.start, "UTC")
+        .map_err(|e| format!("platform.start `{}`: {e}", settings.start))?;
+    let lake = Arc::new(Lake::open(&settings.lake).map_err(|e| e.to_string())?);
+    let warehouse: Arc<dyn Warehouse> = match settings.warehouse {
+        WarehouseKind::DuckDb => Arc::new(DuckDbWarehouse::new(&settings.duckdb_path)),
+        WarehouseKind::BigQuery => Arc::new(BigQueryWarehouse::new(
+            BigQueryConfig::from_env().map_err(|e| format!("platform.warehouse bigquery: {e}"))?,
+        )),
+    };
+    let mut defs = Definitions::new();
+    for topic in Topic::ALL {
+        defs = defs.asset(raw_asset(topic, &partitions, Arc::clone(&lake))?);
+        defs = defs.asset(staging_asset(
+            topic,
+            &partitions,
+            Arc::clone(&lake),
+            Arc::clone(&warehouse),
+        )?);
+    }
+    if let Some(dbt) = dbt_definition(config, settings, &partitions, warehouse.kind())? {
+        defs = defs.asset(dbt);
+    }
+    // Late events: files that change for an hour already loaded re-materialize that hour of
+    // the raw asset and everything downstream, on a local folder, GCS or S3 alike.
+    defs = defs.sensor(Arc::new(
+        LakeFiles::sensor("lake_late_files", Arc::clone(&lake))
+            .interval(Duration::from_secs(settings.sensor_interval_secs))
+            .lookback_hours(settings.late_files_lookback_hours),
+    ));
+    Ok(defs)
+}
+
+/// The hour a step covers.
+fn step_hour(ctx: &AssetContext) -> Result<Hour, ComputeError> {
+    let window = ctx
+        .partition_window()
+        .ok_or_else(|| ComputeError::fatal("the step has no hourly partition"))?;
+    Ok(Hour::containing(window.start))
+}
+
+/// `raw/{topic}`: which files the lake holds for an hour, their rows and bytes.
+fn raw_asset(
+    topic: Topic,
+    partitions: &PartitionsDefinition,
+    lake: Arc<Lake>,
+) -> Result<AssetsDefinition, String> {
+    asset(&format!("raw/{topic}"))
+        .group("raw")
+        .kind("lake")
+        .kind("parquet")
+        .partitions(partitions.clone())
+        .description(&format!(
+            "The {topic} events of an hour in the lake (raw/{topic}/date=.../hour=.../*.parquet), as eventsim or the streaming workers wrote them: observed, not computed."
+        ))
+        .compute(move |ctx: AssetContext| {
+            let lake = Arc::clone(&lake);
+            async move {
+                let hour = step_hour(&ctx)?;
+                let files = lake.list_files(topic, hour).await?;
+                let mut rows = 0;
+                for file in &files {
+                    rows += lake.parquet_rows(&file.path).await?;
+                }
+                let bytes: u64 = files.iter().map(|f| f.size).sum();
+                if files.is_empty() {
+                    ctx.log().warn(format!(
+                        "no {topic} files for {} in the lake yet",
+                        hour.start().format("%Y-%m-%d %H:00")
+                    ));
+                }
+                Ok(Materialization::new()
+                    .row_count(rows)
+                    .bytes(bytes)
+                    .meta("files", files.len())
+                    .meta(
+                        "uri",
+                        lake.uri(&layout::raw_hour_dir(topic, hour)).as_str(),
+                    ))
+            }
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// `staging/{topic}`: the hour loaded into the warehouse's raw table, replacing that hour.
+fn staging_asset(
+    topic: Topic,
+    partitions: &PartitionsDefinition,
+    lake: Arc<Lake>,
+    warehouse: Arc<dyn Warehouse>,
+) -> Result<AssetsDefinition, String> {
+    let table = warehouse.raw_table(topic);
+    asset(&format!("staging/{topic}"))
+        .deps([format!("raw/{topic}")])
+        .group("staging")
+        .kind(warehouse.kind())
+        .pool(WAREHOUSE_POOL)
+        .partitions(partitions.clone())
+        .description(&format!(
+            "The hour's {topic} events loaded into {table}: a reload replaces the hour, rows with the same event id or source position count once."
+        ))
+        .compute(move |ctx: AssetContext| {
+            let lake = Arc::clone(&lake);
+            let warehouse = Arc::clone(&warehouse);
+            async move {
+                let hour = step_hour(&ctx)?;
+                let report = warehouse.load_hour(&lake, topic, hour).await?;
+                ctx.log().info(format!(
+                    "loaded {} rows of {} from {} file(s) into {} ({} replaced, {} duplicates dropped)",
+                    report.rows, report.hour, report.files, report.table, report.replaced, report.duplicates
+                ));
+                Ok(Materialization::new()
+                    .row_count(report.rows)
+                    .bytes(report.bytes)
+                    .meta("files", report.files)
+                    .meta("duplicates", report.duplicates)
+                    .meta("replaced", report.replaced)
+                    .meta("table", report.table.to_string()))
+            }
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The dbt project's models as assets, when the project has one.
+fn dbt_definition(
+    config: &Config,
+    settings: &PlatformConfig,
+    partitions: &PartitionsDefinition,
+    warehouse_kind: &str,
+) -> Result<Option<AssetsDefinition>, String> {
+    let dir = &settings.dbt_project;
+    if !dir.join("dbt_project.yml").is_file() {
+        if settings.dbt_project_set {
+            return Err(format!(
+                "platform.dbt_project: no dbt_project.yml in {}",
+                dir.display()
+            ));
+        }
+        return Ok(None);
+    }
+    let mut project = DbtProject::new(dir, &config.state_dir.join("dbt"))
+        .target(settings.dbt_target.clone())
+        .env(
+            "ORCH_DUCKDB_PATH",
+            settings.duckdb_path.display().to_string(),
+        );
+    project = match (&settings.dbt_executable, installer(&config.root)) {
+        (Some(dbt), _) => project.executable(dbt),
+        (None, Some(script)) => project.installer(script),
+        (None, None) => project,
+    };
+    let project = Arc::new(project);
+    let manifest = project.manifest()?;
+    let options = DbtAssetOptions {
+        partitions: Some(partitions.clone()),
+        pool: Some(WAREHOUSE_POOL.to_owned()),
+        kinds: vec![warehouse_kind.to_owned()],
+    };
+    dbt_assets(project, &manifest, &options).map(Some)
+}
+
+/// The script that installs dbt into orch's venv, when the project has it.
+fn installer(root: &Path) -> Option<std::path::PathBuf> {
+    let script = root.join("scripts/dbt-venv");
+    script.is_file().then_some(script)
+}

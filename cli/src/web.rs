@@ -1,0 +1,183 @@
+//! `orch web` (the UI and JSON API on 127.0.0.1:3000) and `orch dev` (the UI, a daemon and
+//! the embedded defaults in one process, schedules on; on first start, a few hours of
+//! generated events in the lake and their materialization queued).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::Utc;
+use clap::Args;
+use orch::daemon::{Daemon, DaemonConfig, SystemClock};
+use orch_web::{AppState, MartSource, NoMarts, Security};
+use tokio_util::sync::CancellationToken;
+
+use crate::{CmdResult, Failure, project};
+
+#[derive(Debug, Args)]
+pub struct WebArgs {
+    /// The address to listen on. Anything but loopback needs ORCH_WEB_TOKEN.
+    #[arg(long, default_value = "127.0.0.1:3000", env = "ORCH_WEB_ADDR")]
+    addr: SocketAddr,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    #[command(flatten)]
+    web: WebArgs,
+    /// Hours of events generated into an empty lake at first start (0: none).
+    #[arg(long, default_value_t = 3)]
+    hours: u32,
+    /// Users of the generated site.
+    #[arg(long, default_value_t = 1000)]
+    users: u32,
+}
+
+fn token() -> Option<String> {
+    std::env::var(orch_web::TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
+async fn bind(addr: SocketAddr, token: Option<&str>) -> Result<tokio::net::TcpListener, Failure> {
+    orch_web::check_bind(addr, token).map_err(|e| Failure::Usage(e.to_string()))?;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Failure::Work(format!(
+            "cannot listen on {addr}: {e} (is another orch web running? pass --addr)"
+        ))
+    })
+}
+
+/// The UI's state for a project: its graph, schedules and sensors over its run history.
+fn app_state(
+    config: &orch::config::Config,
+    storage: Arc<dyn orch::Storage>,
+    graph: Arc<orch::AssetGraph>,
+    schedules: Vec<orch::daemon::ScheduleDefinition>,
+    sensors: &[Arc<dyn orch::daemon::Sensor>],
+    token: Option<String>,
+) -> AppState {
+    AppState::new(
+        storage,
+        graph,
+        schedules,
+        marts(config),
+        Security::new(token),
+    )
+    .with_sensors(sensors.iter().map(|s| s.name().to_owned()).collect())
+}
+
+pub async fn web(dir: Option<&Path>, args: WebArgs) -> CmdResult {
+    let config = project::config(dir)?;
+    let (defs, graph) = project::graph(&config)?;
+    let schedules = project::schedules(&config, &defs)?;
+    let sensors = project::sensors(&config, &defs)?;
+    let token = token();
+    let listener = bind(args.addr, token.as_deref()).await?;
+    let storage = project::storage(&config).await?;
+    let state = app_state(&config, storage, graph, schedules, &sensors, token);
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        stop.cancel();
+    });
+    eprintln!(
+        "orch web: http://{} (run history at {}); Ctrl-C stops",
+        listener.local_addr().unwrap_or(args.addr),
+        orch::storage::redact_url(&config.database_url)
+    );
+    orch_web::serve(listener, state, shutdown).await?;
+    Ok(())
+}
+
+pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
+    let config = project::config(dir)?;
+    let _owner = crate::daemon::own_sqlite_file(&config.database_url)?;
+    let (defs, graph) = project::graph(&config)?;
+    let schedules = project::schedules(&config, &defs)?;
+    let sensors = project::sensors(&config, &defs)?;
+    let token = token();
+    let listener = bind(args.web.addr, token.as_deref()).await?;
+    let storage = project::storage(&config).await?;
+    let now = Utc::now();
+    for s in &schedules {
+        storage.set_schedule_enabled(&s.name, true, now).await?;
+    }
+    let platform = orch_platform::PlatformConfig::from_config(&config).map_err(Failure::Usage)?;
+    let seed = orch_platform::dev::Seed {
+        hours: args.hours,
+        users: args.users,
+    };
+    eprintln!("orch dev: checking the lake at {}", platform.lake);
+    let bootstrap = orch_platform::dev::bootstrap(&platform, &graph, storage.as_ref(), seed, now)
+        .await
+        .map_err(Failure::Work)?;
+    if let orch_platform::dev::Bootstrap::Seeded {
+        from,
+        to,
+        files,
+        rows,
+        run_id,
+        steps,
+    } = bootstrap
+    {
+        eprintln!(
+            "orch dev: the lake was empty: generated events for {} users from {from} to {to} ({files} file(s), {rows} rows) and queued run {run_id} materializing every asset ({steps} steps)",
+            args.users
+        );
+    }
+    let daemon_config = DaemonConfig {
+        execution: config.execution.clone(),
+        pools: config.pools.clone(),
+        ..DaemonConfig::default()
+    };
+    let daemon = Daemon::new(
+        storage.clone(),
+        graph.clone(),
+        defs.resources.clone(),
+        schedules.clone(),
+        daemon_config,
+        Arc::new(SystemClock),
+    )
+    .and_then(|d| d.with_sensors(sensors.clone()))
+    .map_err(|e| Failure::Usage(e.to_string()))?;
+    let state = app_state(&config, storage, graph, schedules, &sensors, token);
+    let shutdown = CancellationToken::new();
+    let cancel_runs = CancellationToken::new();
+    let daemon_task = tokio::spawn(Arc::new(daemon).run(shutdown.clone(), cancel_runs.clone()));
+    let web_shutdown = shutdown.clone();
+    eprintln!(
+        "orch dev: http://{} · daemon on, schedules on · run history at {} · lake at {}; Ctrl-C stops",
+        listener.local_addr().unwrap_or(args.web.addr),
+        orch::storage::redact_url(&config.database_url),
+        platform.lake
+    );
+    let web_task = tokio::spawn(orch_web::serve(listener, state, web_shutdown));
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!(
+        "stopping: the web server now, the daemon after its runs in flight (Ctrl-C again cancels them)"
+    );
+    shutdown.cancel();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        cancel_runs.cancel();
+    });
+    let _ = web_task.await;
+    match daemon_task.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Work(e.to_string())),
+        Err(e) => Err(Failure::Work(format!("the daemon stopped: {e}"))),
+    }
+}
+
+/// The dashboards' source: the project's warehouse, or none.
+fn marts(config: &orch::config::Config) -> Arc<dyn MartSource> {
+    let marts = orch_platform::PlatformConfig::from_config(config)
+        .ok()
+        .and_then(|p| orch_platform::marts::WarehouseMarts::for_platform(&p));
+    match marts {
+        Some(marts) => Arc::new(marts),
+        None => Arc::new(NoMarts),
+    }
+}

@@ -14,7 +14,7 @@ use orch::RunRequest;
 use orch::asset::{AssetSpec, Backoff, CheckSpec, RetryPolicy, Severity, asset};
 use orch::config::ExecutionConfig;
 use orch::event::{EventKind, StoredEvent};
-use orch::execute::{Executor, RunOutcome, StepStatus};
+use orch::execute::{Executor, RunOutcome, StepState};
 use orch::plan::{self, PartitionRequest};
 use orch::storage::{EventFilter, Storage};
 use orch::{
@@ -132,7 +132,7 @@ impl Harness {
     }
 }
 
-fn status_of(outcome: &RunOutcome, key: &str) -> StepStatus {
+fn status_of(outcome: &RunOutcome, key: &str) -> StepState {
     outcome
         .steps
         .iter()
@@ -228,11 +228,11 @@ async fn retries_run_out_and_fatal_errors_are_not_retried() {
     let step = |k: &str| outcome.steps.iter().find(|s| s.key == k).unwrap().clone();
     assert_eq!(
         (step("always").status, step("always").attempts),
-        (StepStatus::Failed, 2)
+        (StepState::Failed, 2)
     );
     assert_eq!(
         (step("fatal").status, step("fatal").attempts),
-        (StepStatus::Failed, 1)
+        (StepState::Failed, 1)
     );
     assert!(kinds(&events, "fatal").contains(&EventKind::AssetFailed));
     let failures = h
@@ -264,11 +264,11 @@ async fn a_failed_step_skips_its_downstream_only() {
     ];
     let (outcome, events) = h.run(defs, "*", CancellationToken::new()).await;
     assert_eq!(outcome.run.status, RunStatus::Failure);
-    assert_eq!(status_of(&outcome, "a"), StepStatus::Failed);
-    assert_eq!(status_of(&outcome, "b"), StepStatus::Skipped);
-    assert_eq!(status_of(&outcome, "c"), StepStatus::Skipped);
-    assert_eq!(status_of(&outcome, "d"), StepStatus::Succeeded);
-    assert_eq!(status_of(&outcome, "e"), StepStatus::Succeeded);
+    assert_eq!(status_of(&outcome, "a"), StepState::Failed);
+    assert_eq!(status_of(&outcome, "b"), StepState::Skipped);
+    assert_eq!(status_of(&outcome, "c"), StepState::Skipped);
+    assert_eq!(status_of(&outcome, "d"), StepState::Succeeded);
+    assert_eq!(status_of(&outcome, "e"), StepState::Succeeded);
     assert_eq!(kinds(&events, "c"), [EventKind::StepSkipped]);
     let run_failure = events
         .iter()
@@ -308,8 +308,8 @@ async fn cancellation_fires_the_token_and_ends_canceled() {
     let (outcome, events) = h.run(defs, "*", cancel).await;
     assert_eq!(outcome.run.status, RunStatus::Canceled);
     assert_eq!(saw_cancel.load(Ordering::SeqCst), 1);
-    assert_eq!(status_of(&outcome, "waiting"), StepStatus::Canceled);
-    assert_eq!(status_of(&outcome, "after"), StepStatus::NotStarted);
+    assert_eq!(status_of(&outcome, "waiting"), StepState::Canceled);
+    assert_eq!(status_of(&outcome, "after"), StepState::NotStarted);
     let run_kinds: Vec<EventKind> = events
         .iter()
         .filter(|e| e.event.step_key.is_none())
@@ -609,7 +609,7 @@ async fn a_run_canceled_while_its_step_waits_for_a_slot_ends() {
     let (outcome, events) = h.run(vec![pooled], "*", cancel).await;
     assert!(start.elapsed() < Duration::from_secs(5));
     assert_eq!(outcome.run.status, RunStatus::Canceled);
-    assert_eq!(status_of(&outcome, "pooled"), StepStatus::NotStarted);
+    assert_eq!(status_of(&outcome, "pooled"), StepState::NotStarted);
     assert_eq!(announced_waiting(&events), ["pooled"]);
     assert_eq!(
         h.storage.pool_usage(Utc::now()).await.unwrap(),
@@ -639,9 +639,9 @@ async fn slots_are_given_back_however_steps_end() {
     ];
     let (outcome, _) = h.run(defs, "*", CancellationToken::new()).await;
     assert_eq!(outcome.run.status, RunStatus::Failure);
-    assert_eq!(status_of(&outcome, "fails"), StepStatus::Failed);
-    assert_eq!(status_of(&outcome, "panics"), StepStatus::Failed);
-    assert_eq!(status_of(&outcome, "later"), StepStatus::Succeeded);
+    assert_eq!(status_of(&outcome, "fails"), StepState::Failed);
+    assert_eq!(status_of(&outcome, "panics"), StepState::Failed);
+    assert_eq!(status_of(&outcome, "later"), StepState::Succeeded);
     assert!(h.storage.pool_usage(Utc::now()).await.unwrap().is_empty());
 
     let waiting = asset("waits_for_cancel")
@@ -663,10 +663,7 @@ async fn slots_are_given_back_however_steps_end() {
     });
     let (outcome, _) = h.run(vec![waiting], "*", cancel).await;
     assert_eq!(outcome.run.status, RunStatus::Canceled);
-    assert_eq!(
-        status_of(&outcome, "waits_for_cancel"),
-        StepStatus::Canceled
-    );
+    assert_eq!(status_of(&outcome, "waits_for_cancel"), StepState::Canceled);
     assert!(h.storage.pool_usage(Utc::now()).await.unwrap().is_empty());
 }
 
@@ -764,10 +761,10 @@ async fn checks_record_results_and_blocking_failures_stop_downstream() {
         noop("after_blocked", &["blocked"]),
     ];
     let (outcome, _) = h.run(defs, "*", CancellationToken::new()).await;
-    assert_eq!(status_of(&outcome, "checked"), StepStatus::Succeeded);
-    assert_eq!(status_of(&outcome, "after_checked"), StepStatus::Succeeded);
-    assert_eq!(status_of(&outcome, "blocked"), StepStatus::Failed);
-    assert_eq!(status_of(&outcome, "after_blocked"), StepStatus::Skipped);
+    assert_eq!(status_of(&outcome, "checked"), StepState::Succeeded);
+    assert_eq!(status_of(&outcome, "after_checked"), StepState::Succeeded);
+    assert_eq!(status_of(&outcome, "blocked"), StepState::Failed);
+    assert_eq!(status_of(&outcome, "after_blocked"), StepState::Skipped);
     let results = h
         .storage
         .check_results(&AssetKey::parse("checked").unwrap(), 10)
@@ -859,7 +856,7 @@ async fn a_panicking_compute_fails_its_step_not_the_run() {
             .unwrap()
             .contains("the compute panicked: index out of bounds")
     );
-    assert_eq!(status_of(&outcome, "other"), StepStatus::Succeeded);
+    assert_eq!(status_of(&outcome, "other"), StepState::Succeeded);
 }
 
 #[tokio::test]

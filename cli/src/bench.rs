@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use clap::{Args, ValueEnum};
 use orch::config::ExecutionConfig;
-use orch::execute::{Executor, StepStatus};
+use orch::execute::{Executor, StepState};
 use orch::plan::PartitionRequest;
 use orch::request::{Launcher, RunRequest};
 use orch::{AssetGraph, AssetsDefinition, ComputeError, Materialization, Resources, asset};
@@ -216,7 +216,7 @@ async fn measure(
     let succeeded = outcome
         .steps
         .iter()
-        .filter(|s| s.status == StepStatus::Succeeded)
+        .filter(|s| s.status == StepState::Succeeded)
         .count();
     if succeeded != plan.steps.len() {
         return Err(Failure::Work(format!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Args;
 use orch::config::Config;
-use orch::execute::{Executor, RunOutcome, StepStatus};
+use orch::execute::{Executor, RunOutcome, StepState};
 use orch::plan::{PartitionRequest, Plan};
 use orch::request::{Launcher, RunRequest};
 use orch::storage::Storage;
@@ -227,7 +227,7 @@ fn outcome_json(outcome: &RunOutcome) -> serde_json::Value {
         "run_id": outcome.run.run_id.to_string(),
         "status": outcome.run.status.as_str(),
         "steps": steps,
-        "succeeded": outcome.steps.iter().filter(|s| s.status == StepStatus::Succeeded).count(),
-        "failed": outcome.steps.iter().filter(|s| s.status == StepStatus::Failed).count(),
+        "succeeded": outcome.steps.iter().filter(|s| s.status == StepState::Succeeded).count(),
+        "failed": outcome.steps.iter().filter(|s| s.status == StepState::Failed).count(),
     })
 }

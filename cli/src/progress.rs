@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use orch::event::{Event, EventKind};
-use orch::execute::{RunOutcome, StepStatus};
+use orch::execute::{RunOutcome, StepState};
 use orch::{Plan, RunId};
 
 use crate::table::duration_ms;
@@ -165,12 +165,12 @@ impl Progress {
             bar.finish_and_clear();
         }
         let count = |status| outcome.steps.iter().filter(|s| s.status == status).count();
-        let mut parts = vec![format!("{} succeeded", count(StepStatus::Succeeded))];
+        let mut parts = vec![format!("{} succeeded", count(StepState::Succeeded))];
         for (status, label) in [
-            (StepStatus::Failed, "failed"),
-            (StepStatus::Skipped, "skipped"),
-            (StepStatus::Canceled, "canceled"),
-            (StepStatus::NotStarted, "not started"),
+            (StepState::Failed, "failed"),
+            (StepState::Skipped, "skipped"),
+            (StepState::Canceled, "canceled"),
+            (StepState::NotStarted, "not started"),
         ] {
             let n = count(status);
             if n > 0 {

@@ -1,10 +1,9 @@
 //! `orch runs`: list, show, logs, cancel and re-execute runs from the run history.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use clap::Args;
-use orch::event::{EventKind, StoredEvent};
+use orch::event::EventKind;
 use orch::storage::{EventFilter, RunFilter};
 use orch::{Run, RunId, RunStatus};
 
@@ -163,89 +162,6 @@ fn run_json(run: &Run) -> serde_json::Value {
     })
 }
 
-/// A step as reconstructed from the event log.
-#[derive(Debug, Default, Clone)]
-struct StepRow {
-    status: &'static str,
-    attempts: u32,
-    duration_ms: Option<f64>,
-    error: Option<String>,
-}
-
-/// Steps in plan order (from the plan event), with what their events say.
-fn steps_from_events(events: &[StoredEvent]) -> Vec<(String, StepRow)> {
-    let mut order: Vec<String> = Vec::new();
-    let mut rows: BTreeMap<String, StepRow> = BTreeMap::new();
-    for stored in events {
-        let event = &stored.event;
-        if event.kind == EventKind::EngineEvent {
-            if let Some(orch::MetadataValue::Json(serde_json::Value::Array(steps))) =
-                event.body.metadata.get("plan")
-            {
-                for step in steps {
-                    if let Some(key) = step.get("key").and_then(|k| k.as_str())
-                        && !rows.contains_key(key)
-                    {
-                        order.push(key.to_owned());
-                        rows.insert(
-                            key.to_owned(),
-                            StepRow {
-                                status: "NOT_STARTED",
-                                ..StepRow::default()
-                            },
-                        );
-                    }
-                }
-            }
-            continue;
-        }
-        let Some(key) = &event.step_key else { continue };
-        if !rows.contains_key(key) {
-            order.push(key.clone());
-            rows.insert(
-                key.clone(),
-                StepRow {
-                    status: "NOT_STARTED",
-                    ..StepRow::default()
-                },
-            );
-        }
-        let row = rows.get_mut(key).expect("inserted above");
-        match event.kind {
-            EventKind::StepStart => {
-                row.status = "STARTED";
-                row.attempts = event.body.attempt.unwrap_or(row.attempts + 1);
-            }
-            EventKind::StepSuccess => {
-                row.status = "SUCCESS";
-                row.duration_ms = event.body.duration_ms;
-            }
-            EventKind::StepFailure => {
-                row.status = "FAILURE";
-                row.duration_ms = event.body.duration_ms;
-                row.error = event.body.error.as_ref().map(|e| e.message.clone());
-            }
-            EventKind::StepUpForRetry => {
-                row.status = "RETRYING";
-                row.error = event.body.error.as_ref().map(|e| e.message.clone());
-            }
-            EventKind::StepSkipped => {
-                row.status = "SKIPPED";
-                row.error = event.body.message.clone();
-            }
-            EventKind::StepCanceled => row.status = "CANCELED",
-            _ => {}
-        }
-    }
-    order
-        .into_iter()
-        .map(|k| {
-            let row = rows.remove(&k).unwrap_or_default();
-            (k, row)
-        })
-        .collect()
-}
-
 pub async fn show(dir: Option<&Path>, args: ShowArgs) -> CmdResult {
     let run_id = parse_run_id(&args.run_id)?;
     let config = project::config(dir)?;
@@ -254,15 +170,19 @@ pub async fn show(dir: Option<&Path>, args: ShowArgs) -> CmdResult {
         return Err(Failure::Work(format!("run {run_id} does not exist")));
     };
     let events = storage.run_events(run_id, &EventFilter::default()).await?;
-    let steps = steps_from_events(&events);
+    let steps = orch::steps::fold_steps(
+        std::iter::empty::<String>(),
+        events.iter().map(|e| &e.event),
+        run.status,
+    );
     if args.output.json {
         let mut value = run_json(&run);
         value["steps"] = steps
             .iter()
-            .map(|(key, row)| {
+            .map(|step| {
                 serde_json::json!({
-                    "key": key, "status": row.status, "attempts": row.attempts,
-                    "duration_ms": row.duration_ms, "error": row.error,
+                    "key": step.key, "status": step.state.as_str(), "attempts": step.attempts,
+                    "duration_ms": step.duration_ms, "error": step.error,
                 })
             })
             .collect();
@@ -305,13 +225,13 @@ pub async fn show(dir: Option<&Path>, args: ShowArgs) -> CmdResult {
     }
     println!();
     let mut table = Table::new(&["STEP", "STATUS", "ATTEMPTS", "DURATION", "ERROR"]);
-    for (key, row) in &steps {
+    for step in &steps {
         table.row(vec![
-            key.clone(),
-            row.status.to_owned(),
-            row.attempts.to_string(),
-            row.duration_ms.map(duration_ms).unwrap_or_default(),
-            row.error
+            step.key.clone(),
+            step.state.as_str().to_owned(),
+            step.attempts.to_string(),
+            step.duration_ms.map(duration_ms).unwrap_or_default(),
+            step.error
                 .as_deref()
                 .map(|e| e.lines().next().unwrap_or("").to_owned())
                 .unwrap_or_default(),

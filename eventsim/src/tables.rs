@@ -19,6 +19,15 @@ pub enum Gender {
     Female,
 }
 
+impl Gender {
+    pub fn name(self) -> &'static str {
+        match self {
+            Gender::Male => "M",
+            Gender::Female => "F",
+        }
+    }
+}
+
 /// A place users live in.
 #[derive(Clone, Debug)]
 pub struct City {

@@ -290,7 +290,8 @@ impl Lake {
         let encode_path = path.clone();
         let bytes = tokio::task::spawn_blocking(move || encode_parquet(topic, &batches))
             .await
-            .expect("Parquet encoding does not panic")
+            .map_err(|e| join_failure("Parquet encoding", e))
+            .and_then(|r| r.map_err(|e| e.to_string()))
             .map_err(|e| LakeError::BadBatch {
                 path: encode_path,
                 detail: format!("Parquet encoding failed: {e}"),
@@ -490,7 +491,8 @@ impl Lake {
                 .map_err(|e| e.to_string())
         })
         .await
-        .expect("Parquet decoding does not panic")
+        .map_err(|e| join_failure("Parquet decoding", e))
+        .and_then(|r| r)
         .map_err(|e| self.corrupt(path, "Parquet", e))
     }
 
@@ -573,7 +575,7 @@ impl Lake {
             let file = root.join(path);
             tokio::task::spawn_blocking(move || sync_file_and_dir(&file))
                 .await
-                .expect("fsync does not panic")
+                .unwrap_or_else(|e| Err(std::io::Error::other(join_failure("fsync", e))))
                 .map_err(|e| LakeError::Store {
                     action: "sync",
                     path: path.to_owned(),
@@ -739,6 +741,17 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn a_panicking_blocking_task_is_an_error_with_context() {
+        let e = tokio::task::spawn_blocking(|| -> u8 { panic!("bad page header") })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            join_failure("Parquet decoding", e),
+            "Parquet decoding panicked: bad page header"
+        );
+    }
+
+    #[tokio::test]
     async fn row_counts_read_footers_larger_than_one_read() {
         // Thousands of one-row groups: a footer far beyond FOOTER_READ.
         let schema = Arc::new(arrow_schema::Schema::new(vec![arrow_schema::Field::new(
@@ -899,5 +912,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("cannot create the lake folder"), "{err}");
+    }
+}
+
+/// A blocking task that panicked (a foreign file that trips a decoder, say) or was cancelled,
+/// as an error with context: the caller fails the one file, not the process.
+fn join_failure(what: &str, e: tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        let panic = e.into_panic();
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        format!("{what} panicked: {message}")
+    } else {
+        format!("{what} was cancelled")
     }
 }

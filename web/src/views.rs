@@ -379,83 +379,22 @@ pub struct StepView {
 }
 
 pub fn steps_of(state: &AppState, run: &Run, events: &[StoredEvent]) -> Vec<StepView> {
-    let mut order: Vec<String> = Vec::new();
-    let mut steps: HashMap<String, StepView> = HashMap::new();
-    if let Ok(plan) = orch::daemon::plan_for_run(&state.graph, run) {
-        for step in plan.steps {
-            order.push(step.key.clone());
-            steps.insert(
-                step.key.clone(),
-                StepView {
-                    key: step.key,
-                    status: if run.status.is_terminal() {
-                        "NOT_RUN"
-                    } else {
-                        "PENDING"
-                    }
-                    .to_owned(),
-                    attempts: 0,
-                    started_at: None,
-                    duration_ms: None,
-                    error: None,
-                    start: None,
-                    end: None,
-                },
-            );
-        }
-    }
-    for e in events {
-        let Some(key) = &e.event.step_key else {
-            continue;
-        };
-        let step = steps.entry(key.clone()).or_insert_with(|| {
-            order.push(key.clone());
-            StepView {
-                key: key.clone(),
-                status: "PENDING".to_owned(),
-                attempts: 0,
-                started_at: None,
-                duration_ms: None,
-                error: None,
-                start: None,
-                end: None,
-            }
-        });
-        let at = e.event.timestamp;
-        match e.event.kind {
-            EventKind::StepStart => {
-                step.attempts += 1;
-                step.status = "RUNNING".to_owned();
-                if step.start.is_none() {
-                    step.start = Some(at);
-                    step.started_at = Some(fmt_time(at));
-                }
-                step.end = None;
-            }
-            EventKind::StepUpForRetry => step.status = "RETRYING".to_owned(),
-            EventKind::StepSuccess
-            | EventKind::StepFailure
-            | EventKind::StepSkipped
-            | EventKind::StepCanceled => {
-                step.status = match e.event.kind {
-                    EventKind::StepSuccess => "SUCCESS",
-                    EventKind::StepFailure => "FAILURE",
-                    EventKind::StepSkipped => "SKIPPED",
-                    _ => "CANCELED",
-                }
-                .to_owned();
-                step.end = Some(at);
-                if let Some(err) = &e.event.body.error {
-                    step.error = Some(err.message.clone());
-                }
-            }
-            _ => {}
-        }
-        if let (Some(s), Some(end)) = (step.start, step.end) {
-            step.duration_ms = Some((end - s).num_milliseconds() as f64);
-        }
-    }
-    order.into_iter().filter_map(|k| steps.remove(&k)).collect()
+    let planned: Vec<String> = orch::daemon::plan_for_run(&state.graph, run)
+        .map(|plan| plan.steps.into_iter().map(|s| s.key).collect())
+        .unwrap_or_default();
+    orch::steps::fold_steps(planned, events.iter().map(|e| &e.event), run.status)
+        .into_iter()
+        .map(|step| StepView {
+            key: step.key,
+            status: step.state.as_str().to_owned(),
+            attempts: step.attempts,
+            started_at: step.started_at.map(fmt_time),
+            duration_ms: step.duration_ms,
+            error: step.error,
+            start: step.started_at,
+            end: step.ended_at,
+        })
+        .collect()
 }
 
 #[derive(Clone, Debug, Serialize)]

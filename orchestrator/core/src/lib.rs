@@ -21,6 +21,7 @@ pub mod plan;
 pub mod request;
 pub mod run;
 pub mod selection;
+pub mod steps;
 
 pub use asset::{
     AssetDep, AssetKey, AssetSpec, AssetsDefinition, Backoff, CheckSpec, Jitter, RetryPolicy,

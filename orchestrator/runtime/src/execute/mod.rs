@@ -36,9 +36,10 @@ use crate::run::{Run, RunId, RunStatus};
 use crate::storage::{Storage, StorageError};
 use crate::submit::Submit;
 
+pub use crate::steps::StepState;
 pub use reexecute::{ReexecuteError, reexecution};
 pub use sink::{EventObserver, EventSink};
-pub use step::{StepOutcome, StepRecorder, StepStatus, now_event};
+pub use step::{StepOutcome, StepRecorder, now_event};
 
 use step::StepJob;
 
@@ -61,7 +62,7 @@ pub struct RunOutcome {
 
 impl RunOutcome {
     pub fn failed_steps(&self) -> impl Iterator<Item = &StepOutcome> {
-        self.steps.iter().filter(|s| s.status == StepStatus::Failed)
+        self.steps.iter().filter(|s| s.status == StepState::Failed)
     }
 }
 
@@ -207,7 +208,7 @@ impl Executor {
             .map(|(o, step)| {
                 o.unwrap_or_else(|| StepOutcome {
                     key: step.key.clone(),
-                    status: StepStatus::NotStarted,
+                    status: StepState::NotStarted,
                     attempts: 0,
                     error: None,
                     duration: None,
@@ -218,7 +219,7 @@ impl Executor {
 
         let failed: Vec<&StepOutcome> = outcomes
             .iter()
-            .filter(|o| o.status == StepStatus::Failed)
+            .filter(|o| o.status == StepState::Failed)
             .collect();
         let run = if canceling {
             self.transition(sink, run_id, RunStatus::Canceled, None)
@@ -317,7 +318,7 @@ impl Executor {
                         index,
                         StepOutcome {
                             key: steps[index].key.clone(),
-                            status: StepStatus::Failed,
+                            status: StepState::Failed,
                             attempts: 1,
                             error: Some(format!("the step's task failed: {e}")),
                             duration: None,
@@ -329,7 +330,7 @@ impl Executor {
                 self.release_slot(&pool, run_id, &steps[index].key).await;
             }
             match outcome.status {
-                StepStatus::Succeeded => {
+                StepState::Succeeded => {
                     for &d in &downstream[index] {
                         remaining[d] -= 1;
                         if remaining[d] == 0 && outcomes[d].is_none() {
@@ -337,7 +338,7 @@ impl Executor {
                         }
                     }
                 }
-                StepStatus::Failed => {
+                StepState::Failed => {
                     self.skip_downstream(run_id, plan, index, &downstream, &mut outcomes, sink);
                 }
                 _ => {}
@@ -573,7 +574,7 @@ impl Executor {
             sink.event(event);
             outcomes[index] = Some(StepOutcome {
                 key: step.key.clone(),
-                status: StepStatus::Skipped,
+                status: StepState::Skipped,
                 attempts: 0,
                 error: Some(message),
                 duration: None,

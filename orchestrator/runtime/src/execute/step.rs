@@ -15,40 +15,17 @@ use crate::context::{
 use crate::event::{CheckEvaluation, ErrorInfo, Event, EventBody, EventKind};
 use crate::plan::{Step, StepPartition};
 use crate::run::RunId;
+use crate::steps::StepState;
 
 use super::host::RuntimeHost;
 use super::sink::EventSink;
-
-/// How a step ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum StepStatus {
-    Succeeded,
-    Failed,
-    /// An upstream step failed.
-    Skipped,
-    /// The run was canceled while the step ran.
-    Canceled,
-    /// The run ended (canceled) before the step could start.
-    NotStarted,
-}
-
-impl StepStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Succeeded => "SUCCESS",
-            StepStatus::Failed => "FAILURE",
-            StepStatus::Skipped => "SKIPPED",
-            StepStatus::Canceled => "CANCELED",
-            StepStatus::NotStarted => "NOT_STARTED",
-        }
-    }
-}
 
 /// A step's result.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepOutcome {
     pub key: String,
-    pub status: StepStatus,
+    /// How it ended (a terminal state).
+    pub status: StepState,
     pub attempts: u32,
     pub error: Option<String>,
     pub duration: Option<Duration>,
@@ -236,7 +213,7 @@ impl StepJob {
                     success.body.attempt = Some(attempt);
                     success.body.duration_ms = Some(ms(elapsed));
                     self.sink.event(success);
-                    return self.outcome(StepStatus::Succeeded, attempt, None, started);
+                    return self.outcome(StepState::Succeeded, attempt, None, started);
                 }
                 Err(e) => e,
             };
@@ -247,7 +224,7 @@ impl StepJob {
                 canceled.body.message = Some("the run was canceled".into());
                 self.sink.event(canceled);
                 return self.outcome(
-                    StepStatus::Canceled,
+                    StepState::Canceled,
                     attempt,
                     Some("canceled".into()),
                     started,
@@ -273,7 +250,7 @@ impl StepJob {
                         canceled.body.attempt = Some(attempt);
                         canceled.body.message = Some("the run was canceled while the step waited to retry".into());
                         self.sink.event(canceled);
-                        return self.outcome(StepStatus::Canceled, attempt, Some("canceled".into()), started);
+                        return self.outcome(StepState::Canceled, attempt, Some("canceled".into()), started);
                     }
                 }
                 attempt += 1;
@@ -301,7 +278,7 @@ impl StepJob {
                 failed.body.error = Some(info.clone());
                 self.sink.event(failed);
             }
-            return self.outcome(StepStatus::Failed, attempt, Some(message), started);
+            return self.outcome(StepState::Failed, attempt, Some(message), started);
         }
     }
 
@@ -311,7 +288,7 @@ impl StepJob {
 
     fn outcome(
         &self,
-        status: StepStatus,
+        status: StepState,
         attempts: u32,
         error: Option<String>,
         started: Instant,

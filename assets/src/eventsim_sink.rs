@@ -235,7 +235,7 @@ mod tests {
     #[test]
     fn typed_events_become_the_rows_their_json_decodes_to() {
         let start = Utc.with_ymd_and_hms(2026, 11, 22, 0, 0, 0).unwrap();
-        let config = orch_eventsim::Config::new(3, 400, start, start + chrono::Duration::days(1));
+        let config = orch_eventsim::Config::new(3, 2000, start, start + chrono::Duration::days(1));
         let mut topics = std::collections::BTreeSet::new();
         let mut n = 0;
         for event in orch_eventsim::Simulation::new(&config).unwrap() {

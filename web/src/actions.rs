@@ -14,7 +14,7 @@ use orch::Run;
 use orch::backfill::{self, launch_backfill, plan_backfill};
 use orch::execute::{ReexecuteError, reexecution};
 use orch::plan::PartitionRequest;
-use orch::request::{Launcher, RunRequest};
+use orch::request::{Launcher, RequestError, RunRequest};
 use orch::storage::{Backfill, StorageError};
 use orch::submit::{Submit, SubmitError, submit};
 use serde::Deserialize;
@@ -73,6 +73,9 @@ fn plan_error(e: impl std::fmt::Display) -> WebError {
 async fn queue(state: &AppState, request: &RunRequest) -> Result<Run, WebError> {
     match submit(state.storage.as_ref(), &state.graph, request, Submit::Queue).await {
         Ok(submitted) => Ok(submitted.run),
+        Err(SubmitError::Request(e @ RequestError::Selection(_))) => {
+            Err(WebError::BadRequest(format!("bad selection: {e}")))
+        }
         Err(SubmitError::Request(e)) => Err(plan_error(e)),
         Err(SubmitError::Storage(e)) => Err(e.into()),
     }

@@ -963,12 +963,14 @@ macro_rules! impl_storage {
             }
 
             /// Queues `runs` in the transaction on `conn`, as `create_run` and the executor do
-            /// for one run: each stored QUEUED (whatever status it carries), with its
-            /// RUN_ENQUEUED event; the queue's waiters wake when it commits.
+            /// for one run: each stored QUEUED (whatever status it carries) and tagged
+            /// `tag` (its schedule or backfill), with its RUN_ENQUEUED event; the queue's
+            /// waiters wake when it commits.
             async fn enqueue_runs(
                 &self,
                 conn: &mut <$db as ::sqlx::Database>::Connection,
                 runs: &[$crate::run::NewRun],
+                tag: (&str, &str),
             ) -> $crate::storage::Result<Vec<$crate::run::Run>> {
                 use $crate::event::{Event, EventKind};
                 use $crate::run::RunStatus;
@@ -978,6 +980,7 @@ macro_rules! impl_storage {
                 for run in runs {
                     let mut run = run.clone();
                     run.status = RunStatus::Queued;
+                    run.tags.insert(tag.0.to_owned(), tag.1.to_owned());
                     created.push(Self::insert_run(conn, &run).await?);
                     events.push(Event::new(run.run_id, EventKind::RunEnqueued, run.created_at));
                 }
@@ -1622,7 +1625,8 @@ macro_rules! impl_storage {
                     let tick = row.into_tick()?;
                     if let Some(run) = run {
                         let runs = std::slice::from_ref(run);
-                        self.enqueue_runs(&mut tx, runs).await?;
+                        let tag = ($crate::request::tags::SCHEDULE, schedule);
+                        self.enqueue_runs(&mut tx, runs, tag).await?;
                     }
                     tx.commit().await?;
                     if run.is_some() {
@@ -1690,7 +1694,8 @@ macro_rules! impl_storage {
                 .bind(micros(backfill.created_at))
                 .execute(&mut *tx)
                 .await?;
-                self.enqueue_runs(&mut tx, runs).await?;
+                let tag = ($crate::request::tags::BACKFILL, backfill.id.as_str());
+                self.enqueue_runs(&mut tx, runs, tag).await?;
                 tx.commit().await?;
                 if !runs.is_empty() {
                     self.queue_committed();

@@ -1,8 +1,8 @@
 -- Calendar days that hold events.
 with days as (
-    select distinct cast(event_ts as date) as date_day from {{ ref('stg_page_view_events') }}
+    select distinct cast(event_ts as date) as date_day from {{ ref('link_page_view') }}
     union
-    select distinct cast(event_ts as date) as date_day from {{ ref('stg_listen_events') }}
+    select distinct cast(event_ts as date) as date_day from {{ ref('link_listen') }}
 )
 select
     date_day as date_key,

@@ -7,6 +7,7 @@
 -- Events at the same instant are ordered page views and plays first, then the status change
 -- they caused (the `Submit Upgrade` page view and its status change share a timestamp but not
 -- always a level).
+{{ config(meta={'orch_why': "level history: an hour loaded late can move a period's start or end, so the periods are derived from every hour of the level satellite by each build"}) }}
 with marked as (
     select
         user_id,

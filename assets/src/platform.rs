@@ -27,6 +27,11 @@ use orch_warehouse::{BigQueryConfig, BigQueryWarehouse, DuckDbWarehouse, Warehou
 /// config's default).
 pub const WAREHOUSE_POOL: &str = "warehouse";
 
+/// The pool of dbt builds on BigQuery, where loads run concurrently but builds one at a time
+/// (the config's default): the vault's insert-only loads and the marts' full rebuilds assume
+/// that each build starts after the one before it ended.
+pub const DBT_POOL: &str = "dbt";
+
 /// The platform's assets and its late-file sensor, for the project described by `config`.
 pub fn definitions(config: &Config) -> Result<Definitions, String> {
     let settings = &config.platform;
@@ -224,9 +229,14 @@ fn dbt_definition(
     };
     let project = Arc::new(project);
     let manifest = project.manifest()?;
+    let pool = if warehouse_kind == "bigquery" {
+        DBT_POOL
+    } else {
+        WAREHOUSE_POOL
+    };
     let options = DbtAssetOptions {
         partitions: Some(partitions.clone()),
-        pool: Some(WAREHOUSE_POOL.to_owned()),
+        pool: Some(pool.to_owned()),
         kinds: vec![warehouse_kind.to_owned()],
     };
     dbt_assets(project, &manifest, &options).map(Some)

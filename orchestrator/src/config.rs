@@ -391,6 +391,11 @@ impl Config {
             // loads and dbt builds (pool `warehouse`) take turns unless the project says
             // otherwise. BigQuery takes them concurrently.
             pools.entry("warehouse".to_owned()).or_insert(1);
+        } else {
+            // BigQuery takes loads concurrently, but dbt builds (pool `dbt`) one at a time:
+            // two builds at once could both insert a new hub key, and a mart replaced by an
+            // older build could lose what a newer one saw (ARCHITECTURE.md, "Load order").
+            pools.entry("dbt".to_owned()).or_insert(1);
         }
         Ok(Config {
             root,
@@ -477,5 +482,6 @@ mod tests {
         let bigquery =
             Config::from_toml(Path::new("/p"), "[platform]\nwarehouse = 'bigquery'").unwrap();
         assert_eq!(bigquery.pools.get("warehouse"), None);
+        assert_eq!(bigquery.pools.get("dbt"), Some(&1));
     }
 }

@@ -10,14 +10,13 @@
 {{ config(meta={'orch_why': "level history: an hour loaded late can move a period's start or end, so the periods are derived from every hour of the level satellite by each build"}) }}
 with marked as (
     select
-        user_id,
         user_hk,
-        event_ts,
         level,
         case
             when lag(level) over (partition by user_id order by {{ observation_order() }}) = level then 0
             else 1
         end as starts_period,
+        user_id,
         {{ observation_order() }}
     from {{ ref('sat_user_level') }}
 ),

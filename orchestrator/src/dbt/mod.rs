@@ -517,8 +517,7 @@ fn on_log_line(
         }
         "JinjaLogInfo" if msg.starts_with("orch:meta ") => {
             let mut parts = msg.splitn(4, ' ').skip(1);
-            if let (Some(id), Some(key), Some(text)) = (parts.next(), parts.next(), parts.next())
-            {
+            if let (Some(id), Some(key), Some(text)) = (parts.next(), parts.next(), parts.next()) {
                 state
                     .meta
                     .entry(id.to_owned())

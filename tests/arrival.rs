@@ -303,6 +303,22 @@ fn snapshot(project: &Project) -> Snapshot {
     out
 }
 
+/// Level periods not preceded by a status change of their user: none once the lake is
+/// complete (dbt's `assert_level_changes_follow_status_events`, a warning while hours arrive).
+fn unexplained_level_changes(project: &Project) -> i64 {
+    let wh = DuckDbWarehouse::new(project.path().join(".orch/warehouse.duckdb"));
+    let rows = rt()
+        .block_on(wh.query(
+            "with p as (select user_id, valid_from, lag(valid_from) over (partition by user_id order by valid_from) as previous_from from core.dim_users) \
+             select count(*) from p where previous_from is not null and not exists (\
+             select 1 from staging.stg_status_change_events s where s.user_id = p.user_id \
+             and s.event_ts >= p.previous_from and s.event_ts <= p.valid_from)",
+        ))
+        .unwrap()
+        .rows;
+    rows[0][0].as_i64().unwrap()
+}
+
 /// A value as text for sorting, floats rounded so that summation order does not reorder rows.
 fn sort_text(v: &Value) -> String {
     match v {
@@ -667,10 +683,14 @@ fn marts_equal_a_full_rebuild_whatever_the_order_of_arrivals_and_loads() {
         "two days of plays"
     );
 
+    assert_eq!(unexplained_level_changes(&reference), 0, "the full rebuild");
+
     let mut s = issue_scenario(&lake);
     assert_same(&want, &snapshot(&s.project), &s.name, &s.log);
+    assert_eq!(unexplained_level_changes(&s.project), 0, "{}", s.name);
     for seed in seeds {
         s = random_scenario(&lake, seed, runs);
         assert_same(&want, &snapshot(&s.project), &s.name, &s.log);
+        assert_eq!(unexplained_level_changes(&s.project), 0, "{}", s.name);
     }
 }

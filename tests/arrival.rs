@@ -265,7 +265,7 @@ fn make_final_lake(project: &Project) -> FinalLake {
     }
     let level_hour = *level_hours
         .iter()
-        .find(|&&h| h >= 2 && h < HOURS - 2)
+        .find(|&&h| (2..HOURS - 2).contains(&h))
         .unwrap_or(&change_hour);
     FinalLake {
         root,

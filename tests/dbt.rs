@@ -114,3 +114,24 @@ fn the_dbt_project_builds_on_duckdb_with_every_test_passing() {
     );
     assert_eq!(hours, serde_json::json!([[10, 60], [11, 60]]));
 }
+
+/// The BigQuery side, as far as this machine allows: every model and test compiles for the
+/// `prod` target (dbt-bigquery, connection stubbed), as a first build and as an hourly build
+/// over existing tables, and parses as BigQuery SQL (`scripts/check-dbt-bigquery`).
+#[test]
+fn the_dbt_project_compiles_to_bigquery_sql() {
+    let out = Command::new(repo().join("scripts/check-dbt-bigquery"))
+        .output()
+        .expect("run scripts/check-dbt-bigquery");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "scripts/check-dbt-bigquery failed (it installs dbt-bigquery and sqlglot from PyPI):\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.matches("parsed as BigQuery SQL, 0 failed").count(),
+        2,
+        "{stdout}"
+    );
+}

@@ -2,6 +2,7 @@
 //! Postgres use `ORCH_TEST_DATABASE_URL` (default: postgres on 127.0.0.1:5432, database
 //! `orch_test`) and fail with instructions when it is unreachable.
 
+mod arrival;
 mod browser;
 mod cli;
 mod compose;

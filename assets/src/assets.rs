@@ -20,9 +20,9 @@ use orch_dbt::{DbtAssetOptions, DbtProject, dbt_assets};
 use orch_lake::{Hour, Lake, Topic, layout};
 use orch_warehouse::{BigQueryConfig, BigQueryWarehouse, DuckDbWarehouse, Warehouse};
 
-use crate::WAREHOUSE_POOL;
 use crate::config::{PlatformConfig, WarehouseKind};
 use crate::sensor::LakeFiles;
+use crate::{DBT_POOL, WAREHOUSE_POOL};
 
 /// The platform's assets and its late-file sensor, for the project described by `config`.
 pub fn definitions(config: &Config, settings: &PlatformConfig) -> Result<Definitions, String> {
@@ -178,9 +178,13 @@ fn dbt_definition(
     };
     let project = Arc::new(project);
     let manifest = project.manifest()?;
+    let pool = match settings.warehouse {
+        WarehouseKind::BigQuery => DBT_POOL,
+        WarehouseKind::DuckDb => WAREHOUSE_POOL,
+    };
     let options = DbtAssetOptions {
         partitions: Some(partitions.clone()),
-        pool: Some(WAREHOUSE_POOL.to_owned()),
+        pool: Some(pool.to_owned()),
         kinds: vec![warehouse_kind.to_owned()],
     };
     dbt_assets(project, &manifest, &options).map(Some)

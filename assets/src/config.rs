@@ -113,11 +113,13 @@ impl PlatformConfig {
 
     /// Pool limits the platform needs unless the project sets them: the embedded warehouse
     /// admits one writing process at a time, so its loads and dbt builds (pool `warehouse`)
-    /// take turns. BigQuery takes them concurrently.
+    /// take turns. BigQuery takes loads concurrently, but dbt builds (pool `dbt`) one at a
+    /// time: two builds at once could both insert a new hub key, and a mart replaced by an
+    /// older build could lose what a newer one saw (ARCHITECTURE.md, "Load order").
     pub fn pool_defaults(&self) -> BTreeMap<String, usize> {
         match self.warehouse {
             WarehouseKind::DuckDb => BTreeMap::from([(crate::WAREHOUSE_POOL.to_owned(), 1)]),
-            WarehouseKind::BigQuery => BTreeMap::new(),
+            WarehouseKind::BigQuery => BTreeMap::from([(crate::DBT_POOL.to_owned(), 1)]),
         }
     }
 }
@@ -144,7 +146,8 @@ mod tests {
     #[test]
     fn the_warehouse_pool_defaults_to_one_on_duckdb_only() {
         let bigquery = platform("[platform]\nwarehouse = 'bigquery'").unwrap();
-        assert!(bigquery.pool_defaults().is_empty());
+        assert_eq!(bigquery.pool_defaults().get("warehouse"), None);
+        assert_eq!(bigquery.pool_defaults().get("dbt"), Some(&1));
         let err = platform("[platform]\nwarehouse = 'snowflake'").unwrap_err();
         assert!(err.contains("use duckdb or bigquery"), "{err}");
         let err = platform("[platform]\nlak = 'x'").unwrap_err();

@@ -26,6 +26,11 @@ pub use sensor::LakeFiles;
 /// [`PlatformConfig::pool_defaults`]).
 pub const WAREHOUSE_POOL: &str = "warehouse";
 
+/// The pool of dbt builds on BigQuery, where loads run concurrently but builds one at a time
+/// (see [`PlatformConfig::pool_defaults`]): the vault's insert-only loads and the marts' full
+/// rebuilds assume that each build starts after the one before it ended.
+pub const DBT_POOL: &str = "dbt";
+
 /// Everything this crate defines, for the project described by `config`.
 pub fn definitions(config: &orch::config::Config) -> Result<Definitions, String> {
     let settings = PlatformConfig::from_config(config)?;

@@ -1,5 +1,3 @@
--- Artists heard or viewed.
-select distinct
-    {{ surrogate_key(['artist']) }} as artist_key,
-    artist
-from {{ ref('stg_listen_events') }}
+-- Artists heard: the artist hub.
+select artist_hk as artist_key, artist
+from {{ ref('hub_artist') }}

@@ -1,8 +1,11 @@
 -- Calendar days that hold events.
+-- (`union all` then `distinct`: BigQuery has no bare `union`.)
 with days as (
-    select distinct cast(event_ts as date) as date_day from {{ ref('stg_page_view_events') }}
-    union
-    select distinct cast(event_ts as date) as date_day from {{ ref('stg_listen_events') }}
+    select distinct date_day from (
+        select cast(event_ts as date) as date_day from {{ ref('link_page_view') }}
+        union all
+        select cast(event_ts as date) as date_day from {{ ref('link_listen') }}
+    ) seen
 )
 select
     date_day as date_key,

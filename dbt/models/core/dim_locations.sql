@@ -1,16 +1,15 @@
 -- Where users listen from.
-with seen as (
-    select city, state, zip, lat, lon from {{ ref('stg_listen_events') }}
-    union all
-    select city, state, zip, lat, lon from {{ ref('stg_page_view_events') }}
+with coordinates as (
+    select location_hk, max(lat) as lat, max(lon) as lon
+    from {{ ref('sat_location') }}
+    group by location_hk
 )
 select
-    {{ surrogate_key(['city', 'state', 'zip']) }} as location_key,
-    city,
-    state,
-    zip,
-    max(lat) as lat,
-    max(lon) as lon
-from seen
-where city is not null
-group by city, state, zip
+    h.location_hk as location_key,
+    h.city,
+    h.state,
+    h.zip,
+    c.lat,
+    c.lon
+from {{ ref('hub_location') }} h
+left join coordinates c on c.location_hk = h.location_hk

@@ -1,14 +1,15 @@
--- One row per log-in attempt, built by hour.
-{{ config(materialized='incremental', unique_key='event_id', incremental_strategy=hourly_strategy(), on_schema_change='fail') }}
+-- One row per log-in attempt: the star schema's view of link_login.
+{{ config(materialized='view') }}
 select
-    a.event_id,
-    a.event_ts,
-    cast(a.event_ts as date) as date_key,
-    {{ hour_of('a.event_ts') }} as hour_of_day,
-    a.user_id,
-    case when a.city is null then null else {{ surrogate_key(['a.city', 'a.state', 'a.zip']) }} end as location_key,
-    a.session_id,
-    a.level,
-    a.success
-from {{ ref('stg_auth_events') }} a
-where {{ in_window('a.event_ts') }}
+    event_id,
+    event_ts,
+    cast(event_ts as date) as date_key,
+    {{ hour_of('event_ts') }} as hour_of_day,
+    user_id,
+    user_hk as user_key,
+    location_hk as location_key,
+    session_hk as session_key,
+    session_id,
+    level,
+    success
+from {{ ref('link_login') }}

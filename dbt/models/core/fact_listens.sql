@@ -1,22 +1,19 @@
--- One row per song played, built by hour: a build with the partition window replaces that
--- window's rows.
-{{ config(materialized='incremental', unique_key='event_id', incremental_strategy=hourly_strategy(), on_schema_change='fail') }}
+-- One row per song played: the star schema's view of link_listen. Every key is a hash of a
+-- business key (user_key = hash(user_id), song_key = hash(artist, song), ...), and the level is
+-- the one the event carries, so a row never goes stale when other hours arrive.
+{{ config(materialized='view') }}
 select
-    l.event_id,
-    l.event_ts,
-    cast(l.event_ts as date) as date_key,
-    {{ hour_of('l.event_ts') }} as hour_of_day,
-    l.user_id,
-    u.user_key,
-    {{ surrogate_key(['l.artist', 'l.song']) }} as song_key,
-    {{ surrogate_key(['l.artist']) }} as artist_key,
-    case when l.city is null then null else {{ surrogate_key(['l.city', 'l.state', 'l.zip']) }} end as location_key,
-    l.session_id,
-    l.level,
-    l.duration_seconds
-from {{ ref('stg_listen_events') }} l
-left join {{ ref('dim_users') }} u
-    on u.user_id = l.user_id
-    and l.event_ts >= u.valid_from
-    and (u.valid_to is null or l.event_ts < u.valid_to)
-where {{ in_window('l.event_ts') }}
+    event_id,
+    event_ts,
+    cast(event_ts as date) as date_key,
+    {{ hour_of('event_ts') }} as hour_of_day,
+    user_id,
+    user_hk as user_key,
+    song_hk as song_key,
+    artist_hk as artist_key,
+    location_hk as location_key,
+    session_hk as session_key,
+    session_id,
+    level,
+    duration_seconds
+from {{ ref('link_listen') }}

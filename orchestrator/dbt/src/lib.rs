@@ -7,7 +7,9 @@
 //! them (`meta.orch_asset`). A step over some of those assets makes one
 //! `dbt build --select ...` call, with the partition window in `ORCH_WINDOW_START`/`_END`, reads dbt's JSON log
 //! line by line and records each model's materialization (rows, duration) and each test's
-//! result as they happen. A failing model fails the step with dbt's own message.
+//! result as they happen. A failing model fails the step with dbt's own message. A model's
+//! post-hook may log `orch:meta <unique_id> <key> <text>` lines, which become metadata of its
+//! materialization (the platform's project says so what each build rebuilt and why).
 
 mod manifest;
 
@@ -376,6 +378,8 @@ fn collect_deps(
 #[derive(Debug, Default)]
 struct BuildLog {
     rows: HashMap<String, u64>,
+    /// Metadata a model's post-hooks logged (`orch:meta <unique_id> <key> <text>`), in order.
+    meta: HashMap<String, Vec<(String, String)>>,
     errors: Vec<String>,
     built: usize,
 }
@@ -511,6 +515,17 @@ fn on_log_line(
             }
             return None;
         }
+        "JinjaLogInfo" if msg.starts_with("orch:meta ") => {
+            let mut parts = msg.splitn(4, ' ').skip(1);
+            if let (Some(id), Some(key), Some(text)) = (parts.next(), parts.next(), parts.next()) {
+                state
+                    .meta
+                    .entry(id.to_owned())
+                    .or_default()
+                    .push((key.to_owned(), text.trim().to_owned()));
+            }
+            return None;
+        }
         "LogModelResult" | "LogSeedResult" | "LogSnapshotResult" => {
             if let Some(key) = index.key_of.get(unique_id)
                 && !matches!(status.as_str(), "error" | "skipped" | "fail")
@@ -520,6 +535,9 @@ fn on_log_line(
                     .meta("dbt/status", status.as_str());
                 if let Some(rows) = state.rows.get(unique_id) {
                     m = m.row_count(*rows);
+                }
+                for (k, v) in state.meta.remove(unique_id).unwrap_or_default() {
+                    m = m.meta(&k, v);
                 }
                 if let Some(secs) = data.get("execution_time").and_then(Value::as_f64) {
                     m = m.meta("duration_ms", (secs * 1000.0).round() as i64);

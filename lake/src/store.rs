@@ -736,6 +736,22 @@ pub fn redact_url(url: &str) -> String {
     parsed.to_string()
 }
 
+/// A blocking task that panicked (a foreign file that trips a decoder, say) or was cancelled,
+/// as an error with context: the caller fails the one file, not the process.
+fn join_failure(what: &str, e: tokio::task::JoinError) -> String {
+    if e.is_panic() {
+        let panic = e.into_panic();
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".to_owned());
+        format!("{what} panicked: {message}")
+    } else {
+        format!("{what} was cancelled")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -912,21 +928,5 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("cannot create the lake folder"), "{err}");
-    }
-}
-
-/// A blocking task that panicked (a foreign file that trips a decoder, say) or was cancelled,
-/// as an error with context: the caller fails the one file, not the process.
-fn join_failure(what: &str, e: tokio::task::JoinError) -> String {
-    if e.is_panic() {
-        let panic = e.into_panic();
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "no message".to_owned());
-        format!("{what} panicked: {message}")
-    } else {
-        format!("{what} was cancelled")
     }
 }

@@ -11,8 +11,10 @@
 //! crate, and `clippy.toml` here forbids reading the clock.
 
 pub mod asset;
+pub mod automation;
 pub mod backfill;
 pub mod context;
+pub mod cron;
 pub mod event;
 pub mod graph;
 pub mod metadata;

@@ -586,6 +586,44 @@ impl PartitionsDefinition {
         t.labels_while(first, |_, w| w.start < window.end)
     }
 
+    /// The newest `n` time partitions by `now`, oldest first: those whose window has ended,
+    /// and also the one still open at `now` when `include_current`. Static partitions: every
+    /// key. Costs O(n), however many partitions lie before.
+    pub fn latest_keys(&self, now: DateTime<Utc>, n: usize, include_current: bool) -> Vec<String> {
+        let t = match self {
+            PartitionsDefinition::Static(keys) => return keys.clone(),
+            PartitionsDefinition::Time(t) => t,
+        };
+        if n == 0 || now < t.start {
+            return Vec::new();
+        }
+        let Some(current) = t.label_containing(now) else {
+            return Vec::new();
+        };
+        let mut labels = Vec::with_capacity(n);
+        let mut label = Some(current);
+        if !include_current {
+            label = if current <= t.start_label() {
+                None
+            } else {
+                t.prev(current).map(|(l, _)| l)
+            };
+        }
+        while let Some(l) = label {
+            if labels.len() == n {
+                break;
+            }
+            labels.push(l);
+            label = if l <= t.start_label() {
+                None
+            } else {
+                t.prev(l).map(|(p, _)| p)
+            };
+        }
+        labels.reverse();
+        labels.into_iter().map(|l| t.format(l)).collect()
+    }
+
     /// The time partition whose window contains `t`; `None` before the first partition and
     /// for static partitions.
     pub fn key_containing(&self, t: DateTime<Utc>) -> Option<String> {

@@ -252,74 +252,7 @@ fn last_complete(
         .ok_or_else(|| format!("no partition of {} is complete at {tick}", def.describe()))
 }
 
-/// Parses a cron expression: 5 fields as cron writes them (minute hour day-of-month month
-/// day-of-week, with Sunday as 0 or 7), or 6 and 7 fields with seconds first as the `cron`
-/// crate reads them.
-pub fn parse_cron(expression: &str) -> Result<cron::Schedule, String> {
-    let fields: Vec<&str> = expression.split_whitespace().collect();
-    let full = match fields.len() {
-        5 => {
-            let dow = standard_day_of_week(fields[4])?;
-            format!(
-                "0 {} {} {} {} {}",
-                fields[0], fields[1], fields[2], fields[3], dow
-            )
-        }
-        6 | 7 => fields.join(" "),
-        n => {
-            return Err(format!(
-                "expected 5 fields (minute hour day-of-month month day-of-week), found {n}"
-            ));
-        }
-    };
-    cron::Schedule::from_str(&full).map_err(|e| e.to_string())
-}
-
-/// Rewrites a cron day-of-week field (0-7, Sunday 0 or 7) into the `cron` crate's numbering
-/// (1-7, Sunday 1). Names (`MON-FRI`) and `*` pass through.
-fn standard_day_of_week(field: &str) -> Result<String, String> {
-    let shift = |n: &str| -> Result<u32, String> {
-        match n.parse::<u32>() {
-            Ok(v @ 0..=6) => Ok(v + 1),
-            Ok(7) => Ok(1),
-            _ => Err(format!("day of week `{n}` is not 0-7 or a name")),
-        }
-    };
-    let mut out = Vec::new();
-    for part in field.split(',') {
-        let (range, step) = match part.split_once('/') {
-            Some((r, s)) => (r, Some(s)),
-            None => (part, None),
-        };
-        let translated = if range == "*" || range.chars().any(|c| c.is_ascii_alphabetic()) {
-            range.to_owned()
-        } else if let Some((a, b)) = range.split_once('-') {
-            let (a, b_raw) = (
-                shift(a)?,
-                b.parse::<u32>()
-                    .map_err(|_| format!("day of week `{b}` is not 0-7"))?,
-            );
-            if b_raw == 7 {
-                // `5-7` is Friday to Sunday: Friday to Saturday, plus Sunday.
-                if a == 1 {
-                    "1-7".to_owned()
-                } else {
-                    out.push("1".to_owned());
-                    format!("{a}-7")
-                }
-            } else {
-                format!("{a}-{}", shift(b)?)
-            }
-        } else {
-            shift(range)?.to_string()
-        };
-        out.push(match step {
-            Some(s) => format!("{translated}/{s}"),
-            None => translated,
-        });
-    }
-    Ok(out.join(","))
-}
+pub use orch_core::cron::parse_cron;
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,7 @@
 //! `orch_test`) and fail with instructions when it is unreachable.
 
 mod arrival;
+mod automation;
 mod browser;
 mod cli;
 mod compose;

@@ -15,6 +15,10 @@ pub struct ListArgs {
     /// Only these assets (selection syntax).
     #[arg(long, short)]
     select: Option<String>,
+    /// Only assets with stale partitions (upstream materialized after them, or their code
+    /// version changed).
+    #[arg(long)]
+    stale: bool,
     #[command(flatten)]
     output: OutputArgs,
 }
@@ -45,6 +49,8 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
         .map(|r| (r.asset_key.clone(), r))
         .collect();
     let partitions = storage.asset_partitions(&keys).await?;
+    let facts = orch::automation::current_facts(storage.as_ref(), &graph).await?;
+    let conditions = project::automation(&config, &graph)?.0;
     let mut counts: HashMap<&orch::AssetKey, (usize, usize)> = HashMap::new();
     for record in &partitions {
         let entry = counts.entry(&record.asset_key).or_default();
@@ -60,7 +66,11 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
         let record = latest.get(key);
         let materialization = record.and_then(|r| r.materialization.as_ref());
         let (ok, failed) = counts.get(key).copied().unwrap_or_default();
-        let state = if spec.partitions.is_some() {
+        let stale = orch::automation::stale_partitions(&graph, &facts, key);
+        if args.stale && stale.is_empty() {
+            continue;
+        }
+        let mut state = if spec.partitions.is_some() {
             match (ok, failed) {
                 (0, 0) => "MISSING".to_owned(),
                 (ok, 0) => format!("{ok} MATERIALIZED"),
@@ -68,21 +78,31 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
             }
         } else if record.is_some_and(AssetPartitionRecord::is_failed) {
             "FAILED".to_owned()
-        } else if let Some(m) = materialization {
-            if spec.code_version.is_some() && m.code_version != spec.code_version {
-                "STALE (code changed)".to_owned()
-            } else {
-                "MATERIALIZED".to_owned()
-            }
+        } else if materialization.is_some() {
+            "MATERIALIZED".to_owned()
         } else {
             "MISSING".to_owned()
         };
-        rows.push((key, spec, materialization.cloned(), state));
+        match stale.as_slice() {
+            [] => {}
+            [(slot, reason)] if slot.is_empty() => state = format!("STALE ({reason})"),
+            [(slot, reason)] => state.push_str(&format!(", 1 STALE ({slot}: {reason})")),
+            many => state.push_str(&format!(", {} STALE", many.len())),
+        }
+        let automation = conditions.get(key).map(orch::automation::Condition::short);
+        rows.push((
+            key,
+            spec,
+            materialization.cloned(),
+            state,
+            automation,
+            stale.len(),
+        ));
     }
     if args.output.json {
         let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|(key, spec, m, state)| {
+            .map(|(key, spec, m, state, automation, stale)| {
                 serde_json::json!({
                     "key": key.to_string(),
                     "group": spec.group,
@@ -94,6 +114,8 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
                         "row_count": m.metadata.row_count(),
                     })),
                     "state": state,
+                    "stale_partitions": stale,
+                    "automation": automation,
                 })
             })
             .collect();
@@ -108,8 +130,9 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
         "LAST MATERIALIZATION",
         "ROWS",
         "STATE",
+        "AUTOMATION",
     ]);
-    for (key, spec, m, state) in rows {
+    for (key, spec, m, state, automation, _) in rows {
         table.row(vec![
             key.to_string(),
             spec.group.clone(),
@@ -128,6 +151,15 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
                 .map(|r| r.to_string())
                 .unwrap_or_default(),
             state,
+            automation
+                .map(|a| {
+                    if a.chars().count() > 40 {
+                        "custom (orch automation explain)".to_owned()
+                    } else {
+                        a
+                    }
+                })
+                .unwrap_or_default(),
         ]);
     }
     print!("{}", table.render());

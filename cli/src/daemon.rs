@@ -129,6 +129,8 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
     };
     let id = daemon_config.id.clone();
     let sensors = project::sensors(&config, &defs)?;
+    let automation = project::automation(&config, &graph)?;
+    let automated = automation.0.len();
     let mut daemon = Daemon::new(
         storage,
         graph,
@@ -138,6 +140,7 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
         Arc::new(SystemClock),
     )
     .and_then(|d| d.with_sensors(sensors))
+    .and_then(|d| d.with_automation(automation.0, automation.1))
     .map_err(|e| Failure::Usage(e.to_string()))?;
     if let Some(url) = &config.webhook_url {
         let notifier = orch::notify::WebhookNotifier::new(url.expose())
@@ -145,7 +148,7 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
         daemon = daemon.with_notifier(Arc::new(notifier));
     }
     eprintln!(
-        "orch daemon {id}: run history at {}, {} schedule(s), {} sensor(s); Ctrl-C stops claiming and waits for runs in flight, a second Ctrl-C cancels them",
+        "orch daemon {id}: run history at {}, {} schedule(s), {} sensor(s), {automated} automated asset(s); Ctrl-C stops claiming and waits for runs in flight, a second Ctrl-C cancels them",
         orch::storage::redact_url(&config.database_url),
         daemon.schedules().len(),
         daemon.sensors().len()

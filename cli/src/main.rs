@@ -2,6 +2,7 @@
 //! 0 success, 1 the work failed, 2 bad usage.
 
 mod assets;
+mod automation;
 mod bench;
 mod bench_stream;
 mod daemon;
@@ -84,6 +85,9 @@ enum Command {
     /// Schedules: list them, switch them on and off, see their ticks.
     #[command(subcommand)]
     Schedules(daemon::SchedulesCommand),
+    /// Declarative automation: why an asset was or was not requested, the ticks.
+    #[command(subcommand)]
+    Automation(automation::AutomationCommand),
     /// Backfill a range of partitions: one queued run per partition, run by the daemons.
     Backfill(daemon::BackfillArgs),
     /// Benchmarks that print their figures.
@@ -232,6 +236,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Runs(RunsCommand::Reexecute(args)) => runs::reexecute(dir, args).await,
         Command::Daemon(args) => daemon::run(dir, args).await,
         Command::Schedules(cmd) => daemon::schedules(dir, cmd).await,
+        Command::Automation(cmd) => automation::run(dir, cmd).await,
         Command::Backfill(args) => daemon::backfill(dir, args).await,
         Command::Migrate => {
             let config = project::config(dir)?;

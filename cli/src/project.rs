@@ -148,3 +148,48 @@ fn config_name(config: &Config) -> String {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "orch.toml".to_owned())
 }
+
+/// The automation conditions (declared in code, then `[[automation.condition]]` in orch.toml)
+/// and the tick's settings (`[automation]`). No conditions when `[automation] enabled = false`.
+pub fn automation(
+    config: &Config,
+    graph: &AssetGraph,
+) -> Result<
+    (
+        std::collections::BTreeMap<orch::AssetKey, orch::automation::Condition>,
+        orch::automation::AutomationSettings,
+    ),
+    Failure,
+> {
+    let file = &config.automation;
+    let mut settings = orch::automation::AutomationSettings::default();
+    if let Some(secs) = file.interval_secs {
+        if !(secs.is_finite() && secs >= 0.05) {
+            return Err(Failure::Usage(format!(
+                "in {}: [automation] interval_secs must be at least 0.05, not {secs}",
+                config_name(config)
+            )));
+        }
+        settings.interval = std::time::Duration::from_secs_f64(secs);
+    }
+    if let Some(n) = file.window_partitions {
+        if n == 0 || n > 10_000 {
+            return Err(Failure::Usage(format!(
+                "in {}: [automation] window_partitions must be 1 to 10000, not {n}",
+                config_name(config)
+            )));
+        }
+        settings.window.partitions = n;
+    }
+    if let Some(current) = file.include_current {
+        settings.window.include_current = current;
+    }
+    if file.enabled == Some(false) {
+        return Ok((Default::default(), settings));
+    }
+    let mut conditions = orch::automation::Automation::conditions_of(graph);
+    let from_file = orch::automation::conditions_from_config(graph, &file.conditions)
+        .map_err(|e| Failure::Usage(format!("in {}: {e}", config_name(config))))?;
+    conditions.extend(from_file);
+    Ok((conditions, settings))
+}

@@ -132,6 +132,7 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
         pools: config.pools.clone(),
         ..DaemonConfig::default()
     };
+    let automation = crate::project::automation(&config, &graph)?;
     let daemon = Daemon::new(
         storage.clone(),
         graph.clone(),
@@ -141,6 +142,7 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
         Arc::new(SystemClock),
     )
     .and_then(|d| d.with_sensors(sensors.clone()))
+    .and_then(|d| d.with_automation(automation.0, automation.1))
     .map_err(|e| Failure::Usage(e.to_string()))?;
     let state = app_state(&config, storage, graph, schedules, &sensors, token);
     let shutdown = CancellationToken::new();

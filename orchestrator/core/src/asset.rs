@@ -345,6 +345,8 @@ pub struct AssetSpec {
     pub checks: Vec<CheckSpec>,
     /// How stale the asset may become before the daemon reports it.
     pub freshness: Option<FreshnessPolicy>,
+    /// When the daemon's automation materializes it (none: only when asked).
+    pub automation: Option<crate::automation::Condition>,
 }
 
 /// How old an asset's data may become: for a time-partitioned asset, how long after a
@@ -373,6 +375,7 @@ impl AssetSpec {
             metadata: Metadata::new(),
             checks: Vec::new(),
             freshness: None,
+            automation: None,
         }
     }
 }
@@ -603,6 +606,13 @@ impl AssetBuilder {
 
     pub fn check(mut self, check: CheckSpec) -> Self {
         self.spec.checks.push(check);
+        self
+    }
+
+    /// Declares when the daemon's automation materializes the asset
+    /// ([`crate::automation::Condition::eager`], say).
+    pub fn automation(mut self, condition: crate::automation::Condition) -> Self {
+        self.spec.automation = Some(condition);
         self
     }
 

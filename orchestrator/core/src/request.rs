@@ -28,18 +28,21 @@ pub mod tags {
     pub const SENSOR: &str = "orch/sensor";
     /// The backfill the run belongs to.
     pub const BACKFILL: &str = "orch/backfill";
+    /// The automation tick that requested the run (its time, RFC 3339).
+    pub const AUTOMATION_TICK: &str = "orch/automation_tick";
     /// For a re-queued run: the run that lost its daemon.
     pub const RETRY_OF: &str = "orch/retry_of";
     /// For a re-queued run: how many re-queues led to it.
     pub const REQUEUE_COUNT: &str = "orch/requeue_count";
 
     /// The tags that tie a run to what launched it, which its re-execution does not inherit.
-    pub const OF_LAUNCH: [&str; 7] = [
+    pub const OF_LAUNCH: [&str; 8] = [
         LAUNCHED_BY,
         SCHEDULE,
         TICK,
         SENSOR,
         BACKFILL,
+        AUTOMATION_TICK,
         RETRY_OF,
         REQUEUE_COUNT,
     ];
@@ -62,6 +65,10 @@ pub enum Launcher {
     Backfill {
         id: String,
     },
+    /// The automation tick at `tick`.
+    Automation {
+        tick: DateTime<Utc>,
+    },
     /// A re-execution of another run (its parent).
     Reexecution,
     /// A new run for one that lost its daemon.
@@ -81,6 +88,7 @@ impl Launcher {
             Launcher::Schedule { .. } => "schedule",
             Launcher::Sensor { .. } => "sensor",
             Launcher::Backfill { .. } => "backfill",
+            Launcher::Automation { .. } => "automation",
             Launcher::Reexecution => "reexecution",
             Launcher::Requeue { .. } => "requeue",
         }
@@ -95,6 +103,7 @@ impl Launcher {
             }
             Launcher::Sensor { name } => out.push((tags::SENSOR, name.clone())),
             Launcher::Backfill { id } => out.push((tags::BACKFILL, id.clone())),
+            Launcher::Automation { tick } => out.push((tags::AUTOMATION_TICK, tick.to_rfc3339())),
             Launcher::Requeue { of, count } => {
                 out.push((tags::RETRY_OF, of.to_string()));
                 out.push((tags::REQUEUE_COUNT, count.to_string()));

@@ -54,6 +54,8 @@ struct FileConfig {
     sensors: Vec<SensorConfig>,
     #[serde(default)]
     notifications: NotificationsFile,
+    #[serde(default)]
+    automation: AutomationConfig,
     #[serde(flatten)]
     sections: BTreeMap<String, toml::Value>,
 }
@@ -119,6 +121,33 @@ struct DaemonFile {
     expired_runs: Option<String>,
 }
 
+/// `[automation]` in `orch.toml`: how the daemon's automation tick runs, and conditions for
+/// the assets a selection picks (`[[automation.condition]]`, which override conditions
+/// declared in code).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationConfig {
+    /// Off: the daemon does not evaluate conditions.
+    pub enabled: Option<bool>,
+    /// Seconds between ticks (default 2).
+    pub interval_secs: Option<f64>,
+    /// How many recent partitions of a time-partitioned asset are evaluated (default 48).
+    pub window_partitions: Option<usize>,
+    /// Whether the partition still open (the current hour) is evaluated too (default false).
+    pub include_current: Option<bool>,
+    #[serde(default, rename = "condition")]
+    pub conditions: Vec<AutomationRule>,
+}
+
+/// One `[[automation.condition]]`: a condition for the assets `select` picks.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutomationRule {
+    pub select: String,
+    /// The condition's text form (`eager`, `on_cron('0 * * * *', 'UTC')`, ...).
+    pub condition: String,
+}
+
 /// The daemon's settings from `orch.toml` (`[daemon]`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DaemonSettings {
@@ -171,6 +200,7 @@ pub struct Config {
     /// Schedules declared in `orch.toml`.
     pub schedules: Vec<ScheduleConfig>,
     pub daemon: DaemonSettings,
+    pub automation: AutomationConfig,
     /// Sensors declared in `orch.toml`.
     pub sensors: Vec<SensorConfig>,
     /// Where notifications are posted (`ORCH_WEBHOOK_URL` overrides it).
@@ -348,6 +378,7 @@ impl Config {
                 expired_runs: parsed.daemon.expired_runs,
             },
             sensors: parsed.sensors,
+            automation: parsed.automation,
             webhook_url: env("ORCH_WEBHOOK_URL")
                 .or(parsed.notifications.webhook_url)
                 .map(Secret),

@@ -13,6 +13,7 @@ pub use orch_core::{
     asset, context, event, graph, metadata, partitions, plan, request, run, selection, steps,
 };
 
+pub mod automation;
 pub mod backfill;
 pub mod clock;
 pub mod command;

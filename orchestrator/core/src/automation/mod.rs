@@ -14,15 +14,17 @@
 
 pub mod eval;
 pub mod parse;
+pub mod stale;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use eval::{
-    AssetEvaluation, AutomationState, Evaluation, EvaluationInput, Facts, Materialized,
-    NodeEvaluation, Window, batch_requests, evaluate,
+    AssetEvaluation, AssetState, AutomationState, Evaluation, EvaluationInput, Facts, FactsTable,
+    Materialized, NodeEvaluation, UNPARTITIONED, Window, batch_requests, evaluate,
 };
 pub use parse::ParseError;
+pub use stale::{StaleReason, stale_partitions, stale_reason};
 
 /// When an asset partition should be materialized. See the [module documentation](self).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -126,6 +128,24 @@ impl Condition {
     /// True where `self` became true at this evaluation.
     pub fn newly_true(self) -> Condition {
         Condition::NewlyTrue(Box::new(self))
+    }
+
+    /// The condition's name when it is one of the ready-made policies (`eager`,
+    /// `on_missing`, `on_cron('0 * * * *', 'UTC')`), else its whole text form.
+    pub fn short(&self) -> String {
+        if *self == Condition::eager() {
+            return "eager".to_owned();
+        }
+        if *self == Condition::on_missing() {
+            return "on_missing".to_owned();
+        }
+        if let Condition::And(cs) = self
+            && let Some(Condition::AllDepsUpdatedSinceCron { cron, timezone }) = cs.last()
+            && *self == Condition::on_cron(cron, timezone)
+        {
+            return format!("on_cron({}, {})", quoted(cron), quoted(timezone));
+        }
+        self.to_string()
     }
 
     /// The direct sub-conditions, in order.

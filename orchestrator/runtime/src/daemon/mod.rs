@@ -106,6 +106,8 @@ pub enum DaemonError {
     DuplicateSchedule { name: String },
     #[error("schedule `{name}` cannot be used with these assets: {reason}")]
     InvalidSchedule { name: String, reason: String },
+    #[error("{0}")]
+    Automation(String),
 }
 
 /// A daemon: schedules, queue workers and reaper over one storage.
@@ -121,6 +123,8 @@ pub struct Daemon {
     notifier: Option<Arc<dyn Notifier>>,
     /// When each sensor, and the freshness check, last ran in this daemon.
     last_evaluated: std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>,
+    /// The automation tick's state, when assets have conditions.
+    automation: Option<tokio::sync::Mutex<crate::automation::Automation>>,
 }
 
 /// Builds the plan of a stored run: its resolved asset keys over its partitions, only its step
@@ -165,6 +169,7 @@ impl Daemon {
             sensors: Vec::new(),
             notifier: None,
             last_evaluated: std::sync::Mutex::new(BTreeMap::new()),
+            automation: None,
         })
     }
 
@@ -180,6 +185,59 @@ impl Daemon {
         }
         self.sensors = sensors;
         Ok(self)
+    }
+
+    /// Evaluates these automation conditions every `settings.interval` (see
+    /// [`crate::automation`]); no conditions, no tick.
+    pub fn with_automation(
+        mut self,
+        conditions: BTreeMap<crate::asset::AssetKey, crate::automation::Condition>,
+        settings: crate::automation::AutomationSettings,
+    ) -> Result<Daemon, DaemonError> {
+        if conditions.is_empty() {
+            return Ok(self);
+        }
+        let automation = crate::automation::Automation::new(
+            self.storage.clone(),
+            self.graph.clone(),
+            conditions,
+            settings,
+            self.config.id.clone(),
+        )
+        .map_err(DaemonError::Automation)?;
+        self.automation = Some(tokio::sync::Mutex::new(automation));
+        Ok(self)
+    }
+
+    /// One automation tick now (see [`crate::automation`]); `None` without conditions.
+    pub async fn tick_automation(
+        &self,
+    ) -> Result<Option<crate::automation::TickOutcome>, StorageError> {
+        let Some(automation) = &self.automation else {
+            return Ok(None);
+        };
+        let mut automation = automation.lock().await;
+        automation.tick(self.clock.now()).await.map(Some)
+    }
+
+    async fn automation_loop(&self, stop: CancellationToken) {
+        let Some(automation) = &self.automation else {
+            return;
+        };
+        let interval = automation.lock().await.settings().interval;
+        loop {
+            match self.tick_automation().await {
+                Ok(Some(crate::automation::TickOutcome::Recorded(tick))) => {
+                    tracing::debug!(tick = %tick.tick_time, ms = tick.duration_ms, "automation tick")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "automation tick failed; retrying"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
     }
 
     /// Where notifications (sensors', freshness violations) go.
@@ -426,6 +484,11 @@ impl Daemon {
             let me = self.clone();
             let stop = shutdown.clone();
             background.spawn(async move { me.heartbeat_loop(stop).await });
+        }
+        if self.automation.is_some() {
+            let me = self.clone();
+            let stop = shutdown.clone();
+            background.spawn(async move { me.automation_loop(stop).await });
         }
         self.worker_loop(shutdown, cancel_runs).await;
         while background.join_next().await.is_some() {}

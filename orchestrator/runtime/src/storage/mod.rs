@@ -4,6 +4,7 @@
 //! [`open`] picks the backend from the URL and applies the migrations under `migrations/`.
 //! Everything above this module sees only the [`Storage`] trait.
 
+pub mod automation;
 mod postgres;
 pub mod schema;
 mod sql;
@@ -19,6 +20,10 @@ use crate::event::{CheckEvaluation, Event, EventKind, LogLine, StoredEvent};
 use crate::metadata::Metadata;
 use crate::run::{NewRun, Run, RunId, RunStatus};
 
+pub use automation::{
+    AutomationEvaluationRecord, AutomationStateRecord, AutomationTick, AutomationTickWrite,
+    NewAutomationTick,
+};
 pub use postgres::PostgresStorage;
 pub use sqlite::SqliteStorage;
 
@@ -421,6 +426,30 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A schedule's ticks, newest first.
     async fn schedule_ticks(&self, schedule: &str, limit: u32) -> Result<Vec<Tick>>;
+
+    // --- Automation ---
+
+    /// Records an automation tick with its runs (queued, with their RUN_ENQUEUED events),
+    /// evaluations and changed asset states, in one transaction. `None` (and nothing written)
+    /// when a tick at the same time, or another tick after `previous_id`, is already
+    /// recorded: the tick was evaluated by another daemon, or from a stale state.
+    async fn record_automation_tick(
+        &self,
+        write: &AutomationTickWrite<'_>,
+    ) -> Result<Option<AutomationTick>>;
+
+    /// Automation ticks, newest first.
+    async fn automation_ticks(&self, limit: u32) -> Result<Vec<AutomationTick>>;
+
+    /// Every asset's stored automation state.
+    async fn automation_states(&self) -> Result<Vec<AutomationStateRecord>>;
+
+    /// An asset's stored evaluations, newest first.
+    async fn automation_evaluations(
+        &self,
+        asset_key: &str,
+        limit: u32,
+    ) -> Result<Vec<AutomationEvaluationRecord>>;
 
     // --- Backfills, sensors, daemons ---
 

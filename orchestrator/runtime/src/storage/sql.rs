@@ -781,6 +781,66 @@ pub(super) fn derive<'a>(events: &'a [Event], ids: &[i64]) -> Derived<'a> {
 
 /// Implements [`Storage`](crate::storage::Storage) for `$storage`, whose field `pool` is a
 /// `sqlx::Pool<$db>`, from the backend's inherent items listed in the module documentation.
+#[derive(sqlx::FromRow)]
+pub(super) struct AutomationTickRow {
+    id: i64,
+    tick_time: i64,
+    previous_id: i64,
+    daemon: String,
+    evaluated_at: i64,
+    duration_ms: f64,
+    assets_evaluated: i64,
+    requested: i64,
+    run_ids: String,
+}
+
+fn run_id_list(json: &str) -> Result<Vec<RunId>> {
+    let ids: Vec<String> = serde_json::from_str(json)
+        .map_err(|e| StorageError::Corrupt(format!("bad run id list `{json}`: {e}")))?;
+    ids.iter().map(|s| run_id(s)).collect()
+}
+
+impl AutomationTickRow {
+    pub(super) fn into_tick(self) -> Result<super::AutomationTick> {
+        Ok(super::AutomationTick {
+            id: self.id,
+            tick_time: time(self.tick_time)?,
+            previous_id: self.previous_id,
+            daemon: self.daemon,
+            evaluated_at: time(self.evaluated_at)?,
+            duration_ms: self.duration_ms,
+            assets_evaluated: u32::try_from(self.assets_evaluated).unwrap_or(u32::MAX),
+            requested: u32::try_from(self.requested).unwrap_or(u32::MAX),
+            run_ids: run_id_list(&self.run_ids)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AutomationEvaluationRow {
+    tick_id: i64,
+    tick_time: Option<i64>,
+    asset_key: String,
+    requested: String,
+    run_ids: String,
+    tree: String,
+}
+
+impl AutomationEvaluationRow {
+    pub(super) fn into_record(self) -> Result<super::AutomationEvaluationRecord> {
+        Ok(super::AutomationEvaluationRecord {
+            tick_id: self.tick_id,
+            tick_time: opt_time(self.tick_time)?,
+            asset_key: self.asset_key,
+            requested: serde_json::from_str(&self.requested).map_err(|e| {
+                StorageError::Corrupt(format!("bad partition list `{}`: {e}", self.requested))
+            })?,
+            run_ids: run_id_list(&self.run_ids)?,
+            tree: self.tree,
+        })
+    }
+}
+
 macro_rules! impl_storage {
     ($storage:ty, $db:ty, $backend:expr) => {
         impl $storage {
@@ -1669,6 +1729,135 @@ macro_rules! impl_storage {
                 .fetch_all(&self.pool)
                 .await?;
                 rows.into_iter().map(TickRow::into_tick).collect()
+            }
+
+            // --- Automation ---
+
+            async fn record_automation_tick(
+                &self,
+                write: &$crate::storage::AutomationTickWrite<'_>,
+            ) -> $crate::storage::Result<Option<$crate::storage::AutomationTick>> {
+                use $crate::storage::sql::{AutomationTickRow, micros};
+
+                let tick = write.tick;
+                let run_ids: Vec<String> =
+                    write.runs.iter().map(|r| r.run_id.to_string()).collect();
+                let mut tx = self.begin_write().await?;
+                // Both unique keys decide: the tick time, and the tick it follows.
+                let inserted: Option<AutomationTickRow> = sqlx::query_as(
+                    "INSERT INTO automation_ticks (tick_time, previous_id, daemon, evaluated_at, \
+                     duration_ms, assets_evaluated, requested, run_ids) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING \
+                     RETURNING id, tick_time, previous_id, daemon, evaluated_at, duration_ms, \
+                     assets_evaluated, requested, run_ids",
+                )
+                .bind(micros(tick.tick_time))
+                .bind(tick.previous_id)
+                .bind(&tick.daemon)
+                .bind(micros(tick.evaluated_at))
+                .bind(tick.duration_ms)
+                .bind(i64::from(tick.assets_evaluated))
+                .bind(i64::from(tick.requested))
+                .bind(serde_json::to_string(&run_ids).expect("strings serialize"))
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = inserted else {
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let recorded = row.into_tick()?;
+                if !write.runs.is_empty() {
+                    let at = tick.tick_time.to_rfc3339();
+                    let tag = ($crate::request::tags::AUTOMATION_TICK, at.as_str());
+                    self.enqueue_runs(&mut tx, write.runs, tag).await?;
+                }
+                for e in write.evaluations {
+                    let run_ids: Vec<String> = e.run_ids.iter().map(|r| r.to_string()).collect();
+                    sqlx::query(
+                        "INSERT INTO automation_evaluations (tick_id, asset_key, requested, \
+                         run_ids, tree) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(recorded.id)
+                    .bind(&e.asset_key)
+                    .bind(serde_json::to_string(&e.requested).expect("strings serialize"))
+                    .bind(serde_json::to_string(&run_ids).expect("strings serialize"))
+                    .bind(&e.tree)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                for st in write.states {
+                    sqlx::query(
+                        "INSERT INTO automation_state (asset_key, tick_id, state) \
+                         VALUES ($1, $2, $3) ON CONFLICT (asset_key) DO UPDATE \
+                         SET tick_id = excluded.tick_id, state = excluded.state",
+                    )
+                    .bind(&st.asset_key)
+                    .bind(recorded.id)
+                    .bind(&st.state)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                if !write.runs.is_empty() {
+                    self.queue_committed();
+                }
+                Ok(Some(recorded))
+            }
+
+            async fn automation_ticks(
+                &self,
+                limit: u32,
+            ) -> $crate::storage::Result<Vec<$crate::storage::AutomationTick>> {
+                use $crate::storage::sql::AutomationTickRow;
+
+                let rows: Vec<AutomationTickRow> = sqlx::query_as(
+                    "SELECT id, tick_time, previous_id, daemon, evaluated_at, duration_ms, \
+                     assets_evaluated, requested, run_ids FROM automation_ticks \
+                     ORDER BY id DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(AutomationTickRow::into_tick).collect()
+            }
+
+            async fn automation_states(
+                &self,
+            ) -> $crate::storage::Result<Vec<$crate::storage::AutomationStateRecord>> {
+                let rows: Vec<(String, i64, String)> =
+                    sqlx::query_as("SELECT asset_key, tick_id, state FROM automation_state")
+                        .fetch_all(&self.pool)
+                        .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(asset_key, tick_id, state)| $crate::storage::AutomationStateRecord {
+                        asset_key,
+                        tick_id,
+                        state,
+                    })
+                    .collect())
+            }
+
+            async fn automation_evaluations(
+                &self,
+                asset_key: &str,
+                limit: u32,
+            ) -> $crate::storage::Result<Vec<$crate::storage::AutomationEvaluationRecord>> {
+                use $crate::storage::sql::AutomationEvaluationRow;
+
+                let rows: Vec<AutomationEvaluationRow> = sqlx::query_as(
+                    "SELECT e.tick_id, t.tick_time, e.asset_key, e.requested, e.run_ids, e.tree \
+                     FROM automation_evaluations e \
+                     LEFT JOIN automation_ticks t ON t.id = e.tick_id \
+                     WHERE e.asset_key = $1 ORDER BY e.tick_id DESC LIMIT $2",
+                )
+                .bind(asset_key)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(AutomationEvaluationRow::into_record)
+                    .collect()
             }
 
             // --- Backfills, sensors, daemons ---

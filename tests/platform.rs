@@ -24,13 +24,44 @@ const LATE_HOUR: &str = "2026-11-22-19:00";
 /// 2026-11-22 18:00 UTC.
 const FIRST_HOUR_MS: i64 = 1_795_370_400_000;
 
+/// The three hours a test generates, from the first one's start (ms since the epoch).
+#[derive(Clone, Copy)]
+struct Hours {
+    first_ms: i64,
+}
+
+impl Hours {
+    const FIXED: Hours = Hours {
+        first_ms: FIRST_HOUR_MS,
+    };
+
+    fn start(self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(self.first_ms).unwrap()
+    }
+
+    fn date(self) -> String {
+        self.start().format("%Y-%m-%d").to_string()
+    }
+
+    fn first_hour_of_day(self) -> i64 {
+        i64::from(chrono::Timelike::hour(&self.start()))
+    }
+
+    /// The partition key of hour `h` (0, 1 or 2).
+    fn key(self, h: i64) -> String {
+        (self.start() + chrono::Duration::hours(h))
+            .format("%Y-%m-%d-%H:00")
+            .to_string()
+    }
+}
+
 fn platform_project() -> Project {
     let dbt = crate::dbt::dbt();
     let project = Project::empty();
     project.write(
         "orch.toml",
         &format!(
-            "[platform]\ndbt_project = {:?}\ndbt_executable = {:?}\nsensor_interval_secs = 1\nlate_files_lookback_hours = 1000000\n",
+            "[platform]\ndbt_project = {:?}\ndbt_executable = {:?}\nsensor_interval_secs = 1\nlate_files_lookback_hours = 1000000\nautomation = false\n",
             crate::dbt::repo().join("dbt").display().to_string(),
             dbt.display().to_string()
         ),
@@ -43,11 +74,11 @@ fn rt() -> tokio::runtime::Runtime {
 }
 
 /// Every row of `topic` in the lake over the three hours, one batch list.
-fn lake_rows(lake: &Lake, topic: Topic) -> Vec<RecordBatch> {
+fn lake_rows(lake: &Lake, topic: Topic, w: Hours) -> Vec<RecordBatch> {
     rt().block_on(async {
         let mut all = Vec::new();
         for h in 0..3 {
-            let hour = Hour::from_ts_ms(FIRST_HOUR_MS + h * 3_600_000).unwrap();
+            let hour = Hour::from_ts_ms(w.first_ms + h * 3_600_000).unwrap();
             all.extend(lake.read_hour(topic, hour).await.unwrap());
         }
         all
@@ -87,11 +118,11 @@ struct Expected {
     stream_hours: f64,
 }
 
-fn expected(lake: &Lake) -> Expected {
+fn expected(lake: &Lake, w: Hours) -> Expected {
     let mut e = Expected::default();
     let mut listeners = BTreeSet::new();
     let mut seen = BTreeSet::new();
-    for batch in lake_rows(lake, Topic::ListenEvents) {
+    for batch in lake_rows(lake, Topic::ListenEvents, w) {
         let ids = strings(&batch, "_event_id");
         let artists = strings(&batch, "artist");
         let songs = strings(&batch, "song");
@@ -123,7 +154,7 @@ fn expected(lake: &Lake) -> Expected {
     e.listeners = listeners.len();
     let mut active = BTreeSet::new();
     let mut by_hour: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
-    for batch in lake_rows(lake, Topic::PageViewEvents) {
+    for batch in lake_rows(lake, Topic::PageViewEvents, w) {
         let users = user_ids(&batch);
         let ts = batch.column_by_name("ts").unwrap();
         let ts = orch_lake::arrow_array::cast::as_primitive_array::<
@@ -132,7 +163,7 @@ fn expected(lake: &Lake) -> Expected {
         for (i, user) in users.into_iter().enumerate() {
             if let Some(user) = user {
                 active.insert(user);
-                let hour = (ts.value(i) - FIRST_HOUR_MS).div_euclid(3_600_000);
+                let hour = (ts.value(i) - w.first_ms).div_euclid(3_600_000);
                 by_hour.entry(hour).or_default().insert(user);
             }
         }
@@ -143,17 +174,22 @@ fn expected(lake: &Lake) -> Expected {
 }
 
 fn query(db: &Path, sql: &str) -> Vec<Vec<Value>> {
-    let wh = DuckDbWarehouse::new(db);
-    rt().block_on(wh.query(sql))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"))
-        .rows
+    try_query(db, sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
-fn marts(db: &Path) -> Expected {
+fn try_query(db: &Path, sql: &str) -> Result<Vec<Vec<Value>>, String> {
+    let wh = DuckDbWarehouse::new(db);
+    rt().block_on(wh.query(sql))
+        .map(|r| r.rows)
+        .map_err(|e| e.to_string())
+}
+
+fn marts(db: &Path, w: Hours) -> Expected {
+    let date = w.date();
     let mut m = Expected::default();
     for row in query(
         db,
-        "select artist, song, plays from marts.mart_top_songs where date_key = '2026-11-22'",
+        &format!("select artist, song, plays from marts.mart_top_songs where date_key = '{date}'"),
     ) {
         m.plays_by_song.insert(
             (
@@ -165,7 +201,9 @@ fn marts(db: &Path) -> Expected {
     }
     for row in query(
         db,
-        "select state, city, plays from marts.mart_location_analytics where date_key = '2026-11-22'",
+        &format!(
+            "select state, city, plays from marts.mart_location_analytics where date_key = '{date}'"
+        ),
     ) {
         m.plays_by_city.insert(
             (
@@ -188,7 +226,7 @@ fn marts(db: &Path) -> Expected {
         "select hour(period_start), active_users from marts.mart_active_users where grain = 'hour' order by 1",
     ) {
         m.active_by_hour.insert(
-            row[0].as_i64().unwrap() - 18,
+            row[0].as_i64().unwrap() - w.first_hour_of_day(),
             row[1].as_i64().unwrap() as usize,
         );
     }
@@ -196,8 +234,12 @@ fn marts(db: &Path) -> Expected {
 }
 
 fn assert_marts_match(db: &Path, lake: &Lake) -> Expected {
-    let want = expected(lake);
-    let got = marts(db);
+    assert_marts_match_on(db, lake, Hours::FIXED)
+}
+
+fn assert_marts_match_on(db: &Path, lake: &Lake, w: Hours) -> Expected {
+    let want = expected(lake, w);
+    let got = marts(db, w);
     assert!(
         !want.plays_by_song.is_empty(),
         "eventsim generated no listens"
@@ -224,12 +266,23 @@ fn assert_marts_match(db: &Path, lake: &Lake) -> Expected {
 
 /// Late listens for 19:00, written as a file of their own.
 fn write_late_listens(lake: &Lake, n: i64) {
-    let hour = Hour::from_ts_ms(FIRST_HOUR_MS + 3_600_000).unwrap();
+    write_listens_at(
+        lake,
+        n,
+        FIRST_HOUR_MS + 3_600_000,
+        "Too Late",
+        "late-arrivals",
+    );
+}
+
+/// `n` listens of `song` a minute after `hour_ms`, as a file of their own.
+fn write_listens_at(lake: &Lake, n: i64, hour_ms: i64, song: &str, file: &str) {
+    let hour = Hour::from_ts_ms(hour_ms).unwrap();
     let mut b = BatchBuilder::new(Topic::ListenEvents);
     for i in 0..n {
         let json = format!(
-            r#"{{"ts":{},"sessionId":900,"level":"paid","itemInSession":{i},"city":"Late Town","zip":"00001","state":"ZZ","lat":1.0,"lon":2.0,"userAgent":"UA","userId":999999,"firstName":"Late","lastName":"Comer","gender":"F","registration":1700000000000,"auth":"Logged In","artist":"The Late Band","song":"Too Late","duration":180.0,"_event_id":"late-{i}"}}"#,
-            FIRST_HOUR_MS + 3_600_000 + 60_000 + i
+            r#"{{"ts":{},"sessionId":900,"level":"paid","itemInSession":{i},"city":"Late Town","zip":"00001","state":"ZZ","lat":1.0,"lon":2.0,"userAgent":"UA","userId":999999,"firstName":"Late","lastName":"Comer","gender":"F","registration":1700000000000,"auth":"Logged In","artist":"The Late Band","song":"{song}","duration":180.0,"_event_id":"{file}-{i}"}}"#,
+            hour_ms + 60_000 + i
         );
         let event = decode(Topic::ListenEvents, json.as_bytes()).unwrap();
         b.append(&event, &Lineage::generator("late", i, chrono::Utc::now()))
@@ -238,7 +291,7 @@ fn write_late_listens(lake: &Lake, n: i64) {
     rt().block_on(lake.write_parquet(
         Topic::ListenEvents,
         hour,
-        &FileName::new("late-arrivals").unwrap(),
+        &FileName::new(file).unwrap(),
         &[b.finish()],
     ))
     .unwrap();
@@ -473,5 +526,162 @@ fn a_broken_dbt_model_fails_its_step_with_dbts_own_message() {
         !ran.iter()
             .any(|id| id.contains("assert_level_changes_follow_status_events")),
         "{ran:?}"
+    );
+}
+
+/// Whether the marts equal the lake's events over `w` now (the warehouse may be busy: then
+/// not yet).
+fn marts_match(db: &Path, lake: &Lake, w: Hours) -> bool {
+    let want = expected(lake, w);
+    match std::panic::catch_unwind(|| marts(db, w)) {
+        Ok(got) => {
+            got.plays_by_song == want.plays_by_song
+                && got.plays_by_city == want.plays_by_city
+                && got.active_users == want.active_users
+                && got.active_by_hour == want.active_by_hour
+                && got.listeners == want.listeners
+        }
+        Err(_) => false,
+    }
+}
+
+fn plays_of(db: &Path, song: &str, date: &str) -> Option<i64> {
+    try_query(
+        db,
+        &format!(
+            "select coalesce(sum(plays), 0) from marts.mart_top_songs where song = '{song}' and date_key = '{date}'"
+        ),
+    )
+    .ok()
+    .and_then(|rows| rows.first().and_then(|r| r[0].as_i64()))
+}
+
+/// The platform on declarative automation, with no schedule and no `orch materialize`:
+/// eventsim writes yesterday's 18:00 to 20:00 into the lake and a daemon runs; its lake sensor
+/// observes the new hours, the staging loads and dbt models follow by their `eager`
+/// conditions, and the marts come to equal the lake. Then late listens for a loaded hour, and
+/// listens in the current hour (a partial hour): both reach the marts.
+#[test]
+fn marts_catch_up_on_automation_without_a_schedule() {
+    let dbt = crate::dbt::dbt();
+    let project = Project::empty();
+    project.write(
+        "orch.toml",
+        &format!(
+            "[platform]\ndbt_project = {:?}\ndbt_executable = {:?}\nsensor_interval_secs = 1\n\n[automation]\ninterval_secs = 0.5\n",
+            crate::dbt::repo().join("dbt").display().to_string(),
+            dbt.display().to_string()
+        ),
+    );
+    let now = chrono::Utc::now();
+    let yesterday = (now - chrono::Duration::days(1)).date_naive();
+    let first = yesterday.and_hms_opt(18, 0, 0).unwrap().and_utc();
+    let w = Hours {
+        first_ms: first.timestamp_millis(),
+    };
+    project
+        .run(&[
+            "eventsim",
+            "--sink",
+            "lake",
+            "--users",
+            "150",
+            "--from",
+            &w.key(0),
+            "--to",
+            &w.key(2),
+            "--seed",
+            "11",
+        ])
+        .expect_code(0);
+    let lake = Lake::open(project.path().join(".orch/lake").to_str().unwrap()).unwrap();
+    let db = project.path().join(".orch/warehouse.duckdb");
+    let mut daemon = project
+        .command(&["daemon"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let logs = |project: &Project| {
+        project
+            .run(&["runs", "list", "--json"])
+            .stdout()
+            .chars()
+            .take(4000)
+            .collect::<String>()
+    };
+    let caught_up = wait_until(Duration::from_secs(600), || {
+        let ok = db.exists() && marts_match(&db, &lake, w);
+        if !ok {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        ok
+    });
+    if !caught_up {
+        daemon.kill().ok();
+        daemon.wait().ok();
+        panic!("the marts never caught up: {}", logs(&project));
+    }
+
+    // Late listens for the middle hour.
+    write_listens_at(
+        &lake,
+        7,
+        w.first_ms + 3_600_000,
+        "Too Late",
+        "late-arrivals",
+    );
+    let late = wait_until(Duration::from_secs(300), || {
+        let ok = plays_of(&db, "Too Late", &w.date()) == Some(7) && marts_match(&db, &lake, w);
+        if !ok {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        ok
+    });
+    // Listens in the hour still open.
+    let current = Hour::containing(chrono::Utc::now());
+    let today = current.start().format("%Y-%m-%d").to_string();
+    write_listens_at(
+        &lake,
+        5,
+        current.start().timestamp_millis(),
+        "Right Now",
+        "now-listens",
+    );
+    let partial = late
+        && wait_until(Duration::from_secs(300), || {
+            let ok = plays_of(&db, "Right Now", &today) == Some(5);
+            if !ok {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            ok
+        });
+    let runs = project.run(&["runs", "list", "--json"]).json();
+    daemon.kill().ok();
+    daemon.wait().ok();
+    assert!(
+        late,
+        "the late listens never reached the marts: {}",
+        logs(&project)
+    );
+    assert!(
+        partial,
+        "the current hour never reached the marts: {}",
+        logs(&project)
+    );
+    let runs = runs.as_array().unwrap();
+    assert!(
+        runs.iter()
+            .all(|r| !r["tags"].to_string().contains("orch/schedule")),
+        "no schedule ran"
+    );
+    assert!(
+        runs.iter()
+            .any(|r| r["tags"].to_string().contains("orch/automation_tick")),
+        "automation requested runs"
+    );
+    assert!(
+        runs.iter().all(|r| r["status"] == "SUCCESS"),
+        "every run succeeded: {runs:?}"
     );
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use orch::Definitions;
 use orch::asset::{AssetsDefinition, asset};
+use orch::automation::Condition;
 use orch::config::Config;
 use orch::context::{AssetContext, ComputeError, Materialization};
 use orch::partitions::PartitionsDefinition;
@@ -38,24 +39,52 @@ pub fn definitions(config: &Config, settings: &PlatformConfig) -> Result<Definit
     let mut defs = Definitions::new();
     for topic in Topic::ALL {
         defs = defs.asset(raw_asset(topic, &partitions, Arc::clone(&lake))?);
-        defs = defs.asset(staging_asset(
+        let mut staging = staging_asset(
             topic,
             &partitions,
             Arc::clone(&lake),
             Arc::clone(&warehouse),
-        )?);
+        )?;
+        if settings.automation {
+            for spec in &mut staging.specs {
+                spec.automation = Some(staging_condition(settings.warehouse));
+            }
+        }
+        defs = defs.asset(staging);
     }
-    if let Some(dbt) = dbt_definition(config, settings, &partitions, warehouse.kind())? {
+    if let Some(mut dbt) = dbt_definition(config, settings, &partitions, warehouse.kind())? {
+        if settings.automation {
+            for spec in &mut dbt.specs {
+                spec.automation = Some(Condition::eager());
+            }
+        }
         defs = defs.asset(dbt);
     }
     // Late events: files that change for an hour already loaded re-materialize that hour of
     // the raw asset and everything downstream, on a local folder, GCS or S3 alike.
-    defs = defs.sensor(Arc::new(
-        LakeFiles::sensor("lake_late_files", Arc::clone(&lake))
-            .interval(Duration::from_secs(settings.sensor_interval_secs))
-            .lookback_hours(settings.late_files_lookback_hours),
-    ));
+    // With automation, the sensor observes every hour's files (new hours and the current one
+    // as it grows) and materializes only the raw asset; staging and dbt follow by their
+    // conditions.
+    let mut sensor = LakeFiles::sensor("lake_late_files", Arc::clone(&lake))
+        .interval(Duration::from_secs(settings.sensor_interval_secs))
+        .lookback_hours(settings.late_files_lookback_hours);
+    if settings.automation {
+        sensor = sensor.new_hours(true).selection_template("{asset}");
+    }
+    defs = defs.sensor(Arc::new(sensor));
     Ok(defs)
+}
+
+/// When a staging load runs: as soon as its hour's files change. On BigQuery, at most once
+/// in five minutes per hour, since each load job counts against the table's daily limit of
+/// modifications (ARCHITECTURE.md, "Capacity").
+fn staging_condition(warehouse: WarehouseKind) -> Condition {
+    match warehouse {
+        WarehouseKind::DuckDb => Condition::eager(),
+        WarehouseKind::BigQuery => {
+            Condition::eager() & !Condition::UpdatedWithin(Duration::from_secs(300))
+        }
+    }
 }
 
 /// The hour a step covers.

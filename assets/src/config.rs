@@ -24,6 +24,8 @@ struct PlatformFile {
     start: Option<String>,
     sensor_interval_secs: Option<u64>,
     late_files_lookback_hours: Option<u64>,
+    automation: Option<bool>,
+    automation_window_hours: Option<usize>,
 }
 
 /// Which warehouse the platform loads and builds in.
@@ -56,6 +58,12 @@ pub struct PlatformConfig {
     pub sensor_interval_secs: u64,
     /// How far back, by event hour, it looks for them (default a week).
     pub late_files_lookback_hours: u64,
+    /// Whether the platform runs on declarative automation (default on; `ORCH_PLATFORM_AUTOMATION=0`
+    /// turns it off): the lake sensor observes every hour's files as they land, staging loads
+    /// and dbt models follow eagerly, the current hour included.
+    pub automation: bool,
+    /// How many recent hours automation evaluates (default a week, the sensor's lookback).
+    pub automation_window_hours: usize,
 }
 
 impl PlatformConfig {
@@ -103,6 +111,15 @@ impl PlatformConfig {
             start: file.start.unwrap_or_else(|| "2026-01-01-00:00".to_owned()),
             sensor_interval_secs: file.sensor_interval_secs.unwrap_or(30).max(1),
             late_files_lookback_hours: file.late_files_lookback_hours.unwrap_or(7 * 24).max(1),
+            automation: match config.env("ORCH_PLATFORM_AUTOMATION").as_deref() {
+                Some("0" | "false" | "off") => false,
+                Some(_) => true,
+                None => file.automation.unwrap_or(true),
+            },
+            automation_window_hours: file
+                .automation_window_hours
+                .unwrap_or(7 * 24)
+                .clamp(1, 10_000),
         })
     }
 

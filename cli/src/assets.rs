@@ -26,11 +26,17 @@ pub struct ListArgs {
 pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
     let config = project::config(dir)?;
     let (_, graph) = project::graph(&config)?;
+    let storage = project::storage(&config).await?;
+    let facts = orch::automation::current_facts(storage.as_ref(), &graph).await?;
     let keys: Vec<orch::AssetKey> = match &args.select {
         Some(s) => {
             let selection = Selection::parse(s).map_err(|e| Failure::Usage(e.to_string()))?;
+            let status = orch::automation::FactsStatus {
+                graph: &graph,
+                facts: &facts,
+            };
             let selected = selection
-                .resolve(&graph)
+                .resolve_with(&graph, &status)
                 .map_err(|e| Failure::Usage(e.to_string()))?;
             graph
                 .toposorted()
@@ -41,7 +47,6 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
         }
         None => graph.toposorted().to_vec(),
     };
-    let storage = project::storage(&config).await?;
     let latest: HashMap<orch::AssetKey, AssetPartitionRecord> = storage
         .latest_by_asset(&keys)
         .await?
@@ -49,7 +54,6 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
         .map(|r| (r.asset_key.clone(), r))
         .collect();
     let partitions = storage.asset_partitions(&keys).await?;
-    let facts = orch::automation::current_facts(storage.as_ref(), &graph).await?;
     let conditions = project::automation(&config, &graph)?.0;
     let mut counts: HashMap<&orch::AssetKey, (usize, usize)> = HashMap::new();
     for record in &partitions {

@@ -391,7 +391,7 @@ pub struct MemoryArgs {
 }
 
 /// This process's resident memory (VmRSS) and its peak (VmHWM), in MiB.
-fn memory_mib() -> (f64, f64) {
+pub(crate) fn memory_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let read = |field: &str| {
         status

@@ -4,6 +4,7 @@
 mod assets;
 mod automation;
 mod bench;
+mod bench_automation;
 mod bench_stream;
 mod daemon;
 mod eventsim;
@@ -142,6 +143,9 @@ enum BenchCommand {
     /// Streaming: events per second per core from the broker to Parquet in the lake, and the
     /// event-to-lake latency at p50 and p99 at a stated rate (starts its own tansu broker).
     Stream(bench_stream::StreamBenchArgs),
+    /// Declarative automation: the time and memory of one tick over ASSETS hourly assets with
+    /// a year of history each, every one with a condition.
+    Automation(bench_automation::AutomationBenchArgs),
 }
 
 /// Output switches shared by listing commands.
@@ -251,6 +255,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Bench(BenchCommand::Launch(args)) => bench::launch(args).await,
         Command::Bench(BenchCommand::DaemonMemory(args)) => bench::daemon_memory(args).await,
         Command::Bench(BenchCommand::Stream(args)) => bench_stream::stream(args).await,
+        Command::Bench(BenchCommand::Automation(args)) => bench_automation::automation(args).await,
         Command::Eventsim(args) => eventsim::run_eventsim(args).await,
         Command::Web(args) => web::web(dir, args).await,
         Command::Dev(args) => web::dev(dir, args).await,

@@ -36,6 +36,10 @@ pub struct MaterializeArgs {
     /// Print the plan and stop.
     #[arg(long)]
     dry_run: bool,
+    /// Only the steps whose asset partitions are missing or stale (an upstream partition was
+    /// materialized after them, or their code version changed).
+    #[arg(long)]
+    stale_only: bool,
     /// Queue the run for the daemons (`orch daemon`) instead of running it here.
     #[arg(long, conflicts_with = "dry_run")]
     queue: bool,
@@ -62,12 +66,49 @@ pub async fn run(dir: Option<&Path>, args: MaterializeArgs) -> CmdResult {
         (None, Some(from), Some(to)) => PartitionRequest::Range { from, to },
         _ => PartitionRequest::None,
     };
-    let request = RunRequest::new(args.select.as_str(), partitions)
+    let mut request = RunRequest::new(args.select.as_str(), partitions)
         .with_tags(args.tags)
         .launched_by(&Launcher::Cli);
-    let plan = request
+    let selection =
+        orch::Selection::parse(&args.select).map_err(|e| Failure::Usage(e.to_string()))?;
+    if selection.needs_status() {
+        let storage = project::storage(&config).await?;
+        let facts = orch::automation::current_facts(storage.as_ref(), &graph).await?;
+        let status = orch::automation::FactsStatus {
+            graph: &graph,
+            facts: &facts,
+        };
+        let assets = selection
+            .resolve_with(&graph, &status)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        if assets.is_empty() {
+            println!("`{}` selects no asset now", args.select);
+            return Ok(());
+        }
+        request.assets = Some(assets);
+    }
+    let mut plan = request
         .plan(&graph)
         .map_err(|e| Failure::Usage(e.to_string()))?;
+    if args.stale_only {
+        let storage = project::storage(&config).await?;
+        let facts = orch::automation::current_facts(storage.as_ref(), &graph).await?;
+        let keep = orch::automation::stale_or_missing_steps(&graph, &facts, &plan);
+        if keep.is_empty() {
+            if args.json {
+                println!("{}", serde_json::json!({ "steps": [] }));
+            } else {
+                println!("nothing in the selection is missing or stale");
+            }
+            return Ok(());
+        }
+        if keep.len() < plan.steps.len() {
+            request.step_subset = Some(keep);
+            plan = request
+                .plan(&graph)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
+        }
+    }
     if args.dry_run {
         if args.json {
             println!("{}", serde_json::json!({ "steps": plan.steps_json() }));

@@ -163,6 +163,14 @@ pub fn automation(
 > {
     let file = &config.automation;
     let mut settings = orch::automation::AutomationSettings::default();
+    // The platform on automation evaluates its recent hours, the current one included.
+    if config.builtin_assets
+        && let Ok(platform) = orch_platform::PlatformConfig::from_config(config)
+        && platform.automation
+    {
+        settings.window.partitions = platform.automation_window_hours;
+        settings.window.include_current = true;
+    }
     if let Some(secs) = file.interval_secs {
         if !(secs.is_finite() && secs >= 0.05) {
             return Err(Failure::Usage(format!(

@@ -39,4 +39,4 @@ pub use partitions::{
 pub use plan::{PartitionRequest, Plan, PlanError, Step, StepPartition};
 pub use request::{Launcher, RequestError, RunRequest};
 pub use run::{Run, RunId, RunStatus};
-pub use selection::{Selection, SelectionError};
+pub use selection::{AssetStatus, Selection, SelectionError, StatusLookup};

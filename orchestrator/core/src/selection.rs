@@ -61,6 +61,44 @@ enum Term {
     Group(String),
     Tag { key: String, value: Option<String> },
     Kind(String),
+    Status(AssetStatus),
+}
+
+/// An asset's state in the run history, for `status:` terms (`status:stale`): what only the
+/// runtime knows, so such a selection resolves with [`Selection::resolve_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssetStatus {
+    /// A partition was materialized before an upstream one, or with another code version.
+    Stale,
+    /// Never materialized (no partition of it, for a partitioned asset).
+    Missing,
+    /// The latest attempt of a partition failed.
+    Failed,
+    /// Materialized at least once.
+    Materialized,
+}
+
+impl AssetStatus {
+    pub const ALL: [AssetStatus; 4] = [
+        AssetStatus::Stale,
+        AssetStatus::Missing,
+        AssetStatus::Failed,
+        AssetStatus::Materialized,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetStatus::Stale => "stale",
+            AssetStatus::Missing => "missing",
+            AssetStatus::Failed => "failed",
+            AssetStatus::Materialized => "materialized",
+        }
+    }
+}
+
+/// Whether an asset has a status: what [`Selection::resolve_with`] asks the run history.
+pub trait StatusLookup {
+    fn has_status(&self, asset: &AssetKey, status: AssetStatus) -> bool;
 }
 
 /// Why a selection could not be parsed or resolved.
@@ -81,6 +119,8 @@ pub enum SelectionError {
     },
     #[error("`{clause}` matches no asset ({hint})")]
     NoMatch { clause: String, hint: String },
+    #[error("`{clause}` needs the run history: this command cannot select by status")]
+    NeedsStatus { clause: String },
 }
 
 fn caret_pad(position: usize) -> String {
@@ -93,7 +133,8 @@ fn did_you_mean(suggestion: Option<&AssetKey>) -> String {
         .unwrap_or_default()
 }
 
-const TERMS: &str = "an asset key, `group:NAME`, `tag:K=V`, `tag:K`, `kind:K` or `*`";
+const TERMS: &str =
+    "an asset key, `group:NAME`, `tag:K=V`, `tag:K`, `kind:K`, `status:STATUS` or `*`";
 
 struct Parser<'a> {
     input: &'a str,
@@ -222,6 +263,18 @@ impl Parser<'_> {
                 self.word(&value, value_start, "kind", free_char)?;
                 Ok(Term::Kind(value))
             }
+            "status" => AssetStatus::ALL
+                .into_iter()
+                .find(|s| s.as_str() == value)
+                .map(Term::Status)
+                .ok_or_else(|| {
+                    self.error(
+                        value_start,
+                        format!(
+                            "unknown status `{value}`: expected stale, missing, failed or materialized"
+                        ),
+                    )
+                }),
             "tag" => {
                 let (key, tag_value) = match value.split_once('=') {
                     Some((k, v)) => (k.to_owned(), Some(v.to_owned())),
@@ -246,7 +299,7 @@ impl Parser<'_> {
             _ => Err(self.error(
                 from,
                 format!(
-                    "unknown prefix `{prefix}:`: expected `group:`, `tag:` or `kind:`, or an asset key without `:`"
+                    "unknown prefix `{prefix}:`: expected `group:`, `tag:`, `kind:` or `status:`, or an asset key without `:`"
                 ),
             )),
         }
@@ -371,9 +424,34 @@ impl Selection {
     /// The keys the selection picks in `graph`. An unknown key, or a group, tag or kind that
     /// matches nothing, is an error, so that a typo does not silently select less.
     pub fn resolve(&self, graph: &AssetGraph) -> Result<BTreeSet<AssetKey>, SelectionError> {
+        self.resolve_inner(graph, None)
+    }
+
+    /// [`Selection::resolve`], with `status:` terms answered by `status`. A `status:` term
+    /// that matches nothing selects nothing (no error: being stale is not a typo).
+    pub fn resolve_with(
+        &self,
+        graph: &AssetGraph,
+        status: &dyn StatusLookup,
+    ) -> Result<BTreeSet<AssetKey>, SelectionError> {
+        self.resolve_inner(graph, Some(status))
+    }
+
+    /// Whether the selection has a `status:` term (and so needs [`Selection::resolve_with`]).
+    pub fn needs_status(&self) -> bool {
+        self.clauses
+            .iter()
+            .any(|c| matches!(c.term, Term::Status(_)))
+    }
+
+    fn resolve_inner(
+        &self,
+        graph: &AssetGraph,
+        status: Option<&dyn StatusLookup>,
+    ) -> Result<BTreeSet<AssetKey>, SelectionError> {
         let mut selected = BTreeSet::new();
         for clause in &self.clauses {
-            let matched = clause.matches(graph)?;
+            let matched = clause.matches(graph, status)?;
             if let Some(depth) = clause.upstream {
                 selected.extend(graph.with_ancestors(matched.iter().copied(), depth.limit()));
             }
@@ -387,10 +465,26 @@ impl Selection {
 }
 
 impl Clause {
-    fn matches<'g>(&self, graph: &'g AssetGraph) -> Result<Vec<&'g AssetKey>, SelectionError> {
+    fn matches<'g>(
+        &self,
+        graph: &'g AssetGraph,
+        status: Option<&dyn StatusLookup>,
+    ) -> Result<Vec<&'g AssetKey>, SelectionError> {
         let specs = || graph.specs();
         let matched: Vec<&AssetKey> = match &self.term {
             Term::All => return Ok(graph.toposorted().iter().collect()),
+            Term::Status(wanted) => {
+                let Some(status) = status else {
+                    return Err(SelectionError::NeedsStatus {
+                        clause: self.term_text.clone(),
+                    });
+                };
+                return Ok(graph
+                    .toposorted()
+                    .iter()
+                    .filter(|k| status.has_status(k, *wanted))
+                    .collect());
+            }
             Term::Key(key) => {
                 return match graph.spec(key) {
                     Some(spec) => Ok(vec![&spec.key]),
@@ -453,7 +547,7 @@ impl Clause {
                     .collect();
                 list_hint("tags", tags, "no asset has tags")
             }
-            Term::All | Term::Key(_) => String::new(),
+            Term::All | Term::Key(_) | Term::Status(_) => String::new(),
         };
         Err(SelectionError::NoMatch {
             clause: self.term_text.clone(),
@@ -830,5 +924,39 @@ mod tests {
         let graph = AssetGraph::new(vec![def("a", &[], "g", "k", &[("url", "s3://b=1")])]).unwrap();
         let selection = Selection::parse("tag:url=s3://b=1").unwrap();
         assert_eq!(selection.resolve(&graph).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn status_terms_resolve_through_a_lookup() {
+        struct Stale;
+        impl StatusLookup for Stale {
+            fn has_status(&self, asset: &AssetKey, status: AssetStatus) -> bool {
+                status == AssetStatus::Stale && asset.to_string() == "staging/b"
+            }
+        }
+        let g = graph();
+        let selection = Selection::parse("status:stale+").unwrap();
+        assert!(selection.needs_status());
+        let picked: Vec<String> = selection
+            .resolve_with(&g, &Stale)
+            .unwrap()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(picked.contains(&"staging/b".to_owned()), "{picked:?}");
+        assert!(!picked.contains(&"raw/a".to_owned()), "{picked:?}");
+        assert!(
+            Selection::parse("status:missing")
+                .unwrap()
+                .resolve_with(&g, &Stale)
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            selection.resolve(&g).unwrap_err().to_string(),
+            "`status:stale` needs the run history: this command cannot select by status"
+        );
+        let err = Selection::parse("status:old").unwrap_err().to_string();
+        assert!(err.contains("unknown status `old`"), "{err}");
     }
 }

@@ -17,11 +17,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use orch_core::automation::{
-    self, AssetState, AutomationState, EvaluationInput, FactsTable, Materialized,
-};
+use orch_core::automation::{self, AssetState};
 pub use orch_core::automation::{
-    AssetEvaluation, Condition, NodeEvaluation, ParseError, Window, batch_requests, evaluate,
+    AssetEvaluation, AutomationState, Condition, EvaluationInput, Facts, FactsTable, Materialized,
+    NodeEvaluation, ParseError, StaleReason, Window, batch_requests, evaluate, stale_partitions,
+    stale_reason,
 };
 
 use crate::asset::AssetKey;
@@ -515,4 +515,57 @@ pub async fn current_facts(
     cache.floor = i64::MAX;
     cache.refresh_runs(storage, graph).await?;
     Ok(cache.table)
+}
+
+/// The steps of `plan` with an asset partition that is missing or stale: what
+/// `orch materialize --stale-only` keeps.
+pub fn stale_or_missing_steps(
+    graph: &AssetGraph,
+    facts: &FactsTable,
+    plan: &crate::plan::Plan,
+) -> std::collections::BTreeSet<String> {
+    use orch_core::automation::Facts as _;
+    plan.steps
+        .iter()
+        .filter(|step| {
+            let slots: Vec<String> = match &step.partition {
+                StepPartition::None => vec![String::new()],
+                StepPartition::Key { key, .. } => vec![key.clone()],
+                StepPartition::Range { keys, .. } => keys.clone(),
+            };
+            step.assets.iter().any(|asset| {
+                slots.iter().any(|slot| {
+                    let part = (!slot.is_empty()).then_some(slot.as_str());
+                    facts.materialized(asset, part).is_none()
+                        || stale_reason(graph, facts, asset, slot).is_some()
+                })
+            })
+        })
+        .map(|step| step.key.clone())
+        .collect()
+}
+
+/// `status:` selection terms answered from facts (see [`current_facts`]).
+pub struct FactsStatus<'a> {
+    pub graph: &'a AssetGraph,
+    pub facts: &'a FactsTable,
+}
+
+impl crate::selection::StatusLookup for FactsStatus<'_> {
+    fn has_status(&self, asset: &AssetKey, status: crate::selection::AssetStatus) -> bool {
+        use crate::selection::AssetStatus;
+        let materialized = self.facts.materialized.get(asset);
+        match status {
+            AssetStatus::Stale => !stale_partitions(self.graph, self.facts, asset).is_empty(),
+            AssetStatus::Missing => materialized.is_none_or(|m| m.is_empty()),
+            AssetStatus::Materialized => materialized.is_some_and(|m| !m.is_empty()),
+            AssetStatus::Failed => self.facts.failed.get(asset).is_some_and(|failed| {
+                failed.iter().any(|(slot, at)| {
+                    materialized
+                        .and_then(|m| m.get(slot))
+                        .is_none_or(|m| m.at < *at)
+                })
+            }),
+        }
+    }
 }

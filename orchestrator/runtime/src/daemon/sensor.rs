@@ -97,6 +97,9 @@ pub struct LakeSensor {
     selection_template: String,
     interval: Duration,
     lookback: chrono::Duration,
+    /// Also request hours never loaded (with declarative automation, the sensor is what
+    /// observes new hours; without it, the schedule loads them).
+    new_hours: bool,
 }
 
 impl std::fmt::Debug for LakeSensor {
@@ -108,6 +111,7 @@ impl std::fmt::Debug for LakeSensor {
             .field("selection_template", &self.selection_template)
             .field("interval", &self.interval)
             .field("lookback", &self.lookback)
+            .field("new_hours", &self.new_hours)
             .finish()
     }
 }
@@ -122,7 +126,14 @@ impl LakeSensor {
             selection_template: "{asset}*".to_owned(),
             interval: Duration::from_secs(30),
             lookback: chrono::Duration::days(7),
+            new_hours: false,
         }
+    }
+
+    /// Whether hours never loaded are requested too (off by default).
+    pub fn new_hours(mut self, new_hours: bool) -> Self {
+        self.new_hours = new_hours;
+        self
     }
 
     /// How far back, by event hour, late files are looked for.
@@ -212,22 +223,29 @@ impl Sensor for LakeSensor {
                 .filter_map(|r| Some((r.partition_key?, r.materialization?.timestamp)))
                 .collect();
             for (topic, key, modified) in hours {
-                let Some(loaded_at) = loaded.get(&key) else {
+                let loaded_at = loaded.get(&key);
+                if loaded_at.is_none() && !self.new_hours {
                     continue;
-                };
+                }
                 let slot = format!("{topic}|{key}");
                 let seen = handled.get(&slot).copied().unwrap_or(i64::MIN);
                 let micros = modified.timestamp_micros();
-                if modified > *loaded_at && micros > seen {
+                if loaded_at.is_none_or(|l| modified > *l) && micros > seen {
                     output.run_requests.push(SensorRunRequest {
                         selection: self.selection_template.replace("{asset}", &asset.to_string()),
                         partition: PartitionRequest::Key(key.clone()),
-                        key_time: modified,
-                        reason: format!(
-                            "files of {topic} for {key} changed at {} after the hour was loaded at {}",
-                            modified.to_rfc3339(),
-                            loaded_at.to_rfc3339()
-                        ),
+                        key_time: tick_key(modified, &slot),
+                        reason: match loaded_at {
+                            Some(loaded_at) => format!(
+                                "files of {topic} for {key} changed at {} after the hour was loaded at {}",
+                                modified.to_rfc3339(),
+                                loaded_at.to_rfc3339()
+                            ),
+                            None => format!(
+                                "new files of {topic} for {key} (newest at {})",
+                                modified.to_rfc3339()
+                            ),
+                        },
                     });
                     handled.insert(slot, micros);
                 }
@@ -239,6 +257,19 @@ impl Sensor for LakeSensor {
         output.cursor = Some(serde_json::to_string(&handled).map_err(|e| e.to_string())?);
         Ok(output)
     }
+}
+
+/// A request's tick key: the file time at millisecond precision, its microseconds taken from a
+/// hash of the topic and hour, so that files of several hours written in the same millisecond
+/// (eventsim writes many at once) do not share a key, which would record only one of them.
+fn tick_key(modified: DateTime<Utc>, slot: &str) -> DateTime<Utc> {
+    // FNV-1a: the same on every daemon and version.
+    let hash = slot.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let ms = modified.timestamp_millis();
+    let offset = i64::try_from(hash % 1000).unwrap_or(0);
+    DateTime::from_timestamp_micros(ms * 1000 + offset).unwrap_or(modified)
 }
 
 /// How many event ids behind its cursor the run-failure sensor reads again.

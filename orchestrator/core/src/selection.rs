@@ -844,12 +844,12 @@ mod tests {
     #[test]
     fn parse_errors_point_at_the_character() {
         expect![[r#"
-            invalid selection: empty clause: expected an asset key, `group:NAME`, `tag:K=V`, `tag:K`, `kind:K` or `*` between the commas at position 2
+            invalid selection: empty clause: expected an asset key, `group:NAME`, `tag:K=V`, `tag:K`, `kind:K`, `status:STATUS` or `*` between the commas at position 2
               a,,b
                 ^"#]]
         .assert_eq(&parse_err("a,,b"));
         expect![[r#"
-            invalid selection: expected an asset key, `group:NAME`, `tag:K=V`, `tag:K`, `kind:K` or `*` after the last `,` at position 6
+            invalid selection: expected an asset key, `group:NAME`, `tag:K=V`, `tag:K`, `kind:K`, `status:STATUS` or `*` after the last `,` at position 6
               raw/a,
                     ^"#]]
         .assert_eq(&parse_err("raw/a,"));
@@ -859,7 +859,7 @@ mod tests {
                ^"#]]
         .assert_eq(&parse_err("*+raw/a"));
         expect![[r#"
-            invalid selection: unknown prefix `grp:`: expected `group:`, `tag:` or `kind:`, or an asset key without `:` at position 7
+            invalid selection: unknown prefix `grp:`: expected `group:`, `tag:`, `kind:` or `status:`, or an asset key without `:` at position 7
               raw/a, grp:marts
                      ^"#]]
         .assert_eq(&parse_err("raw/a, grp:marts"));

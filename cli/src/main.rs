@@ -46,7 +46,7 @@ Examples:
   orch bench stream --events 1000000 --rate 10000
 
 Selection syntax (as Dagster's): key, +key (one level up), ++key, *key (all upstream),
-key+, key*, group:NAME, tag:K=V, kind:K; a comma is a union.
+key+, key*, group:NAME, tag:K=V, kind:K, status:stale|missing|failed|materialized; a comma is a union.
 
 Configuration: orch.toml at the project root; ORCH_DATABASE_URL overrides its database_url
 (postgres://... or sqlite://PATH; default sqlite://.orch/orch.db).";

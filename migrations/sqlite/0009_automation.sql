@@ -9,8 +9,8 @@ CREATE TABLE automation_ticks (
     daemon           TEXT NOT NULL,
     evaluated_at     BIGINT NOT NULL,
     duration_ms      DOUBLE PRECISION NOT NULL,
-    assets_evaluated INTEGER NOT NULL,
-    requested        INTEGER NOT NULL,
+    assets_evaluated BIGINT NOT NULL,
+    requested        BIGINT NOT NULL,
     run_ids          TEXT NOT NULL
 );
 

@@ -144,6 +144,14 @@ async fn settle(storage: &dyn Storage, clock: &ManualClock, n: usize) -> Vec<(St
         clock.advance(chrono::Duration::seconds(1));
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // Runs those last ticks requested end too (the clock stands still: no new tick).
+    for _ in 0..1000 {
+        let all = storage.list_runs(&RunFilter::default()).await.unwrap();
+        if all.iter().all(|r| r.status.is_terminal()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let runs = automation_runs(storage).await;
     assert!(
         runs.iter().all(|(_, _, s)| *s == RunStatus::Success),

@@ -71,6 +71,8 @@ fn start(
     let config = DaemonConfig {
         id: id.to_owned(),
         local_runs,
+        // The test's clock runs fast: a lease must outlive a slow renewal under load.
+        lease: Duration::from_secs(3600),
         poll: Duration::from_millis(20),
         schedule_interval: Duration::from_millis(20),
         heartbeat: Duration::from_millis(200),

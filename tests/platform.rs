@@ -589,7 +589,7 @@ fn marts_catch_up_on_automation_without_a_schedule() {
             "--from",
             &w.key(0),
             "--to",
-            &w.key(2),
+            &w.key(3),
             "--seed",
             "11",
         ])

@@ -63,13 +63,15 @@ pub fn definitions(config: &Config, settings: &PlatformConfig) -> Result<Definit
     // Late events: files that change for an hour already loaded re-materialize that hour of
     // the raw asset and everything downstream, on a local folder, GCS or S3 alike.
     // With automation, the sensor observes every hour's files (new hours and the current one
-    // as it grows) and materializes only the raw asset; staging and dbt follow by their
-    // conditions.
+    // as it grows) and materializes only the raw assets of that hour; staging and dbt follow by
+    // their conditions.
     let mut sensor = LakeFiles::sensor("lake_late_files", Arc::clone(&lake))
         .interval(Duration::from_secs(settings.sensor_interval_secs))
         .lookback_hours(settings.late_files_lookback_hours);
     if settings.automation {
-        sensor = sensor.new_hours(true).selection_template("{asset}");
+        // Every topic's raw hour, so that a topic without events in that hour is observed
+        // (empty) rather than missing, which would hold back every model that reads it.
+        sensor = sensor.new_hours(true).selection_template("group:raw");
     }
     defs = defs.sensor(Arc::new(sensor));
     Ok(defs)

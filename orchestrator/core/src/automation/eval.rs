@@ -13,7 +13,7 @@
 //! latest materialization is another one. The state also keeps what `newly_true` and `since`
 //! nodes need (their sets at the previous evaluation) and what was requested.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -217,16 +217,29 @@ struct Evaluator<'a> {
     input: &'a EvaluationInput<'a>,
     /// Partitions requested in this evaluation so far, per asset.
     requested: HashMap<AssetKey, BTreeSet<String>>,
-    /// Candidates per asset (for dependencies' state).
-    windows: HashMap<AssetKey, Vec<String>>,
+    /// The partitions of each dependency that some evaluated asset reads (whose
+    /// materializations the next state remembers).
+    windows: HashMap<AssetKey, (Vec<String>, HashSet<String>)>,
+    /// The previous state of each asset, looked up once.
+    previous: HashMap<&'a AssetKey, &'a AssetState>,
+    /// Candidate partitions per partitions definition, computed once per evaluation.
+    candidates: Vec<(Option<&'a PartitionsDefinition>, Vec<String>)>,
 }
 
 /// Evaluates every automated asset (see the [module documentation](self)).
 pub fn evaluate(input: &EvaluationInput<'_>) -> Evaluation {
+    let previous = input
+        .graph
+        .toposorted()
+        .iter()
+        .filter_map(|k| input.state.assets.get(&k.to_user_string()).map(|s| (k, s)))
+        .collect();
     let mut ev = Evaluator {
         input,
         requested: HashMap::new(),
         windows: HashMap::new(),
+        previous,
+        candidates: Vec::new(),
     };
     let mut assets = Vec::new();
     let mut next = AutomationState::default();
@@ -244,7 +257,7 @@ pub fn evaluate(input: &EvaluationInput<'_>) -> Evaluation {
     }
     // Remember what dependencies' materializations were seen, for assets without conditions
     // too (their updates are what `any_deps_updated` reads).
-    for (key, slots) in &ev.windows {
+    for (key, (slots, _)) in &ev.windows {
         let state = next.assets.entry(key.to_user_string()).or_default();
         for slot in slots {
             let part = (!slot.is_empty()).then_some(slot.as_str());
@@ -260,15 +273,20 @@ pub fn evaluate(input: &EvaluationInput<'_>) -> Evaluation {
 }
 
 impl<'a> Evaluator<'a> {
-    fn candidates(&self, def: Option<&PartitionsDefinition>) -> Vec<String> {
-        match def {
+    fn candidates(&mut self, def: Option<&'a PartitionsDefinition>) -> Vec<String> {
+        if let Some((_, slots)) = self.candidates.iter().find(|(d, _)| *d == def) {
+            return slots.clone();
+        }
+        let slots = match def {
             None => vec![UNPARTITIONED.to_owned()],
             Some(def) => def.latest_keys(
                 self.input.now,
                 self.input.window.partitions,
                 self.input.window.include_current,
             ),
-        }
+        };
+        self.candidates.push((def, slots.clone()));
+        slots
     }
 
     fn asset(&mut self, key: &'a AssetKey, condition: &Condition) -> (AssetEvaluation, AssetState) {
@@ -278,10 +296,9 @@ impl<'a> Evaluator<'a> {
         let slots = self.candidates(def);
         let condition_text = condition.to_string();
         let prev = self
-            .input
-            .state
-            .assets
-            .get(&key.to_user_string())
+            .previous
+            .get(key)
+            .copied()
             .filter(|s| s.condition == condition_text);
         let mut deps = Vec::new();
         for dep in &spec.deps {
@@ -294,9 +311,19 @@ impl<'a> Evaluator<'a> {
                 .clone()
                 .unwrap_or_else(|| PartitionMapping::default_for(def, up_def));
             let up_window = self.candidates(up_def);
+            // The same partitioning on both sides (the common case): the same key upstream.
+            let same = def.is_some()
+                && def == up_def
+                && matches!(
+                    mapping,
+                    PartitionMapping::Identity | PartitionMapping::TimeWindow
+                );
             let per_slot: Vec<Vec<String>> = slots
                 .iter()
                 .map(|slot| {
+                    if same {
+                        return vec![slot.clone()];
+                    }
                     let keys: Vec<&str> = if def.is_some() { vec![slot] } else { vec![] };
                     match mapping.upstream_keys(def, &keys, up_def) {
                         Ok(UpstreamPartitions::Unpartitioned) => vec![UNPARTITIONED.to_owned()],
@@ -305,10 +332,10 @@ impl<'a> Evaluator<'a> {
                     }
                 })
                 .collect();
-            let window = self.windows.entry(dep.key.clone()).or_default();
+            let (window, known) = self.windows.entry(dep.key.clone()).or_default();
             for keys in &per_slot {
                 for k in keys {
-                    if !window.contains(k) {
+                    if known.insert(k.clone()) {
                         window.push(k.clone());
                     }
                 }
@@ -440,7 +467,7 @@ impl<'a> Evaluator<'a> {
             return false;
         };
         // An asset seen for the first time has nothing "newly" about it.
-        let Some(prev) = self.input.state.assets.get(&asset.to_user_string()) else {
+        let Some(prev) = self.previous.get(asset) else {
             return false;
         };
         prev.seen.get(slot) != Some(&m.event_id)

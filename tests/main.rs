@@ -12,6 +12,7 @@ mod dbt;
 mod eventsim;
 mod execute;
 mod lake;
+mod lake_log;
 mod platform;
 mod queue;
 mod sensors;

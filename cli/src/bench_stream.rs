@@ -4,7 +4,11 @@
 //!    events per second of wall time and per CPU-second of this process (the worker; the broker
 //!    is another process);
 //! 2. latency: a worker runs while events are produced at `--rate` for `--seconds`; the
-//!    event-to-lake latency (Kafka timestamp to durable file) at p50 and p99.
+//!    event-to-lake latency (Kafka timestamp to durable file) at p50 and p99;
+//! 3. compaction: the hours written so far compacted, files before and after;
+//! 4. takeover: two workers share the partitions, one stops (a clean leave of the group), then
+//!    a worker process is killed (SIGKILL, found out by the session timeout): how long until the
+//!    other worker holds every partition.
 //!
 //! Prints the figures; asserts nothing.
 
@@ -49,6 +53,9 @@ pub struct StreamBenchArgs {
     max_batch_events: usize,
     #[arg(long, default_value_t = BatchLimits::default().max_age.as_millis() as u64)]
     max_batch_age_ms: u64,
+    /// Skip the takeover phase.
+    #[arg(long)]
+    no_takeover: bool,
 }
 
 /// The benchmark keeps no heartbeats.
@@ -116,7 +123,7 @@ async fn run(args: StreamBenchArgs, brokers: String) -> CmdResult {
     let cpu = cpu_seconds() - cpu_before;
     println!(
         "  {} events in {:.1} s: {:.0} events/s, {:.0} events per CPU-second ({:.2} cores busy), {} files, {:.1} MB",
-        summary.events_in,
+        summary.events_in + summary.redelivered,
         wall,
         summary.events_in as f64 / wall,
         summary.events_in as f64 / cpu.max(1e-9),
@@ -153,6 +160,152 @@ async fn run(args: StreamBenchArgs, brokers: String) -> CmdResult {
     println!(
         "  event to lake over {count} events: p50 {p50_ms} ms, p99 {p99_ms} ms, max {max_ms} ms"
     );
+
+    compact(&lake).await?;
+    if !args.no_takeover {
+        takeover(
+            &brokers,
+            &format!("{group}-takeover"),
+            &lake,
+            limits,
+            args.partitions,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Phase 3: every hour written so far compacted at once (as a worker does once an hour is
+/// closed).
+async fn compact(lake: &Lake) -> Result<(), Failure> {
+    let options = orch_lake::CompactionOptions::default();
+    let work = |e: orch_lake::LakeError| Failure::Work(e.to_string());
+    let (mut before, mut after, mut hours) = (0, 0, 0);
+    let began = Instant::now();
+    let cpu_before = cpu_seconds();
+    for topic in Topic::ALL {
+        for hour in lake.list_hours(topic).await.map_err(work)? {
+            before += lake.list_files(topic, hour).await.map_err(work)?.len();
+            lake.compact_hour(topic, hour, options)
+                .await
+                .map_err(work)?;
+            after += lake.list_files(topic, hour).await.map_err(work)?.len();
+            hours += 1;
+        }
+    }
+    println!(
+        "compaction: {hours} hours, {before} files became {after} in {:.1} s ({:.1} CPU-seconds)",
+        began.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu_before
+    );
+    Ok(())
+}
+
+/// Phase 4: how long until one worker holds every partition, after the other stopped cleanly
+/// and after another was killed.
+async fn takeover(
+    brokers: &str,
+    group: &str,
+    lake: &Lake,
+    limits: BatchLimits,
+    partitions: u32,
+) -> Result<(), Failure> {
+    let all = (partitions * Topic::ALL.len() as u32) as i64;
+    let start_worker = |id: &str| {
+        let mut config = WorkerConfig::new(brokers, group);
+        config.batch = limits;
+        config.compaction = None;
+        config.worker_id = id.to_owned();
+        let metrics = Metrics::new();
+        let shutdown = CancellationToken::new();
+        let worker = tokio::spawn(orch_streaming::run_worker(
+            config,
+            lake.clone(),
+            metrics.clone(),
+            Arc::new(NoHeartbeats),
+            shutdown.clone(),
+        ));
+        (metrics, shutdown, worker)
+    };
+    let wait_for = |metrics: Metrics, held: i64, limit: Duration| async move {
+        let began = Instant::now();
+        while metrics.partitions_held.get() != held {
+            if began.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Some(began.elapsed())
+    };
+    println!("takeover: {all} partitions, two workers");
+    let (b_metrics, b_stop, b) = start_worker("bench-takeover-b");
+    wait_for(b_metrics.clone(), all, Duration::from_secs(60))
+        .await
+        .ok_or_else(|| Failure::Work("worker B never held every partition".into()))?;
+    // A clean stop: the stopping worker leaves the group.
+    let (a_metrics, a_stop, a) = start_worker("bench-takeover-a");
+    wait_for(a_metrics.clone(), all / 2, Duration::from_secs(60))
+        .await
+        .ok_or_else(|| Failure::Work("worker A never got half the partitions".into()))?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let stopped = Instant::now();
+    a_stop.cancel();
+    let took = wait_for(b_metrics.clone(), all, Duration::from_secs(60)).await;
+    a.await.map_err(|e| Failure::Work(e.to_string()))??;
+    match took {
+        Some(_) => println!(
+            "  a worker stops: the other holds every partition {} ms later",
+            stopped.elapsed().as_millis()
+        ),
+        None => println!("  a worker stops: the other did not get every partition within 60 s"),
+    }
+    // A killed worker: a separate process, SIGKILLed.
+    let dir = tempfile::tempdir()?;
+    let exe = std::env::current_exe()?;
+    let mut child = std::process::Command::new(exe)
+        .current_dir(dir.path())
+        .args([
+            "stream",
+            "--brokers",
+            brokers,
+            "--group",
+            group,
+            "--lake",
+            lake.url(),
+        ])
+        .args([
+            "--worker-id",
+            "bench-takeover-killed",
+            "--compact-after-secs",
+            "0",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let shared = wait_for(b_metrics.clone(), all / 2, Duration::from_secs(60)).await;
+    if shared.is_none() {
+        let _ = child.kill();
+        return Err(Failure::Work(
+            "the worker process never took half the partitions".into(),
+        ));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Instant::now();
+    child.kill()?;
+    child.wait()?;
+    let took = wait_for(b_metrics.clone(), all, Duration::from_secs(120)).await;
+    match took {
+        Some(_) => println!(
+            "  a worker is killed: the other holds every partition {} ms later (session timeout 6 s)",
+            killed.elapsed().as_millis()
+        ),
+        None => {
+            println!("  a worker is killed: the other did not get every partition within 120 s")
+        }
+    }
+    b_stop.cancel();
+    b.await.map_err(|e| Failure::Work(e.to_string()))??;
     Ok(())
 }
 
@@ -196,6 +349,7 @@ async fn drain(
 ) -> Result<WorkerSummary, Failure> {
     let mut config = WorkerConfig::new(brokers, group);
     config.batch = limits;
+    config.compaction = None;
     config.worker_id = format!("bench-{}", std::process::id());
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();

@@ -51,6 +51,19 @@ pub struct StreamArgs {
     /// A librdkafka setting for the consumer, KEY=VALUE (repeatable).
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_setting)]
     kafka: Vec<(String, String)>,
+    /// Compact an hour's raw files once its newest file is this many seconds old (0: never
+    /// compact). The worker holding a topic's partition 0 compacts that topic.
+    #[arg(long, env = "ORCH_COMPACT_AFTER_SECS", default_value_t = 600)]
+    compact_after_secs: u64,
+    /// The size compaction aims at for each file, in MB.
+    #[arg(long, env = "ORCH_COMPACT_TARGET_MB", default_value_t = 128)]
+    compact_target_mb: u64,
+    /// How long compacted (replaced) files are kept for readers that listed them, in seconds.
+    #[arg(long, default_value_t = 600)]
+    compact_grace_secs: u64,
+    /// Seconds between looks for closed hours.
+    #[arg(long, default_value_t = 60)]
+    compact_every_secs: u64,
 }
 
 fn parse_topic(s: &str) -> Result<Topic, String> {
@@ -92,7 +105,9 @@ impl HeartbeatSink for RunHistoryHeartbeats {
             let (first, last, events) =
                 started.unwrap_or((status.updated_at, status.updated_at, status.events_in));
             let secs = (status.updated_at - last).num_milliseconds() as f64 / 1000.0;
-            let rate = if secs > 0.0 {
+            let rate = if status.stopped {
+                0.0
+            } else if secs > 0.0 {
                 status.events_in.saturating_sub(events) as f64 / secs
             } else {
                 0.0
@@ -106,6 +121,7 @@ impl HeartbeatSink for RunHistoryHeartbeats {
                 worker_id: status.worker_id.clone(),
                 group_id: status.group_id.clone(),
                 topics: status.topics.clone(),
+                // A stopped worker's last beat holds nothing (`status.partitions` is empty then).
                 partitions: status
                     .partitions
                     .iter()
@@ -160,6 +176,15 @@ pub async fn run(dir: Option<&std::path::Path>, args: StreamArgs) -> CmdResult {
     };
     config.heartbeat_interval = Duration::from_secs(args.heartbeat_secs.max(1));
     config.kafka = args.kafka;
+    config.compaction = (args.compact_after_secs > 0).then(|| orch_streaming::CompactionConfig {
+        closed_after: Duration::from_secs(args.compact_after_secs),
+        every: Duration::from_secs(args.compact_every_secs.max(1)),
+        options: orch_lake::CompactionOptions {
+            target_bytes: args.compact_target_mb.max(1) * 1024 * 1024,
+            grace: Duration::from_secs(args.compact_grace_secs),
+        },
+        ..orch_streaming::CompactionConfig::default()
+    });
 
     let shutdown = CancellationToken::new();
     let metrics = Metrics::new();
@@ -202,13 +227,15 @@ pub async fn run(dir: Option<&std::path::Path>, args: StreamArgs) -> CmdResult {
     shutdown.cancel();
     let summary = summary?;
     println!(
-        "read {} records: {} events written, {} dead letters, {} files ({} bytes), {} commits; event-to-lake p50 {} ms, p99 {} ms",
+        "read {} records ({} more read again): {} events written, {} dead letters, {} files ({} bytes), {} commits ({} fenced); event-to-lake p50 {} ms, p99 {} ms",
         summary.events_in,
+        summary.redelivered,
         summary.events_written,
         summary.dead_lettered,
         summary.files,
         summary.bytes,
         summary.commits,
+        summary.fenced,
         summary.latency.p50_ms,
         summary.latency.p99_ms
     );

@@ -39,6 +39,11 @@ pub struct DeadLetter {
     pub source: String,
     pub partition: Option<i32>,
     pub offset: Option<i64>,
+    /// The record's time at its source (Kafka's timestamp, ms), when it has one: the hour of a
+    /// dead letter without a readable `ts`, so that reading the record again files it in the
+    /// same hour.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ts: Option<i64>,
     pub ingested_at: DateTime<Utc>,
 }
 
@@ -62,15 +67,17 @@ impl DeadLetter {
             source: lineage.source.clone(),
             partition: lineage.partition,
             offset: lineage.offset,
+            source_ts: None,
             ingested_at: lineage.ingested_at,
         }
     }
 
     /// The hour the dead letter is filed under: the event's own hour when its `ts` could be
-    /// read, else the hour it was read in.
+    /// read, else the hour of its source timestamp, else the hour it was read in.
     pub fn hour(&self) -> Hour {
         self.ts
             .and_then(Hour::from_ts_ms)
+            .or_else(|| self.source_ts.and_then(Hour::from_ts_ms))
             .unwrap_or_else(|| Hour::containing(self.ingested_at))
     }
 

@@ -7,7 +7,11 @@
 //! - sends every request with `Host: storage.googleapis.com`;
 //! - marks a plain upload as a signed-URL upload (`?X-Goog-Algorithm=...`; the emulator checks
 //!   no signature), and copies the object's `etag` and `generation` from the JSON answer into
-//!   the `ETag` and `x-goog-generation` headers object_store reads.
+//!   the `ETag` and `x-goog-generation` headers object_store reads;
+//! - answers a create-only upload (`x-goog-if-generation-match: 0`, object_store's
+//!   `PutMode::Create`) itself when the object exists, with GCS's `412 Precondition Failed`:
+//!   the emulator ignores the precondition. The check and the upload hold a lock file shared by
+//!   every process using the same emulator, so the emulation is as atomic as GCS's own.
 //!
 //! Nothing of this applies to real GCS, which is reached by object_store's own client.
 
@@ -50,6 +54,32 @@ impl HttpService for FakeGcsService {
         req.headers_mut()
             .insert("host", HeaderValue::from_static(PUBLIC_HOST));
         let upload = is_plain_upload(&req);
+        let create_only = upload
+            && req
+                .headers()
+                .get("x-goog-if-generation-match")
+                .is_some_and(|v| v.as_bytes() == b"0");
+        let _lock = if create_only {
+            let lock = lock_emulator(req.uri().authority().map(|a| a.as_str()).unwrap_or(""))
+                .await
+                .map_err(|e| HttpError::new(HttpErrorKind::Request, e))?;
+            let mut head = HttpRequest::new(Default::default());
+            *head.method_mut() = "HEAD".parse().expect("a method");
+            *head.uri_mut() = req.uri().clone();
+            head.headers_mut()
+                .insert("host", HeaderValue::from_static(PUBLIC_HOST));
+            let exists = self.inner.execute(head).await?;
+            if exists.status().is_success() {
+                let mut refused = HttpResponse::new(HttpResponseBody::from(
+                    bytes::Bytes::from_static(b"<Error><Code>PreconditionFailed</Code></Error>"),
+                ));
+                *refused.status_mut() = 412u16.try_into().expect("a status");
+                return Ok(refused);
+            }
+            Some(lock)
+        } else {
+            None
+        };
         if upload {
             let uri = format!("{}?X-Goog-Algorithm=GOOG4-RSA-SHA256", req.uri());
             *req.uri_mut() = uri
@@ -84,4 +114,25 @@ impl HttpService for FakeGcsService {
             HttpResponseBody::from(bytes),
         ))
     }
+}
+
+/// Takes the lock file of the emulator at `authority` (one per emulator, shared by every process
+/// on this machine): held while a create-only upload checks and writes.
+async fn lock_emulator(authority: &str) -> std::io::Result<std::fs::File> {
+    let name: String = authority
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let path = std::env::temp_dir().join(format!("orch-fake-gcs-{name}.lock"));
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }

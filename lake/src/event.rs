@@ -20,10 +20,12 @@
 //! topic knows (eventsim's `tag`, say) are ignored. `_event_id`, when present, is a non-empty
 //! string of at most 200 characters.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Number, Value};
 
 use crate::layout::Hour;
 use crate::topic::{Topic, col};
@@ -161,7 +163,7 @@ pub fn decode_with(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(fail("empty message: expected a JSON object".to_owned()));
     }
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+    let value: Top<'_> = serde_json::from_slice(bytes).map_err(|e| {
         fail(match e.classify() {
             serde_json::error::Category::Eof => {
                 format!("malformed JSON: the input ends early ({e})")
@@ -172,11 +174,14 @@ pub fn decode_with(
             _ => format!("malformed JSON: {e}"),
         })
     })?;
-    let Value::Object(map) = value else {
-        return Err(fail(format!(
-            "expected a JSON object, found {}",
-            describe(&value)
-        )));
+    let map = match value {
+        Top::Object(fields) => fields,
+        Top::Other(value) => {
+            return Err(fail(format!(
+                "expected a JSON object, found {}",
+                describe(&Val::Other(value))
+            )));
+        }
     };
     // Read `ts` first, so that every later failure can carry it (a `ts` outside the window is
     // not carried: it would place the dead letter in an implausible hour).
@@ -368,7 +373,7 @@ impl Decoder<'_> {
 
 /// Typed access to the fields of one JSON object, with eventsim-aware error messages.
 struct Obj<'a> {
-    map: &'a Map<String, Value>,
+    map: &'a Fields<'a>,
     ts: Option<i64>,
 }
 
@@ -383,27 +388,27 @@ impl Obj<'_> {
 
     /// Present and not null.
     fn present(&self, name: &str) -> bool {
-        !matches!(self.map.get(name), None | Some(Value::Null))
+        !matches!(self.map.get(name), None | Some(Val::Null))
     }
 
-    fn required(&self, name: &str) -> Result<&Value, InvalidEvent> {
+    fn required(&self, name: &str) -> Result<&Val<'_>, InvalidEvent> {
         match self.map.get(name) {
             None => Err(self.invalid(name, format!("missing required field `{name}`"))),
-            Some(Value::Null) => Err(self.invalid(name, format!("`{name}` must not be null"))),
+            Some(Val::Null) => Err(self.invalid(name, format!("`{name}` must not be null"))),
             Some(value) => Ok(value),
         }
     }
 
-    fn wrong_type(&self, name: &str, expected: &str, value: &Value) -> InvalidEvent {
+    fn wrong_type(&self, name: &str, expected: &str, value: &Val<'_>) -> InvalidEvent {
         self.invalid(
             name,
             format!("`{name}` must be {expected}, found {}", describe(value)),
         )
     }
 
-    fn integer(&self, name: &str, value: &Value, expected: &str) -> Result<i64, InvalidEvent> {
+    fn integer(&self, name: &str, value: &Val<'_>, expected: &str) -> Result<i64, InvalidEvent> {
         match value {
-            Value::Number(n) => n.as_i64().ok_or_else(|| {
+            Val::Number(n) => n.as_i64().ok_or_else(|| {
                 if n.is_f64() {
                     self.wrong_type(name, expected, value)
                 } else {
@@ -469,7 +474,7 @@ impl Obj<'_> {
     fn req_number(&self, name: &str) -> Result<f64, InvalidEvent> {
         let value = self.required(name)?;
         match value {
-            Value::Number(n) => Ok(n.as_f64().expect("serde_json numbers convert to f64")),
+            Val::Number(n) => Ok(n.as_f64().expect("serde_json numbers convert to f64")),
             _ => Err(self.wrong_type(name, "a number", value)),
         }
     }
@@ -501,7 +506,7 @@ impl Obj<'_> {
     fn req_str(&self, name: &str) -> Result<String, InvalidEvent> {
         let value = self.required(name)?;
         match value {
-            Value::String(s) => Ok(s.clone()),
+            Val::String(s) => Ok(s.as_ref().to_owned()),
             _ => Err(self.wrong_type(name, "a string", value)),
         }
     }
@@ -533,7 +538,7 @@ impl Obj<'_> {
                 name,
                 format!(
                     "`{name}` must be one of {list}, found {}",
-                    describe(&Value::String(s))
+                    describe(&Val::String(Cow::Owned(s)))
                 ),
             ));
         }
@@ -550,7 +555,7 @@ impl Obj<'_> {
     fn req_bool(&self, name: &str) -> Result<bool, InvalidEvent> {
         let value = self.required(name)?;
         match value {
-            Value::Bool(b) => Ok(*b),
+            Val::Bool(b) => Ok(*b),
             _ => Err(self.wrong_type(name, "a boolean", value)),
         }
     }
@@ -559,8 +564,8 @@ impl Obj<'_> {
     fn req_zip(&self) -> Result<String, InvalidEvent> {
         let value = self.required(col::ZIP)?;
         match value {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) if n.as_u64().is_some() => Ok(n.to_string()),
+            Val::String(s) => Ok(s.as_ref().to_owned()),
+            Val::Number(n) if n.as_u64().is_some() => Ok(n.to_string()),
             _ => Err(self.wrong_type(col::ZIP, "a string (or a non-negative integer)", value)),
         }
     }
@@ -571,12 +576,12 @@ impl Obj<'_> {
         let name = col::USER_ID;
         let expected = "a positive integer (or a string of its digits; absent or \"\" for guests)";
         let id = match self.map.get(name) {
-            None | Some(Value::Null) => return Ok(None),
-            Some(Value::String(s)) if s.is_empty() => return Ok(None),
-            Some(Value::String(s)) if s.bytes().all(|b| b.is_ascii_digit()) => s
+            None | Some(Val::Null) => return Ok(None),
+            Some(Val::String(s)) if s.is_empty() => return Ok(None),
+            Some(Val::String(s)) if s.bytes().all(|b| b.is_ascii_digit()) => s
                 .parse::<i64>()
                 .map_err(|_| self.invalid(name, format!("`{name}` {s} is out of range")))?,
-            Some(value @ Value::Number(_)) => self.integer(name, value, expected)?,
+            Some(value @ Val::Number(_)) => self.integer(name, value, expected)?,
             Some(value) => return Err(self.wrong_type(name, expected, value)),
         };
         if id <= 0 {
@@ -587,8 +592,9 @@ impl Obj<'_> {
 }
 
 /// A JSON value in an error message: its type, and the value itself when short.
-fn describe(value: &Value) -> String {
-    let kind = match value {
+fn describe(value: &Val<'_>) -> String {
+    let value = value.to_value();
+    let kind = match &value {
         Value::Null => return "null".to_owned(),
         Value::Bool(b) => return format!("boolean {b}"),
         Value::Number(n) => return format!("number {n}"),
@@ -602,6 +608,164 @@ fn describe(value: &Value) -> String {
     } else {
         let short: String = text.chars().take(57).collect();
         format!("{kind} {short}...")
+    }
+}
+
+// The input, parsed without copying: a JSON object's fields as a list, its keys and strings
+// borrowed from the input unless they hold escapes. `serde_json::Value` would allocate every key
+// and string and keep them in a map; this is the hot path of the streaming workers. A field
+// given twice counts with its last value, as in `Value`.
+
+/// The top-level JSON value: the object an event is, or anything else (for the message).
+enum Top<'a> {
+    Object(Fields<'a>),
+    Other(Value),
+}
+
+/// A JSON object's fields, in input order.
+struct Fields<'a>(Vec<(Cow<'a, str>, Val<'a>)>);
+
+impl<'a> Fields<'a> {
+    fn get(&self, name: &str) -> Option<&Val<'a>> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(key, _)| key.as_ref() == name)
+            .map(|(_, value)| value)
+    }
+}
+
+/// A field's value: scalars as they are, arrays and objects (never valid here) as a `Value`.
+enum Val<'a> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    String(Cow<'a, str>),
+    Other(Value),
+}
+
+impl Val<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            Val::Null => Value::Null,
+            Val::Bool(b) => Value::Bool(*b),
+            Val::Number(n) => Value::Number(n.clone()),
+            Val::String(s) => Value::String(s.as_ref().to_owned()),
+            Val::Other(v) => v.clone(),
+        }
+    }
+}
+
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Visits any JSON value into a `Val` (`scalar`) or, at the top, a `Top`.
+struct AnyVisitor;
+
+impl<'de> Visitor<'de> for AnyVisitor {
+    type Value = Val<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Val<'de>, E> {
+        Ok(Val::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Val<'de>, E> {
+        Ok(Val::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Val<'de>, E> {
+        Ok(Val::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Val<'de>, E> {
+        Ok(Val::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Val<'de>, E> {
+        Ok(Number::from_f64(v).map_or(Val::Null, Val::Number))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Val<'de>, E> {
+        Ok(Val::String(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Val<'de>, E> {
+        Ok(Val::String(Cow::Owned(v.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Val<'de>, E> {
+        Ok(Val::String(Cow::Owned(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Val<'de>, A::Error> {
+        Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Val::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Val<'de>, A::Error> {
+        Value::deserialize(de::value::MapAccessDeserializer::new(map)).map(Val::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for Val<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(AnyVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Top<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TopVisitor;
+        impl<'de> Visitor<'de> for TopVisitor {
+            type Value = Top<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(24));
+                while let Some(key) = map.next_key::<Key<'de>>()? {
+                    fields.push((key.0, map.next_value::<Val<'de>>()?));
+                }
+                Ok(Top::Object(Fields(fields)))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Top<'de>, E> {
+                Ok(Top::Other(Value::Null))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Top<'de>, E> {
+                Ok(Top::Other(Value::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Top<'de>, E> {
+                Ok(Top::Other(v.into()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Top<'de>, E> {
+                Ok(Top::Other(v.into()))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Top<'de>, E> {
+                Ok(Top::Other(
+                    Number::from_f64(v).map_or(Value::Null, Value::Number),
+                ))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Top<'de>, E> {
+                Ok(Top::Other(Value::String(v.to_owned())))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top<'de>, A::Error> {
+                Value::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Top::Other)
+            }
+        }
+        deserializer.deserialize_any(TopVisitor)
     }
 }
 

@@ -35,6 +35,8 @@
 //! ```
 
 mod batch;
+pub mod commit;
+pub mod compact;
 mod dlq;
 mod emulator;
 mod error;
@@ -44,11 +46,15 @@ mod store;
 mod topic;
 
 pub use batch::{BatchBuilder, HourBatch, HourlyBatches, Lineage};
+pub use commit::{CommitEntry, CommitOutcome, LoggedFile};
+pub use compact::{Compacted, CompactionOptions, Manifest};
 pub use dlq::{DeadLetter, parse_dead_letters};
 pub use error::LakeError;
 pub use event::{Event, InvalidEvent, Payload, Song, User, Validation, decode, decode_with};
 pub use layout::{FileName, Hour};
-pub use store::{FileMeta, Lake, LakeOptions, ROW_GROUP_ROWS, WrittenFile, ZSTD_LEVEL, redact_url};
+pub use store::{
+    EncodedFile, FileMeta, Lake, LakeOptions, ROW_GROUP_ROWS, WrittenFile, ZSTD_LEVEL, redact_url,
+};
 pub use topic::{Topic, col, timestamp_type};
 
 /// The Arrow crates the lake's batches are made of, for callers that build or read them.

@@ -17,8 +17,8 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use object_store::{
-    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    StaticCredentialProvider,
+    ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig, StaticCredentialProvider,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -67,6 +67,59 @@ pub struct WrittenFile {
     pub bytes: u64,
 }
 
+/// A lake file encoded in memory, not yet written: its path, rows and bytes. Encoding is CPU
+/// work (Parquet with zstd), putting it IO: the streaming workers do the first on a blocking
+/// thread and commit the file's name before the second.
+#[derive(Debug, Clone)]
+pub struct EncodedFile {
+    /// Its path relative to the lake's root.
+    pub path: String,
+    pub rows: usize,
+    pub bytes: Bytes,
+}
+
+impl EncodedFile {
+    /// `batches` of `topic` as the Parquet file `raw/{topic}/date=.../hour=.../{name}.parquet`:
+    /// checked to have the topic's schema and only rows of `hour` (by `ts`).
+    pub fn parquet(
+        topic: Topic,
+        hour: Hour,
+        name: &FileName,
+        batches: &[RecordBatch],
+    ) -> Result<EncodedFile, LakeError> {
+        let path = layout::raw_file(topic, hour, name);
+        let rows = check_batches(topic, hour, &path, batches)?;
+        let bytes = encode_parquet(topic, batches).map_err(|e| LakeError::BadBatch {
+            path: path.clone(),
+            detail: format!("Parquet encoding failed: {e}"),
+        })?;
+        Ok(EncodedFile { path, rows, bytes })
+    }
+
+    /// Dead letters of `topic` as the JSON Lines file
+    /// `dlq/{topic}/date=.../hour=.../{name}.jsonl`.
+    pub fn dead_letters(
+        topic: Topic,
+        hour: Hour,
+        name: &FileName,
+        letters: &[DeadLetter],
+    ) -> Result<EncodedFile, LakeError> {
+        let path = layout::dlq_file(topic, hour, name);
+        if let Some(other) = letters.iter().find(|l| l.topic != topic) {
+            return Err(LakeError::BadBatch {
+                path,
+                detail: format!("a dead letter of {} is among those of {topic}", other.topic),
+            });
+        }
+        let text: String = letters.iter().map(DeadLetter::to_json_line).collect();
+        Ok(EncodedFile {
+            path,
+            rows: letters.len(),
+            bytes: Bytes::from(text),
+        })
+    }
+}
+
 /// A file in the lake.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileMeta {
@@ -86,10 +139,13 @@ enum Kind {
 /// The lake: `raw/` and `dlq/` areas (see [`crate::layout`]) in a local folder, on GCS or on S3.
 #[derive(Clone)]
 pub struct Lake {
-    store: Arc<dyn ObjectStore>,
+    pub(crate) store: Arc<dyn ObjectStore>,
     kind: Kind,
     /// The URL as shown to users: credentials redacted.
     shown: String,
+    /// Compaction manifests read so far, by path: they never change once written.
+    pub(crate) manifests:
+        Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<crate::compact::Manifest>>>>,
 }
 
 impl fmt::Debug for Lake {
@@ -200,7 +256,12 @@ impl Lake {
                 } else {
                     Kind::S3 { bucket, prefix }
                 };
-                Ok(Lake { store, kind, shown })
+                Ok(Lake {
+                    store,
+                    kind,
+                    shown,
+                    manifests: Arc::default(),
+                })
             }
             other => Err(invalid(&format!(
                 "unsupported scheme `{other}://`: use a local folder, file:///PATH, \
@@ -236,6 +297,7 @@ impl Lake {
             store: Arc::new(store),
             kind: Kind::Local { root: root.clone() },
             shown: root.display().to_string(),
+            manifests: Arc::default(),
         })
     }
 
@@ -284,24 +346,27 @@ impl Lake {
         name: &FileName,
         batches: &[RecordBatch],
     ) -> Result<WrittenFile, LakeError> {
-        let path = layout::raw_file(topic, hour, name);
-        let rows = check_batches(topic, hour, &path, batches)?;
         let batches = batches.to_vec();
-        let encode_path = path.clone();
-        let bytes = tokio::task::spawn_blocking(move || encode_parquet(topic, &batches))
-            .await
-            .map_err(|e| join_failure("Parquet encoding", e))
-            .and_then(|r| r.map_err(|e| e.to_string()))
-            .map_err(|e| LakeError::BadBatch {
-                path: encode_path,
-                detail: format!("Parquet encoding failed: {e}"),
-            })?;
-        let size = bytes.len() as u64;
-        self.put(&path, bytes).await?;
+        let path = layout::raw_file(topic, hour, name);
+        let name = name.clone();
+        let file =
+            tokio::task::spawn_blocking(move || EncodedFile::parquet(topic, hour, &name, &batches))
+                .await
+                .map_err(|e| LakeError::BadBatch {
+                    path,
+                    detail: join_failure("Parquet encoding", e),
+                })??;
+        self.put_file(&file).await
+    }
+
+    /// Puts an encoded file at its path, replacing a file of the same name; as durable as
+    /// [`Lake::write_parquet`].
+    pub async fn put_file(&self, file: &EncodedFile) -> Result<WrittenFile, LakeError> {
+        self.put(&file.path, file.bytes.clone()).await?;
         Ok(WrittenFile {
-            path,
-            rows,
-            bytes: size,
+            path: file.path.clone(),
+            rows: file.rows,
+            bytes: file.bytes.len() as u64,
         })
     }
 
@@ -315,21 +380,8 @@ impl Lake {
         name: &FileName,
         letters: &[DeadLetter],
     ) -> Result<WrittenFile, LakeError> {
-        let path = layout::dlq_file(topic, hour, name);
-        if let Some(other) = letters.iter().find(|l| l.topic != topic) {
-            return Err(LakeError::BadBatch {
-                path,
-                detail: format!("a dead letter of {} is among those of {topic}", other.topic),
-            });
-        }
-        let text: String = letters.iter().map(DeadLetter::to_json_line).collect();
-        let size = text.len() as u64;
-        self.put(&path, Bytes::from(text)).await?;
-        Ok(WrittenFile {
-            path,
-            rows: letters.len(),
-            bytes: size,
-        })
+        let file = EncodedFile::dead_letters(topic, hour, name, letters)?;
+        self.put_file(&file).await
     }
 
     /// The hours of `topic` that have a folder in `raw/`, in order.
@@ -362,31 +414,13 @@ impl Lake {
         topic: Topic,
         day: chrono::NaiveDate,
     ) -> Result<BTreeMap<Hour, DateTime<Utc>>, LakeError> {
-        use futures::TryStreamExt;
-        let dir = format!(
-            "{}/date={}",
-            layout::raw_topic_dir(topic),
-            day.format("%Y-%m-%d")
-        );
-        let prefix = Path::from(dir.as_str());
-        let objects: Vec<object_store::ObjectMeta> =
-            match self.store.list(Some(&prefix)).try_collect().await {
-                Ok(objects) => objects,
-                Err(object_store::Error::NotFound { .. }) => Vec::new(),
-                Err(e) => return Err(self.store_err("list", &format!("{dir}/"), e)),
-            };
-        let mut newest: BTreeMap<Hour, DateTime<Utc>> = BTreeMap::new();
-        for meta in objects {
-            let Some(path) = layout::parse_path(meta.location.as_ref()) else {
-                continue;
-            };
-            if path.area != layout::RAW || path.topic != topic {
-                continue;
-            }
-            let entry = newest.entry(path.hour).or_insert(meta.last_modified);
-            *entry = (*entry).max(meta.last_modified);
-        }
-        Ok(newest)
+        // A compaction's outputs stand for their inputs' time: compacting is not new data.
+        Ok(self
+            .visible_raw_files_of_day(topic, day)
+            .await?
+            .into_iter()
+            .filter_map(|(hour, files)| Some((hour, files.iter().map(|(_, t)| *t).max()?)))
+            .collect())
     }
 
     /// The Parquet files of one hour of `topic`, by path.
@@ -519,23 +553,12 @@ impl Lake {
         Ok(hours)
     }
 
+    /// The files a reader sees in the hour folder `dir`: those with extension `ext`, less what
+    /// compactions replaced (see [`crate::compact`]), by path.
     async fn files_in(&self, dir: &str, ext: &str) -> Result<Vec<FileMeta>, LakeError> {
-        let listed = self.list_dir(dir).await?;
-        let mut files: Vec<FileMeta> = listed
-            .objects
-            .into_iter()
-            .filter(|meta| {
-                layout::parse_path(meta.location.as_ref())
-                    .is_some_and(|p| p.file.ends_with(&format!(".{ext}")))
-            })
-            .map(|meta| FileMeta {
-                path: meta.location.to_string(),
-                size: meta.size,
-                last_modified: meta.last_modified,
-            })
-            .collect();
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(files)
+        let objects = self.list_all(dir).await?;
+        let view = self.hour_view(dir, ext, objects).await?;
+        Ok(view.visible.into_iter().map(|(file, _)| file).collect())
     }
 
     async fn list_dir(&self, dir: &str) -> Result<object_store::ListResult, LakeError> {
@@ -564,14 +587,37 @@ impl Lake {
             .map_err(|e| self.store_err("read", path, e))
     }
 
-    async fn put(&self, path: &str, bytes: Bytes) -> Result<(), LakeError> {
-        let location = Path::from(path);
-        self.store
-            .put(&location, PutPayload::from(bytes))
+    pub(crate) async fn put(&self, path: &str, bytes: Bytes) -> Result<(), LakeError> {
+        self.put_with(path, bytes, PutMode::Overwrite)
             .await
-            .map_err(|e| self.store_err("write", path, e))?;
+            .map(|_| ())
+    }
+
+    /// Writes `bytes` at `path` only if nothing is there yet: `Ok(false)` when something was
+    /// (another writer got there first). Atomic on every store: a hard link on a local lake, a
+    /// generation precondition (`ifGenerationMatch=0`) on GCS, `If-None-Match` on S3.
+    pub(crate) async fn put_new(&self, path: &str, bytes: Bytes) -> Result<bool, LakeError> {
+        self.put_with(path, bytes, PutMode::Create).await
+    }
+
+    async fn put_with(&self, path: &str, bytes: Bytes, mode: PutMode) -> Result<bool, LakeError> {
+        let location = Path::from(path);
+        let options = PutOptions {
+            mode,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&location, PutPayload::from(bytes), options)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+            Err(e) => return Err(self.store_err("write", path, e)),
+        }
         if let Kind::Local { root } = &self.kind {
-            // object_store wrote a temporary file and renamed it; make both survive a crash.
+            // object_store wrote a temporary file and renamed (or linked) it; make both survive
+            // a crash.
             let file = root.join(path);
             tokio::task::spawn_blocking(move || sync_file_and_dir(&file))
                 .await
@@ -584,10 +630,37 @@ impl Lake {
                     hint: "",
                 })?;
         }
-        Ok(())
+        Ok(true)
     }
 
-    fn store_err(&self, action: &'static str, path: &str, e: object_store::Error) -> LakeError {
+    /// Deletes the object at `path`; one that is not there is no error.
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), LakeError> {
+        match self.store.delete(&Path::from(path)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.store_err("delete", path, e)),
+        }
+    }
+
+    /// Every object below `dir` (recursively), `[]` when there is none.
+    pub(crate) async fn list_all(
+        &self,
+        dir: &str,
+    ) -> Result<Vec<object_store::ObjectMeta>, LakeError> {
+        use futures::TryStreamExt;
+        let prefix = Path::from(dir);
+        match self.store.list(Some(&prefix)).try_collect().await {
+            Ok(objects) => Ok(objects),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(self.store_err("list", &format!("{dir}/"), e)),
+        }
+    }
+
+    pub(crate) fn store_err(
+        &self,
+        action: &'static str,
+        path: &str,
+        e: object_store::Error,
+    ) -> LakeError {
         let hint = match &self.kind {
             Kind::Local { .. } => "",
             Kind::Gcs { .. } => {
@@ -607,7 +680,12 @@ impl Lake {
         }
     }
 
-    fn corrupt(&self, path: &str, format: &'static str, e: impl fmt::Display) -> LakeError {
+    pub(crate) fn corrupt(
+        &self,
+        path: &str,
+        format: &'static str,
+        e: impl fmt::Display,
+    ) -> LakeError {
         LakeError::Corrupt {
             path: path.to_owned(),
             lake: self.shown.clone(),
@@ -698,8 +776,22 @@ fn check_batches(
 
 /// The batches as one Parquet file: zstd, row groups of [`ROW_GROUP_ROWS`], the topic in the
 /// file's metadata.
-fn encode_parquet(topic: Topic, batches: &[RecordBatch]) -> parquet::errors::Result<Bytes> {
-    let props = WriterProperties::builder()
+pub(crate) fn encode_parquet(
+    topic: Topic,
+    batches: &[RecordBatch],
+) -> parquet::errors::Result<Bytes> {
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), topic.schema(), Some(writer_properties(topic)))?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    Ok(Bytes::from(writer.into_inner()?))
+}
+
+/// How the lake's Parquet files are written: zstd, row groups of [`ROW_GROUP_ROWS`], the topic
+/// in the file's metadata.
+pub(crate) fn writer_properties(topic: Topic) -> WriterProperties {
+    WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(ZSTD_LEVEL).expect("a valid zstd level"),
         ))
@@ -708,12 +800,7 @@ fn encode_parquet(topic: Topic, batches: &[RecordBatch]) -> parquet::errors::Res
             "orch.lake.topic".to_owned(),
             topic.as_str().to_owned(),
         )]))
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), topic.schema(), Some(props))?;
-    for batch in batches {
-        writer.write(batch)?;
-    }
-    Ok(Bytes::from(writer.into_inner()?))
+        .build()
 }
 
 /// `url` with any password and query replaced by `***`, for messages and logs.
@@ -738,7 +825,7 @@ pub fn redact_url(url: &str) -> String {
 
 /// A blocking task that panicked (a foreign file that trips a decoder, say) or was cancelled,
 /// as an error with context: the caller fails the one file, not the process.
-fn join_failure(what: &str, e: tokio::task::JoinError) -> String {
+pub(crate) fn join_failure(what: &str, e: tokio::task::JoinError) -> String {
     if e.is_panic() {
         let panic = e.into_panic();
         let message = panic

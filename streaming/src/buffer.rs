@@ -19,6 +19,8 @@ pub struct PartitionBuffer {
     opened_at: Option<Instant>,
     produced_ms: Vec<i64>,
     records: usize,
+    /// The lineage of the record being appended (kept, not rebuilt per record).
+    lineage: Lineage,
 }
 
 /// A closed batch, ready for the lake: the next commit of its partition is `last_offset + 1`.
@@ -67,6 +69,7 @@ impl PartitionBuffer {
             opened_at: None,
             produced_ms: Vec::new(),
             records: 0,
+            lineage: Lineage::kafka(partition, 0, DateTime::<Utc>::UNIX_EPOCH),
         }
     }
 
@@ -106,7 +109,9 @@ impl PartitionBuffer {
         now: DateTime<Utc>,
     ) -> Result<Appended, LakeError> {
         debug_assert!(self.last_offset.is_none_or(|last| offset > last));
-        let lineage = Lineage::kafka(self.partition, offset, now);
+        self.lineage.offset = Some(offset);
+        self.lineage.ingested_at = now;
+        let lineage = &self.lineage;
         let appended = match decode(self.topic, payload) {
             Ok(mut event) => {
                 if event.event_id.is_none() {
@@ -115,13 +120,16 @@ impl PartitionBuffer {
                         .filter(|k| !k.is_empty())
                         .map(str::to_owned);
                 }
-                self.batches.append(&event, &lineage)?;
+                self.batches.append(&event, lineage)?;
                 Appended::Valid
             }
             Err(invalid) => {
                 let reason = invalid.reason.clone();
-                self.dead_letters
-                    .push(DeadLetter::new(self.topic, payload, &invalid, &lineage));
+                let mut letter = DeadLetter::new(self.topic, payload, &invalid, lineage);
+                // Filed by the record's own time when it has no readable `ts`: reading it again
+                // files it in the same hour.
+                letter.source_ts = timestamp_ms;
+                self.dead_letters.push(letter);
                 Appended::Dead(reason)
             }
         };

@@ -43,6 +43,34 @@ pub struct WorkerConfig {
     pub write_retry: Duration,
     /// More librdkafka settings (`session.timeout.ms`, `security.protocol`, ...), applied last.
     pub kafka: Vec<(String, String)>,
+    /// Compaction of closed hours (`None`: the worker does not compact).
+    pub compaction: Option<CompactionConfig>,
+}
+
+/// When and how a worker compacts the hours of the topics whose partition 0 it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionConfig {
+    /// An hour is closed when its newest file is this old.
+    pub closed_after: Duration,
+    /// How often the worker looks for closed hours.
+    pub every: Duration,
+    /// Days (UTC, counted back from today) whose hours are looked at.
+    pub lookback_days: u32,
+    /// Output size and how long replaced files are kept.
+    pub options: orch_lake::CompactionOptions,
+}
+
+impl Default for CompactionConfig {
+    /// Hours closed for 10 minutes, looked for every minute over today and the two days
+    /// before; 128 MB files; replaced files kept 10 minutes.
+    fn default() -> Self {
+        CompactionConfig {
+            closed_after: Duration::from_secs(600),
+            every: Duration::from_secs(60),
+            lookback_days: 2,
+            options: orch_lake::CompactionOptions::default(),
+        }
+    }
 }
 
 impl WorkerConfig {
@@ -57,6 +85,7 @@ impl WorkerConfig {
             heartbeat_interval: Duration::from_secs(5),
             write_retry: Duration::from_secs(60),
             kafka: Vec::new(),
+            compaction: Some(CompactionConfig::default()),
         }
     }
 }

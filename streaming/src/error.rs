@@ -37,4 +37,27 @@ pub enum StreamError {
     },
     #[error("metrics endpoint: {0}")]
     Io(#[from] std::io::Error),
+    #[error("{what} {message}\n  (a bug: nothing of this batch was committed; please report it)")]
+    Task { what: String, message: String },
+}
+
+impl StreamError {
+    /// A task that panicked or was cancelled, as an error that says what it was doing.
+    pub fn task(what: &str, e: tokio::task::JoinError) -> StreamError {
+        let message = if e.is_panic() {
+            let panic = e.into_panic();
+            let text = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            format!("panicked: {text}")
+        } else {
+            "was cancelled".to_owned()
+        };
+        StreamError::Task {
+            what: what.to_owned(),
+            message,
+        }
+    }
 }

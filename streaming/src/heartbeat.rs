@@ -22,11 +22,16 @@ pub struct WorkerStatus {
     /// Records behind the ends of the partitions held (from the broker's high watermarks and
     /// the committed offsets), once the client has reported it.
     pub lag: Option<i64>,
+    /// Records read for the first time.
     pub events_in: u64,
+    /// Records read again (already in the lake, or re-fetched): not in `events_in`.
+    pub redelivered: u64,
     pub events_written: u64,
     pub dead_lettered: u64,
     /// The lake path of the last file written.
     pub last_file: Option<String>,
+    /// The worker's last beat: it has stopped, holds nothing and has no lag.
+    pub stopped: bool,
     pub updated_at: DateTime<Utc>,
 }
 

@@ -1,8 +1,7 @@
 //! The worker's Prometheus metrics and the `/metrics` endpoint that serves them (Prometheus'
-//! text format, over a minimal HTTP/1.1 responder: scrapes are the only requests it answers).
+//! text format, served by axum).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -11,7 +10,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -37,6 +35,9 @@ pub struct AreaLabels {
 pub struct Metrics {
     registry: Arc<Registry>,
     pub events_in: Family<TopicLabels, Counter>,
+    pub redelivered: Counter,
+    pub fenced: Counter,
+    pub compactions: Counter,
     pub events_written: Family<TopicLabels, Counter>,
     pub dead_lettered: Family<TopicLabels, Counter>,
     pub bytes_written: Family<AreaLabels, Counter>,
@@ -61,6 +62,9 @@ impl Metrics {
         let metrics = Metrics {
             registry: Arc::new(Registry::default()),
             events_in: Family::default(),
+            redelivered: Counter::default(),
+            fenced: Counter::default(),
+            compactions: Counter::default(),
             events_written: Family::default(),
             dead_lettered: Family::default(),
             bytes_written: Family::default(),
@@ -75,8 +79,24 @@ impl Metrics {
         };
         registry.register(
             "events_in",
-            "Records read from the topics",
+            "Records read from the topics for the first time",
             metrics.events_in.clone(),
+        );
+        registry.register(
+            "redelivered",
+            "Records read again: already in the lake (after a rebalance or a restart) or \
+             already read by this worker",
+            metrics.redelivered.clone(),
+        );
+        registry.register(
+            "fenced",
+            "Batches dropped because another writer committed their offsets first",
+            metrics.fenced.clone(),
+        );
+        registry.register(
+            "compactions",
+            "Hours compacted by this worker",
+            metrics.compactions.clone(),
         );
         registry.register(
             "events_written",
@@ -163,58 +183,30 @@ pub async fn serve_metrics(
     metrics: Metrics,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    loop {
-        let (mut stream, _) = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            accepted = listener.accept() => accepted?,
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut head = Vec::with_capacity(1024);
-            let mut chunk = [0u8; 1024];
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                    let n = stream.read(&mut chunk).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    head.extend_from_slice(&chunk[..n]);
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    use axum::routing::get;
+    let router = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let body = metrics.encode();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        body,
+                    )
                 }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
-            let line = String::from_utf8_lossy(line);
-            let mut parts = line.split_whitespace();
-            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let path = path.split('?').next().unwrap_or("");
-            let (status, content_type, body) = match (method, path) {
-                ("GET", "/metrics") => (
-                    "200 OK",
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    metrics.encode(),
-                ),
-                ("GET", "/healthz") => ("200 OK", "text/plain; charset=utf-8", "ok\n".into()),
-                ("GET", _) => (
-                    "404 Not Found",
-                    "text/plain; charset=utf-8",
-                    "not found: try /metrics\n".into(),
-                ),
-                _ => (
-                    "405 Method Not Allowed",
-                    "text/plain; charset=utf-8",
-                    "only GET\n".into(),
-                ),
-            };
-            let response = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .fallback(|| async {
+            (StatusCode::NOT_FOUND, "not found: try /metrics\n").into_response()
         });
-    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }

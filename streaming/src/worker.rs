@@ -1,53 +1,66 @@
-//! One streaming worker: a consumer in the group, per-partition buffers, flushes to the lake as
-//! tokio tasks, and commits that follow durable writes.
+//! One streaming worker: a consumer in the group, a [`Partition`] per partition held, batches
+//! written to the lake as tokio tasks (one in flight per partition), exactly once through each
+//! partition's commit log in the lake (see [`orch_lake::commit`]).
 //!
-//! Delivery: a partition's offset is committed only when a flush holding every record before it
-//! has been written (one flush per partition in flight at a time, so commits go in order).
-//! Records read but not yet written are simply not committed: when a worker dies, or a partition
-//! moves to another worker, the new owner reads them again from the committed offset. That is
-//! at least once; the file names (partition and offsets) and the rows' `_source_partition` and
-//! `_source_offset` let the staging load keep each record once.
+//! [`Worker`] is the state; [`Worker::run`] is its loop, which hands each input to one method:
+//! [`Worker::on_rebalance`] (partitions assigned or revoked, sent by the consumer's callbacks over
+//! a channel), [`Worker::on_synced`] (a partition's log head read), [`Worker::on_message`] (a
+//! record), [`Worker::on_written`] (a batch's task finished) and, when it stops,
+//! [`Worker::drain`].
 //!
-//! Rebalances: every partition has an epoch, bumped when it is revoked or assigned. A buffer
-//! remembers the epoch it was opened in; a buffer of an older epoch is dropped unwritten (its
-//! records come again from the committed offset), and a flush of an older epoch, already
-//! written, is not committed (the new owner may already be further).
+//! Where a partition starts is the head of its log, not Kafka's committed offset: a partition
+//! newly assigned is paused until its head is read, then records before the head's end are
+//! skipped (counted as read again), and the next batch commits the next place of the log. A
+//! commit that finds its place taken (a zombie, or the worker itself after losing the
+//! partition) is fenced: the batch is dropped and the head read again. Kafka's offsets are
+//! committed after each batch, for lag and tools.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use futures::FutureExt;
 use hdrhistogram::Histogram;
-use orch_lake::{Lake, Topic, WrittenFile};
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::error::KafkaResult;
-use rdkafka::message::Message;
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use orch_lake::{CommitEntry, Lake, Topic, WrittenFile};
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::buffer::{Appended, Flush, PartitionBuffer};
+use crate::buffer::{Appended, Flush};
+use crate::compactor::Compactor;
 use crate::config::WorkerConfig;
+use crate::consumer::{Held, Key, Rebalanced, WorkerContext, client_config, resume};
 use crate::error::StreamError;
+use crate::faults::Faults;
 use crate::heartbeat::{HeartbeatSink, HeldPartition, WorkerStatus};
 use crate::metrics::{AreaLabels, Metrics, PartitionLabels, TopicLabels};
-use crate::writer::write_flush;
+use crate::partition::{Partition, Phase, Verdict};
+use crate::writer::{SOURCE, WriteSettings, Written, write};
+
+/// Records handled in one turn of the loop when they are ready (then timers, finished batches
+/// and rebalances get their turn).
+const MESSAGES_PER_TURN: usize = 256;
 
 /// What a worker did, when it stops.
 #[derive(Debug, Clone)]
 pub struct WorkerSummary {
+    /// Records read for the first time (kept in a batch).
     pub events_in: u64,
+    /// Records read again: already in the lake (written before a rebalance or a crash) or
+    /// re-fetched after a seek.
+    pub redelivered: u64,
     pub events_written: u64,
     pub dead_lettered: u64,
     pub files: u64,
     pub bytes: u64,
     pub commits: u64,
+    /// Batches whose commit another writer's fenced.
+    pub fenced: u64,
     /// Event-to-lake latency of the records written, in milliseconds.
     pub latency: LatencySummary,
 }
@@ -62,137 +75,700 @@ pub struct LatencySummary {
     pub max_ms: u64,
 }
 
-type Key = (Topic, i32);
-
-/// What the consumer's callbacks share with the loop.
-#[derive(Default)]
-struct Shared {
-    assignment: Mutex<Assignment>,
-    lag: Mutex<HashMap<(String, i32), i64>>,
-}
-
-#[derive(Default)]
-struct Assignment {
-    next_epoch: u64,
-    held: HashMap<(String, i32), u64>,
-}
-
-impl Assignment {
-    fn bump(&mut self) -> u64 {
-        self.next_epoch += 1;
-        self.next_epoch
-    }
-}
-
-struct WorkerContext {
-    shared: Arc<Shared>,
-    metrics: Metrics,
-}
-
-impl ClientContext for WorkerContext {
-    fn stats(&self, statistics: Statistics) {
-        let held: HashSet<(String, i32)> = {
-            let assignment = self.shared.assignment.lock().expect("not poisoned");
-            assignment.held.keys().cloned().collect()
-        };
-        let mut lag = self.shared.lag.lock().expect("not poisoned");
-        lag.clear();
-        for (topic, stats) in &statistics.topics {
-            for (id, partition) in &stats.partitions {
-                let key = (topic.clone(), *id);
-                if *id < 0 || !held.contains(&key) || partition.consumer_lag < 0 {
-                    continue;
-                }
-                self.metrics
-                    .consumer_lag
-                    .get_or_create(&PartitionLabels {
-                        topic: topic.clone(),
-                        partition: id.to_string(),
-                    })
-                    .set(partition.consumer_lag);
-                lag.insert(key, partition.consumer_lag);
-            }
-        }
-    }
-}
-
-impl ConsumerContext for WorkerContext {
-    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(list) = rebalance {
-            let mut assignment = self.shared.assignment.lock().expect("not poisoned");
-            for element in list.elements() {
-                assignment
-                    .held
-                    .remove(&(element.topic().to_owned(), element.partition()));
-                assignment.bump();
-            }
-            self.metrics
-                .partitions_held
-                .set(assignment.held.len() as i64);
-            tracing::info!(partitions = list.count(), "partitions revoked");
-        }
-    }
-
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            let mut assignment = self.shared.assignment.lock().expect("not poisoned");
-            for element in list.elements() {
-                let epoch = assignment.bump();
-                assignment
-                    .held
-                    .insert((element.topic().to_owned(), element.partition()), epoch);
-            }
-            self.metrics
-                .partitions_held
-                .set(assignment.held.len() as i64);
-            tracing::info!(
-                partitions = list.count(),
-                held = assignment.held.len(),
-                "partitions assigned"
-            );
-        }
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(error) = result {
-            tracing::warn!(%error, partitions = offsets.count(), "offset commit refused (the records will be read again)");
-        }
-    }
-}
-
-/// What `finish` records a written flush in.
-#[derive(Clone, Copy)]
-struct Books<'a> {
-    shared: &'a Shared,
-    metrics: &'a Metrics,
-    counters: &'a Counters,
-    latency: &'a Mutex<Histogram<u64>>,
-    last_file: &'a Mutex<Option<String>>,
-}
-
-/// A flush's outcome, back from its task.
-struct Done {
-    key: Key,
-    epoch: u64,
-    last_offset: i64,
-    result: Result<(Vec<WrittenFile>, Instant), StreamError>,
-    flush: Flush,
-}
-
 /// Counters for heartbeats and the summary.
 #[derive(Default)]
 struct Counters {
     events_in: AtomicU64,
+    redelivered: AtomicU64,
     events_written: AtomicU64,
     dead_lettered: AtomicU64,
     files: AtomicU64,
     bytes: AtomicU64,
     commits: AtomicU64,
+    fenced: AtomicU64,
 }
 
-/// Runs one worker until `shutdown` fires, then flushes what it holds, commits, and returns
-/// what it did. Returns an error when the consumer cannot be created or a batch cannot be
-/// written within `config.write_retry` (nothing of it is committed).
+/// A batch's task, finished.
+struct WrittenBatch {
+    key: Key,
+    epoch: u64,
+    result: Result<(Flush, Written, Instant), StreamError>,
+}
+
+/// A partition's log head, read.
+struct Synced {
+    key: Key,
+    epoch: u64,
+    result: Result<(Option<CommitEntry>, bool), orch_lake::LakeError>,
+}
+
+/// A streaming worker. See the module's documentation.
+pub struct Worker {
+    config: WorkerConfig,
+    lake: Lake,
+    metrics: Metrics,
+    heartbeats: Arc<dyn HeartbeatSink>,
+    consumer: Arc<StreamConsumer<WorkerContext>>,
+    rebalances: UnboundedReceiver<Rebalanced>,
+    held: Arc<Mutex<Held>>,
+    partitions: HashMap<Key, Partition>,
+    /// Partitions with a batch in flight (of any epoch).
+    in_flight: HashMap<Key, u64>,
+    /// The highest offset read per partition, over every assignment: what is below it is read
+    /// again.
+    read_up_to: HashMap<Key, i64>,
+    next_epoch: u64,
+    batches: JoinSet<WrittenBatch>,
+    syncs: JoinSet<Synced>,
+    settings: WriteSettings,
+    counters: Counters,
+    events_in: HashMap<Topic, prometheus_client::metrics::counter::Counter>,
+    latency: Histogram<u64>,
+    last_file: Option<String>,
+    /// Kafka offsets to commit when the worker stops: per partition, (epoch, offset).
+    committed: HashMap<Key, (u64, i64)>,
+    compactor: Compactor,
+}
+
+impl Worker {
+    /// A worker subscribed to `config.topics` (nothing is read before [`Worker::run`]).
+    pub fn new(
+        config: WorkerConfig,
+        lake: Lake,
+        metrics: Metrics,
+        heartbeats: Arc<dyn HeartbeatSink>,
+    ) -> Result<Worker, StreamError> {
+        let kafka_error = |source| StreamError::Kafka {
+            brokers: config.brokers.clone(),
+            source,
+        };
+        let held = Arc::new(Mutex::new(Held::default()));
+        let (events, rebalances) = unbounded_channel();
+        let consumer: StreamConsumer<WorkerContext> = client_config(&config)
+            .create_with_context(WorkerContext {
+                held: held.clone(),
+                metrics: metrics.clone(),
+                events,
+            })
+            .map_err(kafka_error)?;
+        let topic_names: Vec<&str> = config.topics.iter().map(|t| t.as_str()).collect();
+        consumer.subscribe(&topic_names).map_err(kafka_error)?;
+        tracing::info!(
+            worker = %config.worker_id,
+            group = %config.group_id,
+            topics = ?topic_names,
+            lake = %lake.url(),
+            "stream worker started"
+        );
+        let events_in = Topic::ALL
+            .iter()
+            .map(|t| {
+                let labels = TopicLabels {
+                    topic: t.as_str().to_owned(),
+                };
+                (*t, metrics.events_in.get_or_create(&labels).clone())
+            })
+            .collect();
+        let settings = WriteSettings {
+            lake: lake.clone(),
+            writer: config.worker_id.clone(),
+            retry_for: config.write_retry,
+            metrics: metrics.clone(),
+            faults: Faults::from_env(),
+        };
+        let compactor = Compactor::new(config.compaction, lake.clone(), metrics.clone());
+        Ok(Worker {
+            config,
+            lake,
+            metrics,
+            heartbeats,
+            consumer: Arc::new(consumer),
+            rebalances,
+            held,
+            partitions: HashMap::new(),
+            in_flight: HashMap::new(),
+            read_up_to: HashMap::new(),
+            next_epoch: 0,
+            batches: JoinSet::new(),
+            syncs: JoinSet::new(),
+            settings,
+            counters: Counters::default(),
+            events_in,
+            // Fixed bounds (1 ms to a day): `saturating_record` clamps to the histogram's
+            // current range, and an auto-resizing one starts at about 2 s.
+            latency: Histogram::<u64>::new_with_bounds(1, 24 * 3600 * 1000, 3)
+                .expect("valid bounds and 3 significant digits"),
+            last_file: None,
+            committed: HashMap::new(),
+            compactor,
+        })
+    }
+
+    /// Runs until `shutdown` fires, then drains: writes what it holds, commits, leaves the
+    /// group, and returns what it did. An error when a batch cannot be written within
+    /// `config.write_retry` (nothing of it is committed) or a task fails.
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<WorkerSummary, StreamError> {
+        let consumer = self.consumer.clone();
+        let mut tick = tokio::time::interval(
+            (self.config.batch.max_age / 4)
+                .clamp(Duration::from_millis(10), Duration::from_millis(250)),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = tokio::time::interval(self.config.heartbeat_interval);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                Some(event) = self.rebalances.recv() => self.on_rebalance(event),
+                Some(done) = self.batches.join_next(), if !self.batches.is_empty() => {
+                    let done = done.map_err(|e| StreamError::task("writing a batch", e));
+                    if let Err(e) = done.and_then(|done| self.on_written(done)) {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+                Some(synced) = self.syncs.join_next(), if !self.syncs.is_empty() => {
+                    match synced {
+                        Ok(synced) => self.on_synced(synced),
+                        Err(e) => {
+                            failure = Some(StreamError::task("reading a commit log", e));
+                            break;
+                        }
+                    }
+                }
+                message = consumer.recv() => {
+                    match message {
+                        Ok(message) => self.on_message(&message),
+                        Err(error) => tracing::warn!(%error, "consumer error"),
+                    }
+                    // Then what else is ready, without going round the loop for each record.
+                    for _ in 0..MESSAGES_PER_TURN {
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(message)) => self.on_message(&message),
+                            Some(Err(error)) => tracing::warn!(%error, "consumer error"),
+                            None => break,
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    self.close_old_batches();
+                    let leading = self.leading_topics();
+                    self.compactor.tick(&leading);
+                }
+                _ = beat.tick() => {
+                    let status = self.status(false);
+                    if let Err(error) = self.heartbeats.beat(&status).await {
+                        tracing::warn!(%error, "cannot write the heartbeat");
+                    }
+                }
+            }
+        }
+        let drained = match failure {
+            Some(e) => Err(e),
+            None => self.drain().await,
+        };
+        self.stop(drained).await
+    }
+
+    /// Partitions assigned or revoked.
+    fn on_rebalance(&mut self, event: Rebalanced) {
+        match event {
+            Rebalanced::Assigned(keys) => {
+                for key in keys {
+                    self.next_epoch += 1;
+                    let mut partition = Partition::new(key.0, key.1, self.next_epoch);
+                    self.held
+                        .lock()
+                        .expect("not poisoned")
+                        .partitions
+                        .insert((key.0.as_str().to_owned(), key.1));
+                    if self.in_flight.contains_key(&key) {
+                        // Its batch of before the revocation first: its commit moves the head.
+                        partition.sync_pending = true;
+                    } else {
+                        self.start_sync(key, partition.epoch);
+                    }
+                    self.partitions.insert(key, partition);
+                }
+            }
+            Rebalanced::Revoked(keys) => {
+                let mut held = self.held.lock().expect("not poisoned");
+                for key in keys {
+                    self.partitions.remove(&key);
+                    let name = (key.0.as_str().to_owned(), key.1);
+                    held.partitions.remove(&name);
+                    held.lag.remove(&name);
+                    self.metrics.consumer_lag.remove(&PartitionLabels {
+                        topic: name.0,
+                        partition: key.1.to_string(),
+                    });
+                }
+            }
+        }
+        self.metrics
+            .partitions_held
+            .set(self.partitions.len() as i64);
+    }
+
+    fn start_sync(&mut self, key: Key, epoch: u64) {
+        let lake = self.lake.clone();
+        self.syncs.spawn(async move {
+            let mut delay = Duration::from_millis(100);
+            let result = loop {
+                let result = async {
+                    let head = lake.log_head(SOURCE, key.0, key.1).await?;
+                    let missing = match &head {
+                        Some(entry) => !lake.log_missing_files(entry).await?.is_empty(),
+                        None => false,
+                    };
+                    Ok((head, missing))
+                }
+                .await;
+                match result {
+                    Err(error) if delay < Duration::from_secs(10) => {
+                        tracing::warn!(%error, topic = key.0.as_str(), partition = key.1, "cannot read the commit log; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    other => break other,
+                }
+            };
+            Synced { key, epoch, result }
+        });
+    }
+
+    /// A partition's log head was read: go on from it.
+    fn on_synced(&mut self, synced: Synced) {
+        let Some(partition) = self.partitions.get_mut(&synced.key) else {
+            return;
+        };
+        if partition.epoch != synced.epoch {
+            return;
+        }
+        let (head, missing) = match synced.result {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::error!(%error, topic = synced.key.0.as_str(), partition = synced.key.1, "cannot read the commit log; trying again");
+                self.start_sync(synced.key, synced.epoch);
+                return;
+            }
+        };
+        if missing && let Some(entry) = &head {
+            tracing::info!(
+                topic = synced.key.0.as_str(),
+                partition = synced.key.1,
+                seq = entry.seq,
+                first = entry.first_offset,
+                last = entry.last_offset,
+                "the log's last batch has files missing: writing them again"
+            );
+        }
+        if let Some(offset) = partition.synced(head, missing)
+            && !seek(&self.consumer, synced.key, offset)
+        {
+            partition.seeked = false;
+        }
+        resume(&*self.consumer, &[synced.key]);
+    }
+
+    /// A record: kept in its partition's buffer, or skipped.
+    fn on_message(&mut self, message: &BorrowedMessage<'_>) {
+        let Ok(topic) = message.topic().parse::<Topic>() else {
+            return;
+        };
+        let key = (topic, message.partition());
+        if !self.partitions.contains_key(&key) {
+            // Assigned a moment ago, and the event is still in the channel?
+            while let Ok(event) = self.rebalances.try_recv() {
+                self.on_rebalance(event);
+            }
+        }
+        let Some(partition) = self.partitions.get_mut(&key) else {
+            // Read just before a revocation: the partition's next owner reads it.
+            return;
+        };
+        let offset = message.offset();
+        let first_read = self.read_up_to.get(&key).is_none_or(|up| offset > *up);
+        match partition.judge(offset) {
+            Verdict::Keep => {}
+            Verdict::Wait => return,
+            Verdict::Again => {
+                self.counters.redelivered.fetch_add(1, Ordering::Relaxed);
+                self.metrics.redelivered.inc();
+                return;
+            }
+            Verdict::Seek(to) => {
+                if !seek(&self.consumer, key, to) {
+                    partition.seeked = false;
+                }
+                return;
+            }
+        }
+        if first_read {
+            self.read_up_to.insert(key, offset);
+            self.counters.events_in.fetch_add(1, Ordering::Relaxed);
+            if let Some(counter) = self.events_in.get(&topic) {
+                counter.inc();
+            }
+        } else {
+            self.counters.redelivered.fetch_add(1, Ordering::Relaxed);
+            self.metrics.redelivered.inc();
+        }
+        let appended = partition.buffer.append(
+            offset,
+            message.key(),
+            message.payload().unwrap_or_default(),
+            message.timestamp().to_millis(),
+            Utc::now(),
+        );
+        match appended {
+            Ok(Appended::Valid) => {}
+            Ok(Appended::Dead(reason)) => {
+                tracing::debug!(topic = topic.as_str(), partition = key.1, offset, %reason, "dead letter");
+            }
+            Err(error) => {
+                // The lake refused a decoded event (a bug): keep going, loudly.
+                tracing::error!(%error, topic = topic.as_str(), partition = key.1, offset, "cannot buffer a decoded event");
+            }
+        }
+        self.maybe_flush(key, false);
+    }
+
+    /// Starts the partition's next batch when it is due (full, old with `old`, or a redo
+    /// complete) and none is in flight.
+    fn maybe_flush(&mut self, key: Key, old: bool) {
+        if self.in_flight.contains_key(&key) {
+            return;
+        }
+        let Some(partition) = self.partitions.get_mut(&key) else {
+            return;
+        };
+        if let Some((flush, entry)) = partition.take_redo() {
+            let seq = entry.seq;
+            self.spawn_batch(key, flush, seq, Some(entry));
+            return;
+        }
+        if partition.phase != Phase::Active || partition.buffer.is_empty() {
+            return;
+        }
+        let due = partition.buffer.len() >= self.config.batch.max_events
+            || (old && partition.buffer.age(Instant::now()) >= self.config.batch.max_age);
+        if !due {
+            return;
+        }
+        let seq = partition.seq;
+        if let Some(flush) = partition.buffer.take() {
+            self.spawn_batch(key, flush, seq, None);
+        }
+    }
+
+    fn spawn_batch(&mut self, key: Key, flush: Flush, seq: u64, redo: Option<CommitEntry>) {
+        let epoch = flush.epoch;
+        self.in_flight.insert(key, epoch);
+        let settings = self.settings.clone();
+        self.batches.spawn(async move {
+            let result = write(&settings, flush, seq, redo).await;
+            WrittenBatch { key, epoch, result }
+        });
+    }
+
+    fn close_old_batches(&mut self) {
+        let keys: Vec<Key> = self.partitions.keys().copied().collect();
+        for key in keys {
+            self.maybe_flush(key, true);
+        }
+    }
+
+    /// A batch's task finished: count it, commit its offset to Kafka, go on.
+    fn on_written(&mut self, done: WrittenBatch) -> Result<(), StreamError> {
+        self.in_flight.remove(&done.key);
+        let (flush, written, at) = done.result?;
+        let current = self
+            .partitions
+            .get_mut(&done.key)
+            .filter(|p| p.epoch == done.epoch);
+        let (entry, files) = match written {
+            Written::Committed(entry, files) => {
+                if let Some(partition) = current {
+                    partition.seq = entry.seq + 1;
+                }
+                (entry, files)
+            }
+            Written::Redone(entry, files) => (entry, files),
+            Written::Fenced => {
+                self.counters.fenced.fetch_add(1, Ordering::Relaxed);
+                self.metrics.fenced.inc();
+                tracing::info!(
+                    topic = done.key.0.as_str(),
+                    partition = done.key.1,
+                    first = flush.first_offset,
+                    last = flush.last_offset,
+                    "another writer committed these offsets first: batch dropped, reading the log again"
+                );
+                if let Some(partition) = current {
+                    partition.resync();
+                    let epoch = partition.epoch;
+                    self.start_sync(done.key, epoch);
+                } else {
+                    self.sync_if_pending(done.key);
+                }
+                return Ok(());
+            }
+        };
+        self.account(&flush, &files, at);
+        if self
+            .partitions
+            .get(&done.key)
+            .is_some_and(|p| p.epoch == done.epoch)
+        {
+            let offset = entry.next_offset();
+            self.committed.insert(done.key, (done.epoch, offset));
+            let mut list = TopicPartitionList::new();
+            list.add_partition_offset(done.key.0.as_str(), done.key.1, Offset::Offset(offset))
+                .expect("a valid offset");
+            if let Err(error) = self.consumer.commit(&list, CommitMode::Async) {
+                tracing::debug!(%error, "cannot commit the offset to Kafka (the lake's log is what counts)");
+            }
+            self.counters.commits.fetch_add(1, Ordering::Relaxed);
+            self.metrics.commits.inc();
+            self.maybe_flush(done.key, true);
+        } else {
+            self.sync_if_pending(done.key);
+        }
+        Ok(())
+    }
+
+    fn sync_if_pending(&mut self, key: Key) {
+        if let Some(partition) = self.partitions.get_mut(&key)
+            && partition.sync_pending
+        {
+            partition.sync_pending = false;
+            let epoch = partition.epoch;
+            self.start_sync(key, epoch);
+        }
+    }
+
+    /// Counts, bytes and latency of a written batch.
+    fn account(&mut self, flush: &Flush, files: &[WrittenFile], at: Instant) {
+        let topic = TopicLabels {
+            topic: flush.topic.as_str().to_owned(),
+        };
+        let events = files
+            .iter()
+            .filter(|f| f.path.starts_with("raw/"))
+            .map(|f| f.rows as u64)
+            .sum::<u64>();
+        let dead = files
+            .iter()
+            .filter(|f| f.path.starts_with("dlq/"))
+            .map(|f| f.rows as u64)
+            .sum::<u64>();
+        self.counters
+            .events_written
+            .fetch_add(events, Ordering::Relaxed);
+        self.counters
+            .dead_lettered
+            .fetch_add(dead, Ordering::Relaxed);
+        self.metrics
+            .events_written
+            .get_or_create(&topic)
+            .inc_by(events);
+        self.metrics
+            .dead_lettered
+            .get_or_create(&topic)
+            .inc_by(dead);
+        for file in files {
+            let area = if file.path.starts_with("dlq/") {
+                "dlq"
+            } else {
+                "raw"
+            };
+            let labels = AreaLabels {
+                area: area.to_owned(),
+            };
+            self.metrics.files_written.get_or_create(&labels).inc();
+            self.metrics
+                .bytes_written
+                .get_or_create(&labels)
+                .inc_by(file.bytes);
+            self.counters.files.fetch_add(1, Ordering::Relaxed);
+            self.counters.bytes.fetch_add(file.bytes, Ordering::Relaxed);
+        }
+        if let Some(file) = files.last() {
+            self.last_file = Some(file.path.clone());
+        }
+        // Event-to-lake latency: from the record's Kafka timestamp to when its files were
+        // durable (`at`, a moment ago).
+        let done_ms = Utc::now().timestamp_millis() - at.elapsed().as_millis() as i64;
+        for produced in &flush.produced_ms {
+            let ms = (done_ms - produced).max(0) as u64;
+            self.latency.saturating_record(ms);
+            self.metrics
+                .event_to_lake_seconds
+                .observe(ms as f64 / 1000.0);
+        }
+    }
+
+    /// The graceful stop: no more reading; every partition's held records are written in
+    /// order, their offsets committed.
+    pub async fn drain(&mut self) -> Result<(), StreamError> {
+        tracing::info!(
+            partitions = self.partitions.len(),
+            "stopping: writing what is held"
+        );
+        self.compactor.stop();
+        loop {
+            let keys: Vec<Key> = self.partitions.keys().copied().collect();
+            for key in keys {
+                if self.in_flight.contains_key(&key) {
+                    continue;
+                }
+                let Some(partition) = self.partitions.get_mut(&key) else {
+                    continue;
+                };
+                if partition.phase == Phase::Active
+                    && let Some(flush) = partition.buffer.take()
+                {
+                    let seq = partition.seq;
+                    self.spawn_batch(key, flush, seq, None);
+                }
+            }
+            let Some(done) = self.batches.join_next().await else {
+                break;
+            };
+            let done = done.map_err(|e| StreamError::task("writing a batch", e))?;
+            self.on_written(done)?;
+        }
+        Ok(())
+    }
+
+    /// Commits the offsets written, leaves the group and writes the last heartbeat.
+    async fn stop(
+        mut self,
+        drained: Result<(), StreamError>,
+    ) -> Result<WorkerSummary, StreamError> {
+        self.batches.shutdown().await;
+        self.syncs.shutdown().await;
+        if drained.is_ok() {
+            let mut list = TopicPartitionList::new();
+            for ((topic, partition), (epoch, offset)) in &self.committed {
+                if self
+                    .partitions
+                    .get(&(*topic, *partition))
+                    .is_some_and(|p| p.epoch == *epoch)
+                {
+                    list.add_partition_offset(topic.as_str(), *partition, Offset::Offset(*offset))
+                        .expect("a valid offset");
+                }
+            }
+            if list.count() > 0
+                && let Err(error) = self.consumer.commit(&list, CommitMode::Sync)
+            {
+                tracing::warn!(%error, "last offset commit failed (the lake's log is what counts)");
+            }
+        }
+        // Leave the group now, so that the partitions move at once.
+        self.consumer.unsubscribe();
+        self.partitions.clear();
+        {
+            let mut held = self.held.lock().expect("not poisoned");
+            held.partitions.clear();
+            held.lag.clear();
+        }
+        self.metrics.consumer_lag.clear();
+        self.metrics.partitions_held.set(0);
+        let status = self.status(true);
+        if let Err(error) = self.heartbeats.beat(&status).await {
+            tracing::warn!(%error, "cannot write the last heartbeat");
+        }
+        drained?;
+        let counters = &self.counters;
+        let latency = &self.latency;
+        Ok(WorkerSummary {
+            events_in: counters.events_in.load(Ordering::Relaxed),
+            redelivered: counters.redelivered.load(Ordering::Relaxed),
+            events_written: counters.events_written.load(Ordering::Relaxed),
+            dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
+            files: counters.files.load(Ordering::Relaxed),
+            bytes: counters.bytes.load(Ordering::Relaxed),
+            commits: counters.commits.load(Ordering::Relaxed),
+            fenced: counters.fenced.load(Ordering::Relaxed),
+            latency: LatencySummary {
+                count: latency.len(),
+                p50_ms: latency.value_at_quantile(0.50),
+                p99_ms: latency.value_at_quantile(0.99),
+                max_ms: latency.max(),
+            },
+        })
+    }
+
+    /// The topics whose partition 0 this worker holds: it compacts their hours.
+    fn leading_topics(&self) -> Vec<Topic> {
+        let mut topics: Vec<Topic> = self
+            .partitions
+            .keys()
+            .filter(|(_, p)| *p == 0)
+            .map(|(t, _)| *t)
+            .collect();
+        topics.sort();
+        topics
+    }
+
+    fn status(&self, stopped: bool) -> WorkerStatus {
+        let partitions: BTreeSet<HeldPartition> = self
+            .partitions
+            .keys()
+            .map(|(topic, partition)| HeldPartition {
+                topic: topic.as_str().to_owned(),
+                partition: *partition,
+            })
+            .collect();
+        let lag = {
+            let held = self.held.lock().expect("not poisoned");
+            (!held.lag.is_empty() && !stopped).then(|| held.lag.values().sum())
+        };
+        WorkerStatus {
+            worker_id: self.config.worker_id.clone(),
+            group_id: self.config.group_id.clone(),
+            topics: self
+                .config
+                .topics
+                .iter()
+                .map(|t| t.as_str().to_owned())
+                .collect(),
+            partitions: partitions.into_iter().collect(),
+            lag,
+            events_in: self.counters.events_in.load(Ordering::Relaxed),
+            redelivered: self.counters.redelivered.load(Ordering::Relaxed),
+            events_written: self.counters.events_written.load(Ordering::Relaxed),
+            dead_lettered: self.counters.dead_lettered.load(Ordering::Relaxed),
+            last_file: self.last_file.clone(),
+            stopped,
+            updated_at: Utc::now(),
+        }
+    }
+}
+
+/// Moves the consumer of `key` to `offset` (what comes after is read from there); `false` when
+/// it could not (asked again at the next record).
+fn seek(consumer: &StreamConsumer<WorkerContext>, key: Key, offset: i64) -> bool {
+    match consumer.seek(
+        key.0.as_str(),
+        key.1,
+        Offset::Offset(offset),
+        Duration::from_secs(5),
+    ) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(%error, topic = key.0.as_str(), partition = key.1, offset, "cannot seek (tried again at the next record)");
+            false
+        }
+    }
+}
+
+/// Runs one worker until `shutdown` fires (see [`Worker`]).
 pub async fn run_worker(
     config: WorkerConfig,
     lake: Lake,
@@ -200,435 +776,7 @@ pub async fn run_worker(
     heartbeats: Arc<dyn HeartbeatSink>,
     shutdown: CancellationToken,
 ) -> Result<WorkerSummary, StreamError> {
-    let shared = Arc::new(Shared::default());
-    let kafka_error = |source| StreamError::Kafka {
-        brokers: config.brokers.clone(),
-        source,
-    };
-    let mut client = ClientConfig::new();
-    client
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", &config.group_id)
-        .set("client.id", &config.worker_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("statistics.interval.ms", "1000");
-    for (key, value) in &config.kafka {
-        client.set(key, value);
-    }
-    let consumer: StreamConsumer<WorkerContext> = client
-        .create_with_context(WorkerContext {
-            shared: shared.clone(),
-            metrics: metrics.clone(),
-        })
-        .map_err(kafka_error)?;
-    let topic_names: Vec<&str> = config.topics.iter().map(|t| t.as_str()).collect();
-    consumer.subscribe(&topic_names).map_err(kafka_error)?;
-    tracing::info!(
-        worker = %config.worker_id,
-        group = %config.group_id,
-        topics = ?topic_names,
-        lake = %lake.url(),
-        "stream worker started"
-    );
-
-    let counters = Counters::default();
-    // Fixed bounds (1 ms to a day): `saturating_record` clamps to the histogram's current
-    // range, and an auto-resizing one starts at about 2 s, which capped every figure there.
-    let latency = Mutex::new(
-        Histogram::<u64>::new_with_bounds(1, 24 * 3600 * 1000, 3)
-            .expect("valid bounds and 3 significant digits"),
-    );
-    let last_file: Mutex<Option<String>> = Mutex::new(None);
-    let mut buffers: HashMap<Key, PartitionBuffer> = HashMap::new();
-    let mut in_flight: HashSet<Key> = HashSet::new();
-    let mut tasks: JoinSet<Done> = JoinSet::new();
-    let mut tick = tokio::time::interval(
-        (config.batch.max_age / 4).clamp(Duration::from_millis(10), Duration::from_millis(250)),
-    );
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut beat = tokio::time::interval(config.heartbeat_interval);
-    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let epoch_of = |topic: &str, partition: i32| -> Option<u64> {
-        shared
-            .assignment
-            .lock()
-            .expect("not poisoned")
-            .held
-            .get(&(topic.to_owned(), partition))
-            .copied()
-    };
-    let start_flush = |tasks: &mut JoinSet<Done>, flush: Flush| {
-        let lake = lake.clone();
-        let metrics = metrics.clone();
-        let retry_for = config.write_retry;
-        tasks.spawn(async move {
-            let key = (flush.topic, flush.partition);
-            let (epoch, last_offset) = (flush.epoch, flush.last_offset);
-            let result = write_with_retry(&lake, &flush, &metrics, retry_for).await;
-            Done {
-                key,
-                epoch,
-                last_offset,
-                result,
-                flush,
-            }
-        });
-    };
-    let mut failure: Option<StreamError> = None;
-    let mut committed: HashMap<Key, (u64, i64)> = HashMap::new();
-    let books = || Books {
-        shared: &shared,
-        metrics: &metrics,
-        counters: &counters,
-        latency: &latency,
-        last_file: &last_file,
-    };
-
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled() => break,
-            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
-                let done = done.expect("flush tasks do not panic");
-                let key = done.key;
-                in_flight.remove(&key);
-                if let Err(e) = finish(&consumer, done, &books(), &mut committed) {
-                    failure = Some(e);
-                    break;
-                }
-                if let Some(buffer) = buffers.get_mut(&key)
-                    && buffer.len() >= config.batch.max_events
-                    && let Some(flush) = buffer.take()
-                {
-                    in_flight.insert(key);
-                    start_flush(&mut tasks, flush);
-                }
-            }
-            message = consumer.recv() => {
-                let message = match message {
-                    Ok(m) => m,
-                    Err(error) => {
-                        tracing::warn!(%error, "consumer error");
-                        continue;
-                    }
-                };
-                let Ok(topic) = message.topic().parse::<Topic>() else {
-                    continue;
-                };
-                let partition = message.partition();
-                let Some(epoch) = epoch_of(message.topic(), partition) else {
-                    // Read just before a revocation: the partition's new owner reads it again.
-                    continue;
-                };
-                let key = (topic, partition);
-                let offset = message.offset();
-                let buffer = buffers.entry(key).or_insert_with(|| PartitionBuffer::new(topic, partition, epoch));
-                if buffer.epoch() != epoch || buffer.last_offset().is_some_and(|last| offset <= last) {
-                    // A new assignment, or the client went back to the committed offset:
-                    // start over from this record; what the old buffer held comes again.
-                    *buffer = PartitionBuffer::new(topic, partition, epoch);
-                }
-                let appended = buffer.append(
-                    offset,
-                    message.key(),
-                    message.payload().unwrap_or_default(),
-                    message.timestamp().to_millis(),
-                    Utc::now(),
-                );
-                counters.events_in.fetch_add(1, Ordering::Relaxed);
-                metrics.events_in.get_or_create(&TopicLabels { topic: topic.as_str().to_owned() }).inc();
-                match appended {
-                    Ok(Appended::Valid) => {}
-                    Ok(Appended::Dead(reason)) => {
-                        tracing::debug!(topic = topic.as_str(), partition, offset, %reason, "dead letter");
-                    }
-                    Err(error) => {
-                        // The lake refused a decoded event (a bug): keep going, loudly.
-                        tracing::error!(%error, topic = topic.as_str(), partition, offset, "cannot buffer a decoded event");
-                    }
-                }
-                if buffer.len() >= config.batch.max_events
-                    && !in_flight.contains(&key)
-                    && let Some(flush) = buffer.take()
-                {
-                    in_flight.insert(key);
-                    start_flush(&mut tasks, flush);
-                }
-            }
-            _ = tick.tick() => {
-                let now = Instant::now();
-                let current: HashMap<(String, i32), u64> = shared.assignment.lock().expect("not poisoned").held.clone();
-                buffers.retain(|(topic, partition), buffer| {
-                    current.get(&(topic.as_str().to_owned(), *partition)) == Some(&buffer.epoch())
-                });
-                for (key, buffer) in &mut buffers {
-                    if !in_flight.contains(key)
-                        && !buffer.is_empty()
-                        && buffer.age(now) >= config.batch.max_age
-                        && let Some(flush) = buffer.take()
-                    {
-                        in_flight.insert(*key);
-                        start_flush(&mut tasks, flush);
-                    }
-                }
-            }
-            _ = beat.tick() => {
-                let status = status(&config, &shared, &counters, &last_file);
-                if let Err(error) = heartbeats.beat(&status).await {
-                    tracing::warn!(%error, "cannot write the heartbeat");
-                }
-            }
-        }
-    }
-
-    if failure.is_none() {
-        // Graceful stop: write what is held, in order per partition, then commit.
-        tracing::info!(buffers = buffers.len(), "stopping: flushing what is held");
-        loop {
-            for (key, buffer) in &mut buffers {
-                if !in_flight.contains(key)
-                    && let Some(flush) = buffer.take()
-                {
-                    in_flight.insert(*key);
-                    start_flush(&mut tasks, flush);
-                }
-            }
-            let Some(done) = tasks.join_next().await else {
-                break;
-            };
-            let done = done.expect("flush tasks do not panic");
-            in_flight.remove(&done.key);
-            if let Err(e) = finish(&consumer, done, &books(), &mut committed) {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    tasks.shutdown().await;
-    let status = status(&config, &shared, &counters, &last_file);
-    if let Err(error) = heartbeats.beat(&status).await {
-        tracing::warn!(%error, "cannot write the last heartbeat");
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    // The async commits made along the way are settled by a last synchronous one, for the
-    // partitions still held in the epoch they were written in.
-    let mut list = TopicPartitionList::new();
-    {
-        let assignment = shared.assignment.lock().expect("not poisoned");
-        for ((topic, partition), (epoch, offset)) in &committed {
-            if assignment
-                .held
-                .get(&(topic.as_str().to_owned(), *partition))
-                == Some(epoch)
-            {
-                list.add_partition_offset(topic.as_str(), *partition, Offset::Offset(*offset))
-                    .expect("a valid offset");
-            }
-        }
-    }
-    if list.count() > 0
-        && let Err(error) = consumer.commit(&list, CommitMode::Sync)
-    {
-        tracing::warn!(%error, "last commit failed (the records will be read again)");
-    }
-    consumer.unsubscribe();
-    let latency = latency.into_inner().expect("not poisoned");
-    Ok(WorkerSummary {
-        events_in: counters.events_in.load(Ordering::Relaxed),
-        events_written: counters.events_written.load(Ordering::Relaxed),
-        dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
-        files: counters.files.load(Ordering::Relaxed),
-        bytes: counters.bytes.load(Ordering::Relaxed),
-        commits: counters.commits.load(Ordering::Relaxed),
-        latency: LatencySummary {
-            count: latency.len(),
-            p50_ms: latency.value_at_quantile(0.50),
-            p99_ms: latency.value_at_quantile(0.99),
-            max_ms: latency.max(),
-        },
-    })
-}
-
-/// Writes a flush, retrying with backoff for up to `retry_for`.
-async fn write_with_retry(
-    lake: &Lake,
-    flush: &Flush,
-    metrics: &Metrics,
-    retry_for: Duration,
-) -> Result<(Vec<WrittenFile>, Instant), StreamError> {
-    let started = Instant::now();
-    let mut delay = Duration::from_millis(100);
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        match write_flush(lake, flush).await {
-            Ok(written) => {
-                let done = Instant::now();
-                metrics
-                    .batch_write_seconds
-                    .observe(done.duration_since(started).as_secs_f64());
-                return Ok((written, done));
-            }
-            Err(source) => {
-                metrics.write_errors.inc();
-                tracing::warn!(
-                    error = %source,
-                    topic = flush.topic.as_str(),
-                    partition = flush.partition,
-                    first = flush.first_offset,
-                    last = flush.last_offset,
-                    attempts,
-                    "cannot write a batch to the lake; retrying"
-                );
-                if started.elapsed() + delay > retry_for {
-                    return Err(StreamError::Lake {
-                        topic: flush.topic.as_str().to_owned(),
-                        partition: flush.partition,
-                        first: flush.first_offset,
-                        last: flush.last_offset,
-                        attempts,
-                        source: Box::new(source),
-                    });
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
-}
-
-/// After a flush: counts, latency, and the commit when the partition is still held in the
-/// flush's epoch.
-fn finish(
-    consumer: &StreamConsumer<WorkerContext>,
-    done: Done,
-    books: &Books<'_>,
-    committed: &mut HashMap<Key, (u64, i64)>,
-) -> Result<(), StreamError> {
-    let Books {
-        shared,
-        metrics,
-        counters,
-        latency,
-        last_file,
-    } = *books;
-    let (written, written_at) = done.result?;
-    let topic = TopicLabels {
-        topic: done.key.0.as_str().to_owned(),
-    };
-    let events = done.flush.events() as u64;
-    let dead = done.flush.dead_letters.len() as u64;
-    counters.events_written.fetch_add(events, Ordering::Relaxed);
-    counters.dead_lettered.fetch_add(dead, Ordering::Relaxed);
-    metrics.events_written.get_or_create(&topic).inc_by(events);
-    metrics.dead_lettered.get_or_create(&topic).inc_by(dead);
-    for file in &written {
-        let area = if file.path.starts_with("dlq/") {
-            "dlq"
-        } else {
-            "raw"
-        };
-        let labels = AreaLabels {
-            area: area.to_owned(),
-        };
-        metrics.files_written.get_or_create(&labels).inc();
-        metrics
-            .bytes_written
-            .get_or_create(&labels)
-            .inc_by(file.bytes);
-        counters.files.fetch_add(1, Ordering::Relaxed);
-        counters.bytes.fetch_add(file.bytes, Ordering::Relaxed);
-    }
-    if let Some(file) = written.last() {
-        *last_file.lock().expect("not poisoned") = Some(file.path.clone());
-    }
-    // Event-to-lake latency: from the record's Kafka timestamp to now (the write returned at
-    // `written_at`, a moment ago).
-    let done_ms = Utc::now().timestamp_millis() - written_at.elapsed().as_millis() as i64;
-    {
-        let mut histogram = latency.lock().expect("not poisoned");
-        for produced in &done.flush.produced_ms {
-            let ms = (done_ms - produced).max(0) as u64;
-            histogram.saturating_record(ms);
-            metrics.event_to_lake_seconds.observe(ms as f64 / 1000.0);
-        }
-    }
-    let held = shared
-        .assignment
-        .lock()
-        .expect("not poisoned")
-        .held
-        .get(&(done.key.0.as_str().to_owned(), done.key.1))
-        .copied();
-    if held != Some(done.epoch) {
-        tracing::info!(
-            topic = done.key.0.as_str(),
-            partition = done.key.1,
-            last = done.last_offset,
-            "partition moved while its batch was written: written, not committed"
-        );
-        return Ok(());
-    }
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(
-        done.key.0.as_str(),
-        done.key.1,
-        Offset::Offset(done.last_offset + 1),
-    )
-    .expect("a valid offset");
-    committed.insert(done.key, (done.epoch, done.last_offset + 1));
-    match consumer.commit(&list, CommitMode::Async) {
-        Ok(()) => {
-            counters.commits.fetch_add(1, Ordering::Relaxed);
-            metrics.commits.inc();
-        }
-        Err(error) => {
-            tracing::warn!(%error, topic = done.key.0.as_str(), partition = done.key.1, "cannot commit (the records will be read again)");
-        }
-    }
-    Ok(())
-}
-
-fn status(
-    config: &WorkerConfig,
-    shared: &Shared,
-    counters: &Counters,
-    last_file: &Mutex<Option<String>>,
-) -> WorkerStatus {
-    let partitions: BTreeSet<HeldPartition> = shared
-        .assignment
-        .lock()
-        .expect("not poisoned")
-        .held
-        .keys()
-        .map(|(topic, partition)| HeldPartition {
-            topic: topic.clone(),
-            partition: *partition,
-        })
-        .collect();
-    let lag = {
-        let lag = shared.lag.lock().expect("not poisoned");
-        (!lag.is_empty()).then(|| lag.values().sum())
-    };
-    WorkerStatus {
-        worker_id: config.worker_id.clone(),
-        group_id: config.group_id.clone(),
-        topics: config
-            .topics
-            .iter()
-            .map(|t| t.as_str().to_owned())
-            .collect(),
-        partitions: partitions.into_iter().collect(),
-        lag,
-        events_in: counters.events_in.load(Ordering::Relaxed),
-        events_written: counters.events_written.load(Ordering::Relaxed),
-        dead_lettered: counters.dead_lettered.load(Ordering::Relaxed),
-        last_file: last_file.lock().expect("not poisoned").clone(),
-        updated_at: Utc::now(),
-    }
+    Worker::new(config, lake, metrics, heartbeats)?
+        .run(shutdown)
+        .await
 }

@@ -33,7 +33,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use object_store::ObjectMeta;
+use object_store::{ObjectMeta, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
 use serde::{Deserialize, Serialize};
 

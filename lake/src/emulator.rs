@@ -17,8 +17,8 @@
 
 use async_trait::async_trait;
 use object_store::client::{
-    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse,
-    HttpResponseBody, HttpService, ReqwestConnector,
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpRequestBody,
+    HttpResponse, HttpResponseBody, HttpService, ReqwestConnector,
 };
 use object_store::{ClientOptions, HeaderValue};
 
@@ -63,7 +63,7 @@ impl HttpService for FakeGcsService {
             let lock = lock_emulator(req.uri().authority().map(|a| a.as_str()).unwrap_or(""))
                 .await
                 .map_err(|e| HttpError::new(HttpErrorKind::Request, e))?;
-            let mut head = HttpRequest::new(Default::default());
+            let mut head = HttpRequest::new(HttpRequestBody::empty());
             *head.method_mut() = "HEAD".parse().expect("a method");
             *head.uri_mut() = req.uri().clone();
             head.headers_mut()

@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use futures::FutureExt;
+
 use orch_lake::{Compacted, Lake, Topic};
 use tokio::task::JoinHandle;
 
@@ -35,8 +37,16 @@ impl Compactor {
         let Some(config) = self.config else {
             return;
         };
+        if self.running.as_ref().is_some_and(|r| r.is_finished()) {
+            let finished = self.running.take().expect("a pass");
+            if let Some(Err(e)) = finished.now_or_never() {
+                // A panic in a pass is reported with what it was doing; the worker goes on.
+                let error = crate::error::StreamError::task("compacting closed hours", e);
+                tracing::error!(%error, "compaction pass failed");
+            }
+        }
         if topics.is_empty()
-            || self.running.as_ref().is_some_and(|r| !r.is_finished())
+            || self.running.is_some()
             || self.last.is_some_and(|t| t.elapsed() < config.every)
         {
             return;

@@ -258,6 +258,9 @@ impl Worker {
                     self.compactor.tick(&leading);
                 }
                 _ = beat.tick() => {
+                    // Kafka's offsets follow the lake's logs: a commit refused during a
+                    // rebalance is made good here.
+                    self.commit_offsets(CommitMode::Async);
                     let status = self.status(false);
                     if let Err(error) = self.heartbeats.beat(&status).await {
                         tracing::warn!(%error, "cannot write the heartbeat");
@@ -364,6 +367,10 @@ impl Worker {
                 last = entry.last_offset,
                 "the log's last batch has files missing: writing them again"
             );
+        }
+        if let Some(entry) = head.as_ref().filter(|_| !missing) {
+            self.committed
+                .insert(synced.key, (synced.epoch, entry.next_offset()));
         }
         if let Some(offset) = partition.synced(head, missing)
             && !seek(&self.consumer, synced.key, offset)
@@ -652,22 +659,7 @@ impl Worker {
         self.batches.shutdown().await;
         self.syncs.shutdown().await;
         if drained.is_ok() {
-            let mut list = TopicPartitionList::new();
-            for ((topic, partition), (epoch, offset)) in &self.committed {
-                if self
-                    .partitions
-                    .get(&(*topic, *partition))
-                    .is_some_and(|p| p.epoch == *epoch)
-                {
-                    list.add_partition_offset(topic.as_str(), *partition, Offset::Offset(*offset))
-                        .expect("a valid offset");
-                }
-            }
-            if list.count() > 0
-                && let Err(error) = self.consumer.commit(&list, CommitMode::Sync)
-            {
-                tracing::warn!(%error, "last offset commit failed (the lake's log is what counts)");
-            }
+            self.commit_offsets(CommitMode::Sync);
         }
         // Leave the group now, so that the partitions move at once.
         self.consumer.unsubscribe();
@@ -702,6 +694,26 @@ impl Worker {
                 max_ms: latency.max(),
             },
         })
+    }
+
+    /// Commits to Kafka, for the partitions held, the offsets where their logs end.
+    fn commit_offsets(&self, mode: CommitMode) {
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), (epoch, offset)) in &self.committed {
+            if self
+                .partitions
+                .get(&(*topic, *partition))
+                .is_some_and(|p| p.epoch == *epoch)
+            {
+                list.add_partition_offset(topic.as_str(), *partition, Offset::Offset(*offset))
+                    .expect("a valid offset");
+            }
+        }
+        if list.count() > 0
+            && let Err(error) = self.consumer.commit(&list, mode)
+        {
+            tracing::debug!(%error, "offset commit failed (the lake's log is what counts)");
+        }
     }
 
     /// The topics whose partition 0 this worker holds: it compacts their hours.

@@ -232,7 +232,7 @@ fn ingested_at() -> DateTime<Utc> {
 }
 
 /// The `i`-th event of `topic` in `hour`, as eventsim writes it: every third one a guest.
-fn event_json(topic: Topic, hour: Hour, i: usize) -> String {
+pub(crate) fn event_json(topic: Topic, hour: Hour, i: usize) -> String {
     let ts = hour.start().timestamp_millis() + (i as i64) * 1_000;
     let guest = i % 3 == 2;
     let mut fields = vec![

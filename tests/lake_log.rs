@@ -14,7 +14,23 @@ use orch_lake::{
     Topic, col,
 };
 
-use crate::lake::{TestLake, gcs_lake, hour, kafka_batch, local_lake, rows};
+use orch_lake::arrow_array::RecordBatch;
+use orch_lake::{BatchBuilder, Lineage, decode};
+
+use crate::lake::{TestLake, event_json, gcs_lake, hour, kafka_batch, local_lake, rows};
+
+/// Events `first..first + n` of `TOPIC` in `hour` (distinct ids and times), at Kafka partition
+/// `partition` offsets `first..first + n`.
+fn distinct_batch(h: Hour, n: usize, partition: i32, first: i64) -> RecordBatch {
+    let mut builder = BatchBuilder::new(TOPIC);
+    for i in first as usize..first as usize + n {
+        let event = decode(TOPIC, event_json(TOPIC, h, i).as_bytes()).unwrap();
+        builder
+            .append(&event, &Lineage::kafka(partition, i as i64, Utc::now()))
+            .unwrap();
+    }
+    builder.finish()
+}
 
 const TOPIC: Topic = Topic::ListenEvents;
 
@@ -190,7 +206,9 @@ async fn compaction(t: &TestLake) {
         .unwrap();
     assert_eq!(offsets(lake, h).await.len(), 100);
     assert_eq!(rows(&lake.read_hour(TOPIC, h).await.unwrap()), 100);
-    // A late file: read beside the output, and taken in by the next compaction.
+    // A late file: read beside the output, and taken in by the next compaction. (A second
+    // later: stores keep modification times to the second.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let late = FileName::kafka("kafka", 3, 100, 104).unwrap();
     lake.write_parquet(TOPIC, h, &late, &[kafka_batch(TOPIC, h, 5, 3, 100)])
         .await
@@ -228,7 +246,7 @@ async fn loads_during_compaction(t: &TestLake) {
     for round in 0..4 {
         for _ in 0..6 {
             let name = FileName::kafka("kafka", 1, next, next + 19).unwrap();
-            lake.write_parquet(TOPIC, h, &name, &[kafka_batch(TOPIC, h, 20, 1, next)])
+            lake.write_parquet(TOPIC, h, &name, &[distinct_batch(h, 20, 1, next)])
                 .await
                 .unwrap();
             next += 20;

@@ -1226,7 +1226,7 @@ async fn faults_leave_every_record_in_the_lake_once(on_gcs: bool) {
         let rt = tokio::runtime::Handle::current();
         tokio::task::block_in_place(|| {
             rt.block_on(async {
-                for ((topic, partition), _) in &ends {
+                for (topic, partition) in ends.keys() {
                     let head = lake
                         .log_head("kafka", topic.parse().unwrap(), *partition)
                         .await

@@ -16,10 +16,10 @@ use orch::config::ExecutionConfig;
 use orch::event::{EventKind, StoredEvent};
 use orch::execute::{Executor, RunOutcome, StepState};
 use orch::plan::{self, PartitionRequest};
-use orch::storage::{EventFilter, Storage};
+use orch::storage::{EventFilter, PoolSlot, Storage};
 use orch::{
     AssetContext, AssetGraph, AssetKey, AssetsDefinition, CheckResult, ComputeError,
-    Materialization, Output, Resources, RunStatus, Selection,
+    Materialization, Output, Resources, RunId, RunStatus, Selection,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -516,6 +516,15 @@ async fn a_pool_limit_holds_across_runs_in_two_processes() {
     }
 }
 
+/// `step` of `run_id`'s slot in pool `warehouse`.
+fn slot(run_id: RunId, step: &str) -> PoolSlot<'_> {
+    PoolSlot {
+        pool: "warehouse",
+        run_id,
+        step_key: step,
+    }
+}
+
 /// Another process holds the pool's only slot: the pool's step waits (announced once,
 /// though it asks several times) while the other steps run, and starts once the slot is
 /// given back.
@@ -526,7 +535,7 @@ async fn a_step_waiting_for_a_slot_does_not_hold_up_the_others() {
     let elsewhere = orch::new_run_id();
     assert!(
         h.storage
-            .try_acquire_pool_slot("warehouse", 1, elsewhere, "x", Utc::now(), SLOT_TTL)
+            .try_acquire_pool_slot(&slot(elsewhere, "x"), 1, Utc::now(), SLOT_TTL)
             .await
             .unwrap()
     );
@@ -543,7 +552,7 @@ async fn a_step_waiting_for_a_slot_does_not_hold_up_the_others() {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     released.set(Instant::now()).unwrap();
                     storage
-                        .release_pool_slot("warehouse", elsewhere, "x")
+                        .release_pool_slot(&slot(elsewhere, "x"))
                         .await
                         .unwrap();
                 });
@@ -591,7 +600,7 @@ async fn a_run_canceled_while_its_step_waits_for_a_slot_ends() {
     let elsewhere = orch::new_run_id();
     assert!(
         h.storage
-            .try_acquire_pool_slot("warehouse", 1, elsewhere, "x", Utc::now(), SLOT_TTL)
+            .try_acquire_pool_slot(&slot(elsewhere, "x"), 1, Utc::now(), SLOT_TTL)
             .await
             .unwrap()
     );
@@ -700,13 +709,13 @@ async fn a_long_step_keeps_its_slot_by_renewing_it() {
                 let step = format!("try-{tries}");
                 let other = orch::new_run_id();
                 if storage
-                    .try_acquire_pool_slot("warehouse", 1, other, &step, Utc::now(), ttl)
+                    .try_acquire_pool_slot(&slot(other, &step), 1, Utc::now(), ttl)
                     .await
                     .unwrap()
                 {
                     got += 1;
                     storage
-                        .release_pool_slot("warehouse", other, &step)
+                        .release_pool_slot(&slot(other, &step))
                         .await
                         .unwrap();
                 }

@@ -20,7 +20,7 @@ use futures::FutureExt;
 use orch::event::EventKind;
 use orch::run::NewRun;
 use orch::storage::{
-    Backfill, EventFilter, QueueLimits, RunFilter, Storage, TickRecord, TickStatus,
+    Backfill, EventFilter, NewTick, PoolSlot, QueueLimits, RunFilter, Storage, TickRecord,
 };
 use orch::{AssetKey, RunId, RunStatus};
 use tokio::sync::Barrier;
@@ -112,7 +112,7 @@ async fn claimers_never_claim_a_run_twice(db: &TestDb, runs: usize, claimers: us
                     .unwrap()
                 {
                     assert_eq!(lease.owner, owner);
-                    assert_eq!(lease.attempt, 1);
+                    assert_eq!(lease.attempt(), 1);
                     assert_eq!(lease.run.status, RunStatus::Starting);
                     claimed.push(lease.run);
                 }
@@ -160,7 +160,7 @@ async fn claimers_never_claim_a_run_twice(db: &TestDb, runs: usize, claimers: us
         .unwrap();
     assert_eq!(leases.len(), runs);
     for lease in leases {
-        assert_eq!(lease.attempt, 1);
+        assert_eq!(lease.attempt(), 1);
         assert_eq!(lease.run.status, RunStatus::Starting);
         assert_eq!(claimed_by[&lease.run.run_id], lease.owner);
     }
@@ -321,14 +321,7 @@ async fn one_run_per_tick(db: &TestDb, daemons: usize, ticks: i64) {
                 for t in order {
                     let run = new_run(60 * t);
                     let record = storage
-                        .record_tick(
-                            SCHEDULE,
-                            at(60 * t),
-                            Some(&run),
-                            TickStatus::Requested,
-                            None,
-                            Utc::now(),
-                        )
+                        .record_tick(&NewTick::requested(SCHEDULE, at(60 * t), &run), Utc::now())
                         .await
                         .unwrap();
                     results.push((t, run.run_id, record));
@@ -450,10 +443,12 @@ async fn pool_limit_holds(db: &TestDb, acquirers: usize, limit: u32, total: usiz
                     let step = format!("step-{mine}");
                     let acquired = storage
                         .try_acquire_pool_slot(
-                            POOL,
+                            &PoolSlot {
+                                pool: POOL,
+                                run_id,
+                                step_key: &step,
+                            },
                             limit,
-                            run_id,
-                            &step,
                             Utc::now(),
                             Duration::from_secs(30),
                         )
@@ -478,7 +473,11 @@ async fn pool_limit_holds(db: &TestDb, acquirers: usize, limit: u32, total: usiz
                     // history's.
                     holding.fetch_sub(1, Ordering::SeqCst);
                     storage
-                        .release_pool_slot(POOL, run_id, &step)
+                        .release_pool_slot(&PoolSlot {
+                            pool: POOL,
+                            run_id,
+                            step_key: &step,
+                        })
                         .await
                         .unwrap();
                 }
@@ -633,8 +632,11 @@ async fn postgres_waiting_survives_a_dropped_listener() {
     let name = format!("orch_listener_{}", uuid::Uuid::now_v7().simple());
     let url = format!("{}&application_name={name}", db.url);
     run(db, async |db| {
-        let waiter: Arc<dyn Storage> =
-            Arc::new(orch::storage::PostgresStorage::connect(&url).await.unwrap());
+        let waiter: Arc<dyn Storage> = Arc::new(
+            orch::storage::SqlStorage::connect_postgres(&url)
+                .await
+                .unwrap(),
+        );
         let notifier = db.storage.clone();
         let waited = woken_by(&waiter, async || notifier.notify_queue().await.unwrap()).await;
         assert!(waited < Duration::from_secs(5), "woken after {waited:?}");

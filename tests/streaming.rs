@@ -9,11 +9,13 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use orch::storage::Storage;
 use orch_lake::arrow_array::cast::AsArray;
 use orch_lake::arrow_array::types::{Int32Type, Int64Type};
 use orch_lake::{Lake, LakeOptions, Topic, col};
 use orch_streaming::tansu::Tansu;
 use orch_streaming::{KafkaSink, Producer};
+use orch_web::{STREAM_WORKER, WorkerView};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -525,12 +527,8 @@ async fn two_workers_one_killed_lose_nothing_on_gcs() {
     }
 
     // Both workers left heartbeats.
-    let beats = orch::storage::open(&db.url)
-        .await
-        .unwrap()
-        .stream_workers(DateTime::<Utc>::UNIX_EPOCH)
-        .await
-        .unwrap();
+    let storage = orch::storage::open(&db.url).await.unwrap();
+    let beats = worker_beats(&*storage).await.unwrap();
     let ids: Vec<&str> = beats.iter().map(|b| b.worker_id.as_str()).collect();
     assert_eq!(ids, ["worker-a", "worker-b"]);
     for beat in &beats {
@@ -541,7 +539,18 @@ async fn two_workers_one_killed_lose_nothing_on_gcs() {
     db.cleanup().await;
 }
 
-/// Dead letters in the lake more than once.
+/// The stream workers' heartbeats in a run history, as the web UI's workers page shows them.
+async fn worker_beats(storage: &dyn Storage) -> orch::storage::Result<Vec<WorkerView>> {
+    let beats = storage
+        .component_heartbeats(STREAM_WORKER, DateTime::<Utc>::UNIX_EPOCH)
+        .await?;
+    Ok(beats
+        .into_iter()
+        .map(|beat| WorkerView::from_heartbeat(beat, Utc::now()))
+        .collect())
+}
+
+/// Dead letters written more than once (uncommitted batches rewritten).
 fn dead_duplicates(contents: &LakeContents) -> usize {
     let distinct: BTreeSet<(Topic, Option<i32>, Option<i64>)> = contents
         .dead
@@ -605,7 +614,7 @@ async fn one_worker_on_a_local_lake_dead_letters_metrics_heartbeat_and_graceful_
         project.path().join(".orch/orch.db").display()
     );
     let storage = orch::storage::open(&url).await.unwrap();
-    let list = || storage.stream_workers(DateTime::<Utc>::UNIX_EPOCH);
+    let list = || worker_beats(&*storage);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let beats = list().await.unwrap();
@@ -645,6 +654,10 @@ async fn one_worker_on_a_local_lake_dead_letters_metrics_heartbeat_and_graceful_
     let beat = list().await.unwrap().remove(0);
     assert!(beat.partitions.is_empty(), "{beat:?}");
     assert_eq!((beat.lag, beat.events_per_sec), (None, 0.0), "{beat:?}");
+    assert!(
+        beat.stopped && !beat.stale,
+        "a graceful stop is recorded: {beat:?}"
+    );
 
     let lake = Lake::open(&lake_url).unwrap();
     let contents = read_lake(&lake).await;

@@ -13,11 +13,12 @@ use chrono::{Duration, Utc};
 use futures::FutureExt;
 use orch::event::{Event, EventBody, EventKind, LogLevel, LogLine, LogStream};
 use orch::run::NewRun;
-use orch::storage::{Backfill, Storage, StreamWorker, TickStatus};
+use orch::storage::{Backfill, ComponentHeartbeat, NewTick, Storage, TickStatus};
 use orch::{
     AssetGraph, ComputeError, Materialization, Metadata, PartitionsDefinition, RunId, RunStatus,
     asset,
 };
+use orch_web::StreamWorkerDetail;
 use orch_web::{AppState, Chart, InMemoryMarts, Security};
 use tower::ServiceExt;
 
@@ -233,11 +234,7 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
         .unwrap();
     storage
         .record_tick(
-            "hourly_pipeline",
-            now,
-            None,
-            TickStatus::Skipped,
-            Some("nothing to do"),
+            &NewTick::skipped("hourly_pipeline", now, "nothing to do"),
             now,
         )
         .await
@@ -245,11 +242,13 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
     // The lake sensor saw a late file for an hour already loaded.
     storage
         .record_tick(
-            "lake_late_files",
-            now,
-            None,
-            TickStatus::Requested,
-            Some("files of listen_events for 2026-11-22-10:00 changed at 2026-11-22T12:00:00+00:00 after the hour was loaded"),
+            &NewTick {
+                schedule: "lake_late_files",
+                tick_time: now,
+                status: TickStatus::Requested,
+                message: Some("files of listen_events for 2026-11-22-10:00 changed at 2026-11-22T12:00:00+00:00 after the hour was loaded"),
+                run: None,
+            },
             now,
         )
         .await
@@ -277,19 +276,24 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
         .await
         .unwrap();
     storage
-        .stream_worker_heartbeat(&StreamWorker {
-            worker_id: "worker-7".into(),
-            group_id: "orch-stream".into(),
-            topics: vec!["listen_events".into()],
-            partitions: vec!["listen_events:0".into()],
-            lag: Some(12),
-            events_in: 1000,
-            events_written: 990,
-            dead_lettered: 10,
-            events_per_sec: 345.0,
-            last_file: Some("raw/listen_events/date=2026-11-22/hour=10/x.parquet".into()),
+        .component_heartbeat(&ComponentHeartbeat {
+            kind: orch_web::STREAM_WORKER.into(),
+            name: "worker-7".into(),
+            detail: serde_json::to_value(StreamWorkerDetail {
+                group_id: "orch-stream".into(),
+                topics: vec!["listen_events".into()],
+                partitions: vec!["listen_events:0".into()],
+                lag: Some(12),
+                events_in: 1000,
+                events_written: 990,
+                dead_lettered: 10,
+                events_per_sec: 345.0,
+                last_file: Some("raw/listen_events/date=2026-11-22/hour=10/x.parquet".into()),
+            })
+            .unwrap(),
             started_at: now,
-            heartbeat_at: now,
+            last_seen: now,
+            stopped_at: None,
         })
         .await
         .unwrap();

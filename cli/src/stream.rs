@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use clap::Args;
+use orch::storage::ComponentHeartbeat;
 use orch_lake::{Lake, Topic};
 use orch_streaming::{BatchLimits, HeartbeatSink, Metrics, WorkerConfig, WorkerStatus};
+use orch_web::{STREAM_WORKER, StreamWorkerDetail};
 use tokio_util::sync::CancellationToken;
 
 use crate::{CmdResult, Failure};
@@ -87,7 +89,8 @@ type BeatClock = (
     u64,
 );
 
-/// Heartbeats into the run history's `stream_workers` table, which the web UI shows.
+/// Heartbeats into the run history, as components of kind `stream_worker` whose detail is the
+/// web UI's [`StreamWorkerDetail`], which its workers page shows.
 struct RunHistoryHeartbeats {
     storage: Arc<dyn orch::storage::Storage>,
     /// The first beat's time, and the previous beat's time and events in (for the rate).
@@ -116,25 +119,30 @@ impl HeartbeatSink for RunHistoryHeartbeats {
             (first, rate)
         };
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let detail = StreamWorkerDetail {
+            group_id: status.group_id.clone(),
+            topics: status.topics.clone(),
+            partitions: status
+                .partitions
+                .iter()
+                .map(|p| format!("{}:{}", p.topic, p.partition))
+                .collect(),
+            lag: status.lag,
+            events_in: count(status.events_in),
+            events_written: count(status.events_written),
+            dead_lettered: count(status.dead_lettered),
+            events_per_sec,
+            last_file: status.last_file.clone(),
+        };
         self.storage
-            .stream_worker_heartbeat(&orch::storage::StreamWorker {
-                worker_id: status.worker_id.clone(),
-                group_id: status.group_id.clone(),
-                topics: status.topics.clone(),
-                // A stopped worker's last beat holds nothing (`status.partitions` is empty then).
-                partitions: status
-                    .partitions
-                    .iter()
-                    .map(|p| format!("{}:{}", p.topic, p.partition))
-                    .collect(),
-                lag: status.lag,
-                events_in: count(status.events_in),
-                events_written: count(status.events_written),
-                dead_lettered: count(status.dead_lettered),
-                events_per_sec,
-                last_file: status.last_file.clone(),
+            // A stopped worker's last beat holds nothing (`status.partitions` is empty then).
+            .component_heartbeat(&ComponentHeartbeat {
+                kind: STREAM_WORKER.to_owned(),
+                name: status.worker_id.clone(),
+                detail: serde_json::to_value(&detail)?,
                 started_at,
-                heartbeat_at: status.updated_at,
+                last_seen: status.updated_at,
+                stopped_at: None,
             })
             .await?;
         Ok(())
@@ -219,12 +227,20 @@ pub async fn run(dir: Option<&std::path::Path>, args: StreamArgs) -> CmdResult {
         lake.url()
     );
     let heartbeats = Arc::new(RunHistoryHeartbeats {
-        storage,
+        storage: storage.clone(),
         started: std::sync::Mutex::new(None),
     });
+    let worker_id = config.worker_id.clone();
     let summary =
         orch_streaming::run_worker(config, lake, metrics, heartbeats, shutdown.clone()).await;
     shutdown.cancel();
+    // The workers page shows it stopped rather than stale (a worker killed says nothing).
+    if let Err(error) = storage
+        .component_stopped(STREAM_WORKER, &worker_id, chrono::Utc::now())
+        .await
+    {
+        tracing::warn!(%error, "cannot record that the worker stopped");
+    }
     let summary = summary?;
     println!(
         "read {} records ({} more read again): {} events written, {} dead letters, {} files ({} bytes), {} commits ({} fenced); event-to-lake p50 {} ms, p99 {} ms",

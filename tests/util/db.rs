@@ -8,7 +8,7 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use orch::storage::{PostgresStorage, SqliteStorage, Storage};
+use orch::storage::{SqlStorage, Storage};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection, Executor};
 use tempfile::TempDir;
@@ -31,7 +31,8 @@ enum Place {
     Postgres {
         base_url: String,
         schema: String,
-        pool: sqlx::PgPool,
+        /// The storage's connections, closed before the schema is dropped.
+        storage: SqlStorage,
     },
 }
 
@@ -41,12 +42,12 @@ impl TestDb {
     pub async fn reopen(&self) -> Arc<dyn Storage> {
         match &self.place {
             Place::Sqlite { .. } => Arc::new(
-                SqliteStorage::connect(&self.url)
+                SqlStorage::connect_sqlite(&self.url)
                     .await
                     .unwrap_or_else(|e| panic!("cannot reopen {}: {e}", self.url)),
             ),
             Place::Postgres { .. } => Arc::new(
-                PostgresStorage::connect(&self.url)
+                SqlStorage::connect_postgres(&self.url)
                     .await
                     .unwrap_or_else(|e| {
                         panic!(
@@ -64,10 +65,10 @@ impl TestDb {
         if let Place::Postgres {
             base_url,
             schema,
-            pool,
+            storage,
         } = &self.place
         {
-            pool.close().await;
+            storage.close().await;
             if let Ok(mut conn) = PgConnection::connect(base_url).await {
                 let _ = conn
                     .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
@@ -82,7 +83,7 @@ impl TestDb {
 pub async fn sqlite() -> TestDb {
     let dir = tempfile::tempdir().expect("cannot create a temporary folder");
     let url = format!("sqlite://{}", dir.path().join("orch.db").display());
-    let storage = SqliteStorage::connect(&url)
+    let storage = SqlStorage::connect_sqlite(&url)
         .await
         .unwrap_or_else(|e| panic!("cannot open {url}: {e}"));
     TestDb {
@@ -140,8 +141,9 @@ async fn connect_creating(url: &str) -> PgConnection {
         .unwrap_or_else(|e| unreachable(url, e))
 }
 
-/// A Postgres storage on a fresh schema `t_<random>` of the test database.
-pub async fn postgres() -> TestDb {
+/// A fresh, empty schema `t_<random>` of the test database (nothing migrated) and the URL
+/// whose connections use it. [`drop_postgres_schema`] drops it.
+pub async fn empty_postgres_schema() -> (String, String) {
     let base_url = postgres_url();
     let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
     let mut conn = connect_creating(&base_url).await;
@@ -150,17 +152,33 @@ pub async fn postgres() -> TestDb {
         .unwrap_or_else(|e| panic!("cannot create schema {schema}: {e}"));
     let _ = conn.close().await;
     let url = orch::storage::schema::url_with_schema(&base_url, &schema);
-    let storage = PostgresStorage::connect(&url)
+    (schema, url)
+}
+
+/// Drops a schema of [`empty_postgres_schema`] (best effort).
+pub async fn drop_postgres_schema(schema: &str) {
+    if let Ok(mut conn) = PgConnection::connect(&postgres_url()).await {
+        let _ = conn
+            .execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str())
+            .await;
+        let _ = conn.close().await;
+    }
+}
+
+/// A Postgres storage on a fresh schema `t_<random>` of the test database.
+pub async fn postgres() -> TestDb {
+    let base_url = postgres_url();
+    let (schema, url) = empty_postgres_schema().await;
+    let storage = SqlStorage::connect_postgres(&url)
         .await
         .unwrap_or_else(|e| panic!("cannot open {}: {e}", orch::storage::redact_url(&url)));
-    let pool = storage.pool().clone();
     TestDb {
-        storage: Arc::new(storage),
+        storage: Arc::new(storage.clone()),
         url,
         place: Place::Postgres {
             base_url,
             schema,
-            pool,
+            storage,
         },
     }
 }

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub use error::WebError;
 pub use marts::{Chart, ChartData, InMemoryMarts, MartError, MartSource, NoMarts};
 pub use security::Security;
+pub use views::{STREAM_WORKER, StreamWorkerDetail, WorkerView};
 
 /// The environment variable holding the token that write actions need when the server is
 /// bound to a non-loopback address.

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, Duration, Utc};
 use orch::event::{EventKind, StoredEvent};
-use orch::storage::{AssetPartitionRecord, Backfill, EventFilter, RunFilter, StreamWorker, Tick};
+use orch::storage::{
+    AssetPartitionRecord, Backfill, ComponentHeartbeat, EventFilter, RunFilter, Tick,
+};
 use orch::{AssetKey, Run, RunId, RunStatus, Selection};
 use serde::{Deserialize, Serialize};
 
@@ -767,6 +769,33 @@ pub async fn backfill_view(state: &AppState, b: &Backfill) -> Result<BackfillVie
     })
 }
 
+/// The kind of the stream workers' heartbeats in the run history
+/// ([`ComponentHeartbeat::kind`]).
+pub const STREAM_WORKER: &str = "stream_worker";
+
+/// What a stream worker's heartbeat says about it ([`ComponentHeartbeat::detail`] of kind
+/// [`STREAM_WORKER`]): written by `orch stream`, shown by the workers page. Fields it lacks
+/// read as empty.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StreamWorkerDetail {
+    /// Its consumer group.
+    pub group_id: String,
+    pub topics: Vec<String>,
+    /// The partitions it holds, as `topic:partition`.
+    pub partitions: Vec<String>,
+    /// Records behind the end of its partitions, summed (`None`: not known yet).
+    pub lag: Option<i64>,
+    /// Records read, written to the lake and dead-lettered since it started.
+    pub events_in: i64,
+    pub events_written: i64,
+    pub dead_lettered: i64,
+    /// Records read per second between its last two heartbeats.
+    pub events_per_sec: f64,
+    /// The last lake file it wrote.
+    pub last_file: Option<String>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct WorkerView {
     pub worker_id: String,
@@ -782,34 +811,47 @@ pub struct WorkerView {
     pub last_file: Option<String>,
     pub started_at: String,
     pub heartbeat_at: String,
-    /// No heartbeat for a minute.
+    /// It said it stopped.
+    pub stopped: bool,
+    /// Running, but no heartbeat for a minute.
     pub stale: bool,
+}
+
+impl WorkerView {
+    /// A stream worker's heartbeat as shown at `now`. A detail that does not read as a
+    /// [`StreamWorkerDetail`] shows as empty: the beat itself still says the worker lives.
+    pub fn from_heartbeat(beat: ComponentHeartbeat, now: DateTime<Utc>) -> WorkerView {
+        let detail: StreamWorkerDetail = serde_json::from_value(beat.detail).unwrap_or_default();
+        let stopped = beat.stopped_at.is_some();
+        WorkerView {
+            stale: !stopped && now - beat.last_seen > Duration::minutes(1),
+            stopped,
+            worker_id: beat.name,
+            group_id: detail.group_id,
+            topics: detail.topics,
+            partitions: detail.partitions,
+            lag: detail.lag,
+            events_in: detail.events_in,
+            events_written: detail.events_written,
+            dead_lettered: detail.dead_lettered,
+            events_per_sec: detail.events_per_sec,
+            last_file: detail.last_file,
+            started_at: fmt_time(beat.started_at),
+            heartbeat_at: fmt_time(beat.last_seen),
+        }
+    }
 }
 
 /// Workers seen in the last hour.
 pub async fn workers(state: &AppState) -> Result<Vec<WorkerView>, WebError> {
     let now = Utc::now();
-    let list: Vec<StreamWorker> = state
+    let beats = state
         .storage
-        .stream_workers(now - Duration::hours(1))
+        .component_heartbeats(STREAM_WORKER, now - Duration::hours(1))
         .await?;
-    Ok(list
+    Ok(beats
         .into_iter()
-        .map(|w| WorkerView {
-            stale: now - w.heartbeat_at > Duration::minutes(1),
-            worker_id: w.worker_id,
-            group_id: w.group_id,
-            topics: w.topics,
-            partitions: w.partitions,
-            lag: w.lag,
-            events_in: w.events_in,
-            events_written: w.events_written,
-            dead_lettered: w.dead_lettered,
-            events_per_sec: w.events_per_sec,
-            last_file: w.last_file,
-            started_at: fmt_time(w.started_at),
-            heartbeat_at: fmt_time(w.heartbeat_at),
-        })
+        .map(|beat| WorkerView::from_heartbeat(beat, now))
         .collect())
 }
 

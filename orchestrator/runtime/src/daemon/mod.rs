@@ -31,7 +31,8 @@ use crate::plan::Plan;
 use crate::request::{Launcher, RequestError, RunRequest, tags};
 use crate::run::{Run, RunStatus};
 use crate::storage::{
-    DaemonHeartbeat, Lease, LeaseState, QueueLimits, Storage, StorageError, TickRecord, TickStatus,
+    ClaimedRun, DaemonHeartbeat, LeaseState, NewTick, NewViolation, QueueLimits, Storage,
+    StorageError, TickRecord,
 };
 
 pub use crate::clock::{Clock, ManualClock, SystemClock};
@@ -313,11 +314,7 @@ impl Daemon {
                 let record = self
                     .storage
                     .record_tick(
-                        sensor.name(),
-                        item.key_time,
-                        None,
-                        TickStatus::Notified,
-                        Some(&item.notification.text),
+                        &NewTick::notified(sensor.name(), item.key_time, &item.notification.text),
                         now,
                     )
                     .await?;
@@ -358,11 +355,8 @@ impl Daemon {
                 let run = request.new_run(&plan, crate::new_run_id(), now);
                 self.storage
                     .record_tick(
-                        sensor,
-                        sensor_request.key_time,
-                        Some(&run),
-                        TickStatus::Requested,
-                        Some(&sensor_request.reason),
+                        &NewTick::requested(sensor, sensor_request.key_time, &run)
+                            .message(&sensor_request.reason),
                         now,
                     )
                     .await
@@ -370,11 +364,7 @@ impl Daemon {
             Err(reason) => {
                 self.storage
                     .record_tick(
-                        sensor,
-                        sensor_request.key_time,
-                        None,
-                        TickStatus::Skipped,
-                        Some(&reason),
+                        &NewTick::skipped(sensor, sensor_request.key_time, &reason),
                         now,
                     )
                     .await
@@ -419,14 +409,14 @@ impl Daemon {
                     let max_lag = i64::try_from(policy.max_lag.as_secs()).unwrap_or(i64::MAX);
                     let opened = self
                         .storage
-                        .open_freshness_violation(
-                            &spec.key,
-                            now,
-                            latest_partition.as_deref(),
+                        .open_freshness_violation(&NewViolation {
+                            asset_key: &spec.key,
+                            detected_at: now,
+                            latest_partition: latest_partition.as_deref(),
                             latest_materialized_at,
-                            max_lag,
-                            &message,
-                        )
+                            max_lag_secs: max_lag,
+                            message: &message,
+                        })
                         .await?;
                     if !opened {
                         continue;
@@ -593,14 +583,14 @@ impl Daemon {
                 let record = if i < keep_from {
                     self.storage
                         .record_tick(
-                            &schedule.name,
-                            *tick,
-                            None,
-                            TickStatus::Skipped,
-                            Some(&format!(
-                                "missed while no daemon ran; catch-up policy `{}`",
-                                schedule.catchup
-                            )),
+                            &NewTick::skipped(
+                                &schedule.name,
+                                *tick,
+                                &format!(
+                                    "missed while no daemon ran; catch-up policy `{}`",
+                                    schedule.catchup
+                                ),
+                            ),
                             now,
                         )
                         .await?
@@ -632,26 +622,12 @@ impl Daemon {
             Ok((request, plan)) => {
                 let run = request.new_run(&plan, crate::new_run_id(), now);
                 self.storage
-                    .record_tick(
-                        &schedule.name,
-                        tick,
-                        Some(&run),
-                        TickStatus::Requested,
-                        None,
-                        now,
-                    )
+                    .record_tick(&NewTick::requested(&schedule.name, tick, &run), now)
                     .await
             }
             Err(reason) => {
                 self.storage
-                    .record_tick(
-                        &schedule.name,
-                        tick,
-                        None,
-                        TickStatus::Skipped,
-                        Some(&reason),
-                        now,
-                    )
+                    .record_tick(&NewTick::skipped(&schedule.name, tick, &reason), now)
                     .await
             }
         }
@@ -662,21 +638,21 @@ impl Daemon {
     pub async fn reap_expired(&self) -> Result<usize, StorageError> {
         let now = self.clock.now();
         let mut resolved = 0;
-        for lease in self.storage.expired_leases(now).await? {
+        for expired in self.storage.expired_leases(now).await? {
             let reason = format!(
                 "the daemon `{}` running this run stopped renewing its lease, which expired at {}",
-                lease.owner,
-                lease.expires_at.to_rfc3339()
+                expired.owner,
+                expired.expires_at.to_rfc3339()
             );
             let Some(failed) = self
                 .storage
-                .fail_expired(lease.run.run_id, lease.attempt, now, &reason)
+                .fail_expired(&expired.lease(), now, &reason)
                 .await?
             else {
                 continue;
             };
             resolved += 1;
-            tracing::warn!(run = %failed.run_id, owner = %lease.owner, "failed a run whose lease expired");
+            tracing::warn!(run = %failed.run_id, owner = %expired.owner, "failed a run whose lease expired");
             if let ExpiredPolicy::Requeue { max } = self.config.expired {
                 let chain: u32 = failed
                     .tags
@@ -731,10 +707,10 @@ impl Daemon {
                     )
                     .await
                 {
-                    Ok(Some(lease)) => {
+                    Ok(Some(claim)) => {
                         let me = self.clone();
                         let cancel = cancel_runs.child_token();
-                        running.spawn(async move { me.execute_claimed(lease, cancel).await });
+                        running.spawn(async move { me.execute_claimed(claim, cancel).await });
                     }
                     Ok(None) => break,
                     Err(e) => {
@@ -759,8 +735,8 @@ impl Daemon {
     }
 
     /// Executes a claimed run, renewing its lease until it ends.
-    async fn execute_claimed(self: Arc<Self>, lease: Lease, cancel: CancellationToken) {
-        let run = lease.run.clone();
+    async fn execute_claimed(self: Arc<Self>, claim: ClaimedRun, cancel: CancellationToken) {
+        let run = claim.run.clone();
         let run_id = run.run_id;
         let launched = Instant::now();
         let plan = match plan_for_run(&self.graph, &run) {
@@ -784,13 +760,14 @@ impl Daemon {
                 .append_events(&[crate::execute::now_event(run_id, EventKind::EngineEvent)
                     .message(format!(
                         "claimed by daemon `{}` (attempt {})",
-                        lease.owner, lease.attempt
+                        claim.owner,
+                        claim.attempt()
                     ))])
                 .await;
         let renewals = tokio::spawn(renew_until_done(
             self.storage.clone(),
             self.clock.clone(),
-            lease.clone(),
+            claim,
             self.config.lease,
             self.config.heartbeat,
             cancel.clone(),
@@ -828,41 +805,39 @@ impl Daemon {
     }
 }
 
-/// Renews a lease every `every` until the task is aborted. CANCELING or a lost lease fires
+/// Renews a claim's lease every `every` until the task is aborted. CANCELING or a lost lease fires
 /// `cancel`; so does failing to renew for two thirds of the lease (the lease could expire and
 /// the run be handed to another daemon, so this one must stop first).
 async fn renew_until_done(
     storage: Arc<dyn Storage>,
     clock: Arc<dyn Clock>,
-    lease: Lease,
+    claim: ClaimedRun,
     lease_for: Duration,
     every: Duration,
     cancel: CancellationToken,
 ) {
+    let (run_id, lease) = (claim.run.run_id, claim.lease());
     let mut last_ok = Instant::now();
     loop {
         tokio::time::sleep(every).await;
-        match storage
-            .renew_lease(lease.run.run_id, lease.attempt, clock.now(), lease_for)
-            .await
-        {
+        match storage.renew_lease(&lease, clock.now(), lease_for).await {
             Ok(LeaseState::Held(RunStatus::Canceling)) => {
                 last_ok = Instant::now();
                 if !cancel.is_cancelled() {
-                    tracing::info!(run = %lease.run.run_id, "cancel requested");
+                    tracing::info!(run = %run_id, "cancel requested");
                     cancel.cancel();
                 }
             }
             Ok(LeaseState::Held(_)) => last_ok = Instant::now(),
             Ok(LeaseState::Lost) => {
-                tracing::warn!(run = %lease.run.run_id, "lease lost; stopping the run");
+                tracing::warn!(run = %run_id, "lease lost; stopping the run");
                 cancel.cancel();
                 return;
             }
             Err(e) => {
-                tracing::warn!(run = %lease.run.run_id, error = %e, "cannot renew the lease");
+                tracing::warn!(run = %run_id, error = %e, "cannot renew the lease");
                 if last_ok.elapsed() > lease_for * 2 / 3 {
-                    tracing::error!(run = %lease.run.run_id, "lease about to expire; stopping the run");
+                    tracing::error!(run = %run_id, "lease about to expire; stopping the run");
                     cancel.cancel();
                     return;
                 }

@@ -33,7 +33,7 @@ use crate::metadata::{Metadata, MetadataValue};
 use crate::plan::{Plan, Step};
 use crate::request::RunRequest;
 use crate::run::{Run, RunId, RunStatus};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{PoolSlot, Storage, StorageError};
 use crate::submit::Submit;
 
 pub use crate::steps::StepState;
@@ -476,10 +476,12 @@ impl Executor {
         match self
             .storage
             .try_acquire_pool_slot(
-                pool,
+                &PoolSlot {
+                    pool,
+                    run_id,
+                    step_key: &step.key,
+                },
                 u32::try_from(limit).unwrap_or(u32::MAX),
-                run_id,
-                &step.key,
                 Utc::now(),
                 self.slot_ttl,
             )
@@ -500,9 +502,14 @@ impl Executor {
         for (&index, pool) in &slots.held {
             let step = &plan.steps[index];
             let now = Utc::now();
+            let slot = PoolSlot {
+                pool,
+                run_id,
+                step_key: &step.key,
+            };
             let renewed = match self
                 .storage
-                .renew_pool_slot(pool, run_id, &step.key, now, self.slot_ttl)
+                .renew_pool_slot(&slot, now, self.slot_ttl)
                 .await
             {
                 Ok(true) => true,
@@ -510,10 +517,8 @@ impl Executor {
                     let limit = self.pools.get(pool).copied().unwrap_or(usize::MAX);
                     self.storage
                         .try_acquire_pool_slot(
-                            pool,
+                            &slot,
                             u32::try_from(limit).unwrap_or(u32::MAX),
-                            run_id,
-                            &step.key,
                             now,
                             self.slot_ttl,
                         )
@@ -539,7 +544,12 @@ impl Executor {
     }
 
     async fn release_slot(&self, pool: &str, run_id: RunId, step_key: &str) {
-        if let Err(error) = self.storage.release_pool_slot(pool, run_id, step_key).await {
+        let slot = PoolSlot {
+            pool,
+            run_id,
+            step_key,
+        };
+        if let Err(error) = self.storage.release_pool_slot(&slot).await {
             // The slot expires on its own.
             tracing::warn!(%error, pool, step = step_key, "cannot give back a pool slot");
         }

@@ -1,5 +1,5 @@
-//! The Postgres backend: connection pool, migrations, and what differs from SQLite (id
-//! allocation from the tables' sequences). The queries are shared, in [`super::sql`].
+//! The Postgres backend: connection pool, migrations, and what its SQL does differently from
+//! SQLite's (see [`super::db`]): ids from the tables' sequences, advisory locks, `NOTIFY`.
 //!
 //! A URL may set the schema with `?options=-c%20search_path%3D<schema>`; migrations and
 //! queries then use that schema (the schema must exist).
@@ -19,9 +19,13 @@ use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 
-use super::{Backend, Result, StorageError, redact_url};
+use super::db::{Db, Sql};
+use super::{Result, SqlStorage, StorageError, redact_url};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// Postgres allows 65535 bind parameters per statement.
+pub(super) const MAX_PARAMS: usize = 65535;
 
 /// The channel that says "a run was queued".
 const QUEUE_CHANNEL: &str = "orch_queue";
@@ -35,11 +39,11 @@ const QUEUE_LOCK_CLASS: i64 = 0x6f72_6368;
 /// (`pool` in ASCII); the low half is a hash of the schema and the pool's name.
 const POOL_LOCK_CLASS: i64 = 0x706f_6f6c;
 
-/// Run history in Postgres.
-#[derive(Debug, Clone)]
-pub struct PostgresStorage {
-    pool: PgPool,
-    queue: Arc<QueueSignal>,
+/// Run history in Postgres: the pool, the schema it lives in, and the queue's wake-ups.
+#[derive(Debug)]
+pub(super) struct Pg {
+    pub(super) pool: PgPool,
+    queue: QueueSignal,
 }
 
 /// What the queue's wake-ups need: the schema (the notifications' payload), the advisory-lock
@@ -68,123 +72,84 @@ impl Drop for QueueSignal {
     }
 }
 
-impl PostgresStorage {
-    /// Connects to `url` (`postgres://...`) and applies pending migrations. Migrations take
-    /// an advisory lock, so several processes may start at once.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let connect_error = |source| StorageError::Connect {
-            url: redact_url(url),
-            source,
-        };
-        let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
-        // One connection first, so that an unreachable server fails at once with its own
-        // error (a pool would retry until its acquire timeout and report only that).
-        let mut conn = options.connect().await.map_err(connect_error)?;
-        MIGRATOR.run(&mut conn).await?;
-        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
-            .fetch_one(&mut conn)
-            .await?;
-        conn.close().await?;
-        let schema = schema.unwrap_or_else(|| "public".to_owned());
-        let listener_pool = PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_lazy_with(options.clone());
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_lazy_with(options);
-        Ok(PostgresStorage {
-            pool,
-            queue: Arc::new(QueueSignal {
-                lock_key: queue_lock_key(&schema),
-                schema,
-                listener_pool,
-                listener: Mutex::new(None),
-                woken: Notify::new(),
-            }),
-        })
-    }
-
-    /// The connection pool, for Postgres-specific SQL elsewhere (the run queue).
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// Postgres allows 65535 bind parameters per statement.
-    const MAX_PARAMS: usize = 65535;
-
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-        self.pool.begin().await
-    }
-
-    /// `n` ids from `table`'s sequence, ascending. Other writers may take ids in between, so
-    /// they need not be consecutive.
-    async fn allocate_ids(
-        conn: &mut PgConnection,
-        table: &'static str,
-        n: usize,
-    ) -> Result<Vec<i64>> {
-        let mut ids: Vec<i64> = sqlx::query_scalar(&format!(
-            "SELECT nextval('{table}_id_seq') FROM generate_series(1, $1)"
-        ))
-        .bind(i64::try_from(n).unwrap_or(i64::MAX))
-        .fetch_all(conn)
+/// Connects to `url` (`postgres://...`) and applies pending migrations. Migrations take an
+/// advisory lock, so several processes may start at once.
+pub(super) async fn connect(url: &str) -> Result<SqlStorage> {
+    let connect_error = |source| StorageError::Connect {
+        url: redact_url(url),
+        source,
+    };
+    let options = PgConnectOptions::from_str(url).map_err(connect_error)?;
+    // One connection first, so that an unreachable server fails at once with its own error (a
+    // pool would retry until its acquire timeout and report only that).
+    let mut conn = options.connect().await.map_err(connect_error)?;
+    MIGRATOR.run(&mut conn).await?;
+    let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(&mut conn)
         .await?;
-        ids.sort_unstable();
-        Ok(ids)
-    }
+    conn.close().await?;
+    let schema = schema.unwrap_or_else(|| "public".to_owned());
+    let listener_pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .connect_lazy_with(options.clone());
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options);
+    Ok(SqlStorage::new(Db::Postgres(Arc::new(Pg {
+        pool,
+        queue: QueueSignal {
+            lock_key: queue_lock_key(&schema),
+            schema,
+            listener_pool,
+            listener: Mutex::new(None),
+            woken: Notify::new(),
+        },
+    }))))
+}
 
-    /// Locks the rows a claim picks, skipping those another claimer holds.
-    const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+/// `n` ids from `table`'s sequence, ascending. Other writers may take ids in between, so they
+/// need not be consecutive.
+pub(super) async fn allocate_ids(
+    conn: &mut PgConnection,
+    table: &'static str,
+    n: usize,
+) -> Result<Vec<i64>> {
+    let mut ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT nextval('{table}_id_seq') FROM generate_series(1, $1)"
+    ))
+    .bind(i64::try_from(n).unwrap_or(i64::MAX))
+    .fetch_all(conn)
+    .await?;
+    ids.sort_unstable();
+    Ok(ids)
+}
 
-    /// Locks the row read, until the transaction ends.
-    const FOR_UPDATE: &str = " FOR UPDATE";
-
+impl Pg {
     /// Serializes the claimers that check a concurrency limit, until the transaction ends.
-    async fn lock_queue(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(self.queue.lock_key)
-            .execute(conn)
-            .await?;
-        Ok(())
+    pub(super) fn queue_lock(&self) -> Sql {
+        Sql::new("SELECT pg_advisory_xact_lock($1)").bind(self.queue.lock_key)
     }
 
     /// Serializes the acquirers of `pool`'s slots, until the transaction ends. Pools whose
     /// keys collide only wait for each other a little more.
-    async fn lock_pool(&self, conn: &mut PgConnection, pool: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(pool_lock_key(&self.queue.schema, pool))
-            .execute(conn)
-            .await?;
-        Ok(())
+    pub(super) fn pool_lock(&self, pool: &str) -> Sql {
+        Sql::new("SELECT pg_advisory_xact_lock($1)").bind(pool_lock_key(&self.queue.schema, pool))
     }
 
-    /// `NOTIFY orch_queue, '<schema>'` on `executor` (in a transaction: on its commit).
-    async fn notify_on<'e>(
-        &self,
-        executor: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
-    ) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT pg_notify($1, $2)")
+    /// `NOTIFY orch_queue, '<schema>'` (in a transaction: delivered on its commit).
+    pub(super) fn notification(&self) -> Sql {
+        Sql::new("SELECT pg_notify($1, $2)")
             .bind(QUEUE_CHANNEL)
             .bind(self.queue.schema.as_str())
-            .execute(executor)
-            .await?;
-        Ok(())
     }
 
-    /// Notifies the queue's waiters when the transaction on `conn` commits.
-    async fn queue_changed(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-        self.notify_on(conn).await
-    }
-
-    /// Nothing: `queue_changed`'s notification is delivered on commit.
-    fn queue_committed(&self) {}
-
-    async fn send_queue_notification(&self) -> Result<(), sqlx::Error> {
-        self.notify_on(&self.pool).await
+    /// Closes the storage's pool (not the listener's, which would wait for the listener).
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// Waits for a notification about this schema, or another waiter of this storage being
@@ -192,7 +157,7 @@ impl PostgresStorage {
     /// for the lock or for `woken`. Notifications that arrived since the last wait are
     /// buffered by the listener and end the wait at once, so none is lost between two waits
     /// (after the first, which starts listening).
-    async fn wait_queue_notification(&self, timeout: Duration) {
+    pub(super) async fn wait_for_queue(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let woken = self.queue.woken.notified();
         tokio::pin!(woken);
@@ -267,5 +232,3 @@ fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u32 {
         (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
     })
 }
-
-super::sql::impl_storage!(PostgresStorage, sqlx::Postgres, Backend::Postgres);

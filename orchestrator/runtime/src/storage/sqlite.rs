@@ -1,6 +1,6 @@
 //! The SQLite backend, the embedded default (`sqlite://.orch/orch.db`): file and folder
 //! creation, connection settings for several processes sharing one file, migrations under a
-//! file lock, and what differs from Postgres. The queries are shared, in [`super::sql`].
+//! file lock, and what its SQL does differently from Postgres's (see [`super::db`]).
 //!
 //! Several processes may write one file: it is in WAL mode with a 30 s busy timeout, and
 //! every write transaction starts with `BEGIN IMMEDIATE`, so that it takes the write lock
@@ -28,32 +28,36 @@ use sqlx::sqlite::{
 };
 use tokio::sync::Notify;
 
-use super::{Backend, Result, StorageError, redact_url};
+use super::db::Db;
+use super::{Result, SqlStorage, StorageError, redact_url};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
-/// Run history in a SQLite file.
-#[derive(Debug, Clone)]
-pub struct SqliteStorage {
-    pool: SqlitePool,
+/// SQLite allows 32766 bind parameters per statement.
+pub(super) const MAX_PARAMS: usize = 32766;
+
+/// Run history in a SQLite file: the pool and the queue's in-process wake-ups.
+#[derive(Debug)]
+pub(super) struct Lite {
+    pub(super) pool: SqlitePool,
     /// Wakes this process's queue waiters (see the module documentation).
-    queued: Arc<QueueSignal>,
+    pub(super) queued: QueueSignal,
 }
 
 /// In-process queue wake-ups: the waiters, and whether a wake-up came while nobody waited.
 #[derive(Debug, Default)]
-struct QueueSignal {
+pub(super) struct QueueSignal {
     waiters: Notify,
     pending: AtomicBool,
 }
 
 impl QueueSignal {
-    fn notify(&self) {
+    pub(super) fn notify(&self) {
         self.pending.store(true, Ordering::SeqCst);
         self.waiters.notify_waiters();
     }
 
-    async fn wait(&self, timeout: Duration) {
+    pub(super) async fn wait(&self, timeout: Duration) {
         let woken = self.waiters.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -67,48 +71,43 @@ impl QueueSignal {
     }
 }
 
-impl SqliteStorage {
-    /// Opens `url` (`sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`), creating the file
-    /// and its folder if needed, and applies pending migrations. Several processes may open
-    /// one new file at once: migrations run under an exclusive lock on `PATH.migrate.lock`.
-    pub async fn connect(url: &str) -> Result<Self> {
-        let connect_error = |source| StorageError::Connect {
+/// Opens `url` (`sqlite://PATH`, `sqlite:PATH` or `sqlite::memory:`), creating the file and
+/// its folder if needed, and applies pending migrations. Several processes may open one new
+/// file at once: migrations run under an exclusive lock on `PATH.migrate.lock`.
+pub(super) async fn connect(url: &str) -> Result<SqlStorage> {
+    let connect_error = |source| StorageError::Connect {
+        url: redact_url(url),
+        source,
+    };
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Err(StorageError::UnsupportedUrl {
             url: redact_url(url),
-            source,
-        };
-        let Some(rest) = url
-            .strip_prefix("sqlite://")
-            .or_else(|| url.strip_prefix("sqlite:"))
-        else {
-            return Err(StorageError::UnsupportedUrl {
-                url: redact_url(url),
-            });
-        };
-        let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
-        let in_memory =
-            path == ":memory:" || path.is_empty() || params.split('&').any(|p| p == "mode=memory");
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(connect_error)?
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(30));
+        });
+    };
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory =
+        path == ":memory:" || path.is_empty() || params.split('&').any(|p| p == "mode=memory");
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(connect_error)?
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30));
 
-        if in_memory {
-            // One connection that never closes: an in-memory database lives as long as it.
-            let pool = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(options)
-                .await
-                .map_err(connect_error)?;
-            MIGRATOR.run(&pool).await?;
-            return Ok(SqliteStorage {
-                pool,
-                queued: Arc::default(),
-            });
-        }
-
+    let pool = if in_memory {
+        // One connection that never closes: an in-memory database lives as long as it.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+        MIGRATOR.run(&pool).await?;
+        pool
+    } else {
         let file = options.get_filename().to_path_buf();
         if let Some(parent) = file.parent()
             && !parent.as_os_str().is_empty()
@@ -128,78 +127,30 @@ impl SqliteStorage {
             .map_err(connect_error)?;
         MIGRATOR.run(&pool).await?;
         drop(lock);
-        Ok(SqliteStorage {
-            pool,
-            queued: Arc::default(),
-        })
-    }
+        pool
+    };
+    Ok(SqlStorage::new(Db::Sqlite(Arc::new(Lite {
+        pool,
+        queued: QueueSignal::default(),
+    }))))
+}
 
-    /// The connection pool, for SQLite-specific SQL elsewhere.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    /// SQLite allows 32766 bind parameters per statement.
-    const MAX_PARAMS: usize = 32766;
-
-    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
-    }
-
-    /// `n` fresh ids for `table`, ascending. The write transaction holds the database's write
-    /// lock, so nobody else can take them before it commits.
-    async fn allocate_ids(
-        conn: &mut SqliteConnection,
-        table: &'static str,
-        n: usize,
-    ) -> Result<Vec<i64>> {
-        let last: i64 = sqlx::query_scalar(&format!(
-            "SELECT COALESCE(MAX(last), 0) FROM (\
-             SELECT seq AS last FROM sqlite_sequence WHERE name = '{table}' \
-             UNION ALL SELECT MAX(id) AS last FROM {table}) AS ids"
-        ))
-        .fetch_one(conn)
-        .await?;
-        let n = i64::try_from(n).unwrap_or(i64::MAX);
-        Ok((last + 1..=last + n).collect())
-    }
-
-    /// No row locks: `BEGIN IMMEDIATE` holds the whole database until the commit.
-    const SKIP_LOCKED: &str = "";
-    const FOR_UPDATE: &str = "";
-
-    /// Nothing to do: `BEGIN IMMEDIATE` already serializes the claimers.
-    async fn lock_queue(&self, _conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-
-    /// Nothing to do: `BEGIN IMMEDIATE` already serializes the acquirers of pool slots.
-    async fn lock_pool(
-        &self,
-        _conn: &mut SqliteConnection,
-        _pool: &str,
-    ) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-
-    /// Nothing to do before the commit: see `queue_committed`.
-    async fn queue_changed(&self, _conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
-        Ok(())
-    }
-
-    /// Wakes this process's waiters once runs queued by a transaction are committed.
-    fn queue_committed(&self) {
-        self.queued.notify();
-    }
-
-    async fn send_queue_notification(&self) -> Result<(), sqlx::Error> {
-        self.queued.notify();
-        Ok(())
-    }
-
-    async fn wait_queue_notification(&self, timeout: Duration) {
-        self.queued.wait(timeout).await;
-    }
+/// `n` fresh ids for `table`, ascending. The write transaction holds the database's write
+/// lock, so nobody else can take them before it commits.
+pub(super) async fn allocate_ids(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+    n: usize,
+) -> Result<Vec<i64>> {
+    let last: i64 = sqlx::query_scalar(&format!(
+        "SELECT COALESCE(MAX(last), 0) FROM (\
+         SELECT seq AS last FROM sqlite_sequence WHERE name = '{table}' \
+         UNION ALL SELECT MAX(id) AS last FROM {table}) AS ids"
+    ))
+    .fetch_one(conn)
+    .await?;
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    Ok((last + 1..=last + n).collect())
 }
 
 /// `orch.db.migrate.lock` next to `orch.db`.
@@ -223,5 +174,3 @@ async fn lock_exclusive(path: PathBuf) -> Result<File> {
     .await
     .map_err(|e| StorageError::Io(std::io::Error::other(e)))?
 }
-
-super::sql::impl_storage!(SqliteStorage, sqlx::Sqlite, Backend::Sqlite);

@@ -1,0 +1,409 @@
+//! Schedules, ticks (once each, atomically with their run), backfills and sensor cursors.
+
+use super::*;
+
+conformance!(
+    case_schedule_states,
+    case_record_tick_once,
+    case_record_tick_is_atomic,
+    case_backfill_round_trip,
+    case_backfill_is_atomic,
+    case_sensor_cursors,
+);
+
+async fn case_schedule_states(storage: Arc<dyn Storage>) {
+    assert!(storage.schedule_states().await.unwrap().is_empty());
+    let on = storage
+        .set_schedule_enabled("nightly", true, at(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        on,
+        ScheduleState {
+            name: "nightly".to_owned(),
+            enabled: true,
+            updated_at: at(1),
+        }
+    );
+    storage
+        .set_schedule_enabled("hourly é", false, at(2))
+        .await
+        .unwrap();
+    let off = storage
+        .set_schedule_enabled("nightly", false, at(3))
+        .await
+        .unwrap();
+    assert!(!off.enabled);
+    assert_eq!(off.updated_at, at(3));
+    let states = storage.schedule_states().await.unwrap();
+    assert_eq!(
+        states
+            .iter()
+            .map(|s| (s.name.as_str(), s.enabled, s.updated_at))
+            .collect::<Vec<_>>(),
+        vec![("hourly é", false, at(2)), ("nightly", false, at(3))]
+    );
+    storage
+        .set_schedule_enabled("nightly", true, at(4))
+        .await
+        .unwrap();
+    assert!(storage.schedule_states().await.unwrap()[1].enabled);
+}
+
+async fn case_record_tick_once(storage: Arc<dyn Storage>) {
+    let mut run = new_run(RunStatus::Queued, &["daily/report"], 100);
+    run.partition_key = Some("2025-06-01".to_owned());
+    run.tags.insert("team".to_owned(), "data".to_owned());
+    let recorded = storage
+        .record_tick(
+            &tick("daily", at(100), Some(&run), TickStatus::Requested, None),
+            at(101),
+        )
+        .await
+        .unwrap();
+    let tick = Tick {
+        schedule: "daily".to_owned(),
+        tick_time: at(100),
+        status: TickStatus::Requested,
+        run_id: Some(run.run_id),
+        message: None,
+        created_at: at(101),
+    };
+    assert_eq!(recorded, TickRecord::Recorded(tick.clone()));
+    // The run is queued as create_run would, tagged with its schedule, with its event.
+    let stored = storage.get_run(run.run_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, RunStatus::Queued);
+    assert_eq!(stored.partition_key.as_deref(), Some("2025-06-01"));
+    assert_eq!(stored.created_at, at(100));
+    assert_eq!(
+        stored.tags,
+        BTreeMap::from([
+            ("team".to_owned(), "data".to_owned()),
+            (SCHEDULE_TAG.to_owned(), "daily".to_owned()),
+        ])
+    );
+    assert_eq!(
+        kinds(&events_of(&storage, run.run_id).await),
+        vec![EventKind::RunEnqueued]
+    );
+    let by_asset = RunFilter {
+        asset_key: Some(key("daily/report")),
+        ..RunFilter::default()
+    };
+    assert_eq!(
+        run_ids(&storage.list_runs(&by_asset).await.unwrap()),
+        vec![run.run_id]
+    );
+
+    // The same tick again (another daemon, or after a restart), with a fresh run: nothing
+    // changes, and the answer names the first run.
+    let again = new_run(RunStatus::Queued, &["daily/report"], 100);
+    let second = storage
+        .record_tick(
+            &tick(
+                "daily",
+                at(100),
+                Some(&again),
+                TickStatus::Requested,
+                Some("dup"),
+            ),
+            at(150),
+        )
+        .await
+        .unwrap();
+    assert_eq!(second, TickRecord::AlreadyRecorded(tick.clone()));
+    assert_eq!(storage.get_run(again.run_id).await.unwrap(), None);
+    assert_eq!(
+        storage
+            .list_runs(&RunFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let skipped_again = storage
+        .record_tick(
+            &tick("daily", at(100), None, TickStatus::Skipped, None),
+            at(150),
+        )
+        .await
+        .unwrap();
+    assert_eq!(skipped_again, TickRecord::AlreadyRecorded(tick.clone()));
+
+    // A skipped tick records no run.
+    let skipped = storage
+        .record_tick(
+            &tick(
+                "daily",
+                at(200),
+                None,
+                TickStatus::Skipped,
+                Some("no partition for this tick"),
+            ),
+            at(201),
+        )
+        .await
+        .unwrap();
+    let skipped_tick = Tick {
+        schedule: "daily".to_owned(),
+        tick_time: at(200),
+        status: TickStatus::Skipped,
+        run_id: None,
+        message: Some("no partition for this tick".to_owned()),
+        created_at: at(201),
+    };
+    assert_eq!(skipped, TickRecord::Recorded(skipped_tick.clone()));
+    assert_eq!(
+        storage
+            .list_runs(&RunFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The same tick time of another schedule is another tick.
+    let other = new_run(RunStatus::Queued, &["a"], 100);
+    assert!(matches!(
+        storage
+            .record_tick(
+                &tick("hourly", at(100), Some(&other), TickStatus::Requested, None),
+                at(101)
+            )
+            .await
+            .unwrap(),
+        TickRecord::Recorded(_)
+    ));
+    let queued = claim(&storage, "w", 300, &no_limits()).await.unwrap();
+    assert_eq!(
+        queued.run.run_id, run.run_id,
+        "a tick's run is queued like any other"
+    );
+
+    // Newest first, per schedule.
+    let third = storage
+        .record_tick(
+            &tick("daily", at(150), None, TickStatus::Skipped, None),
+            at(151),
+        )
+        .await
+        .unwrap();
+    let TickRecord::Recorded(third) = third else {
+        panic!("a new tick");
+    };
+    assert_eq!(
+        storage.schedule_ticks("daily", 10).await.unwrap(),
+        vec![skipped_tick.clone(), third, tick]
+    );
+    assert_eq!(
+        storage.schedule_ticks("daily", 1).await.unwrap(),
+        vec![skipped_tick]
+    );
+    assert_eq!(storage.schedule_ticks("hourly", 10).await.unwrap().len(), 1);
+    assert!(
+        storage
+            .schedule_ticks("never", 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn case_record_tick_is_atomic(storage: Arc<dyn Storage>) {
+    // A tick whose run cannot be created (its id is taken) is not recorded either.
+    let taken = create(&storage, new_run(RunStatus::Queued, &["a"], 0)).await;
+    let clash = NewRun {
+        run_id: taken.run_id,
+        ..new_run(RunStatus::Queued, &["b"], 1)
+    };
+    assert!(matches!(
+        storage
+            .record_tick(&tick("s", at(1), Some(&clash), TickStatus::Requested, None), at(1))
+            .await,
+        Err(StorageError::RunExists(id)) if id == taken.run_id
+    ));
+    assert!(storage.schedule_ticks("s", 10).await.unwrap().is_empty());
+    // So a later evaluation of the same tick can still record it.
+    let run = new_run(RunStatus::Queued, &["b"], 1);
+    assert!(matches!(
+        storage
+            .record_tick(&tick("s", at(1), Some(&run), TickStatus::Requested, None), at(2))
+            .await
+            .unwrap(),
+        TickRecord::Recorded(Tick { run_id: Some(id), .. }) if id == run.run_id
+    ));
+}
+
+async fn case_backfill_round_trip(storage: Arc<dyn Storage>) {
+    assert_eq!(storage.get_backfill("b1").await.unwrap(), None);
+    assert!(storage.list_backfills(10).await.unwrap().is_empty());
+    let runs = partition_runs(3, 10);
+    let b1 = backfill("b1", 3, 10);
+    storage.create_backfill(&b1, &runs).await.unwrap();
+    assert_eq!(storage.get_backfill("b1").await.unwrap(), Some(b1.clone()));
+    for run in &runs {
+        let stored = storage.get_run(run.run_id).await.unwrap().unwrap();
+        assert_eq!(stored.status, RunStatus::Queued);
+        assert_eq!(stored.partition_key, run.partition_key);
+        assert_eq!(
+            stored.tags.get(BACKFILL_TAG).map(String::as_str),
+            Some("b1")
+        );
+        assert_eq!(
+            kinds(&events_of(&storage, run.run_id).await),
+            vec![EventKind::RunEnqueued]
+        );
+    }
+    let tagged = RunFilter {
+        tag: Some((BACKFILL_TAG.to_owned(), "b1".to_owned())),
+        ..RunFilter::default()
+    };
+    let mut expected: Vec<RunId> = runs.iter().map(|r| r.run_id).collect();
+    expected.reverse();
+    assert_eq!(
+        run_ids(&storage.list_runs(&tagged).await.unwrap()),
+        expected
+    );
+    assert_eq!(
+        storage
+            .count_runs_by_status(BACKFILL_TAG, "b1")
+            .await
+            .unwrap(),
+        vec![(RunStatus::Queued, 3)]
+    );
+
+    // Its runs go through the queue; the counts follow.
+    let first = claim(&storage, "w", 20, &no_limits()).await.unwrap();
+    assert_eq!(first.run.run_id, runs[0].run_id);
+    storage
+        .transition_run(first.run.run_id, RunStatus::Started, at(21))
+        .await
+        .unwrap();
+    storage
+        .transition_run(first.run.run_id, RunStatus::Success, at(22))
+        .await
+        .unwrap();
+    let second = claim(&storage, "w", 23, &no_limits()).await.unwrap();
+    assert_eq!(second.run.run_id, runs[1].run_id);
+    assert_eq!(
+        storage
+            .count_runs_by_status(BACKFILL_TAG, "b1")
+            .await
+            .unwrap(),
+        vec![
+            (RunStatus::Queued, 1),
+            (RunStatus::Starting, 1),
+            (RunStatus::Success, 1)
+        ]
+    );
+
+    // A second backfill, an empty one; newest first.
+    let b2 = backfill("b2", 2, 30);
+    storage
+        .create_backfill(&b2, &partition_runs(2, 30))
+        .await
+        .unwrap();
+    let b0 = backfill("b0", 0, 40);
+    storage.create_backfill(&b0, &[]).await.unwrap();
+    assert_eq!(
+        storage.list_backfills(10).await.unwrap(),
+        vec![b0.clone(), b2.clone(), b1.clone()]
+    );
+    assert_eq!(storage.list_backfills(2).await.unwrap(), vec![b0, b2]);
+    assert_eq!(
+        storage
+            .count_runs_by_status(BACKFILL_TAG, "b2")
+            .await
+            .unwrap(),
+        vec![(RunStatus::Queued, 2)]
+    );
+    assert!(
+        storage
+            .count_runs_by_status(BACKFILL_TAG, "b0")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        storage
+            .count_runs_by_status("team", "nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        storage
+            .list_runs(&RunFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        5
+    );
+}
+
+async fn case_backfill_is_atomic(storage: Arc<dyn Storage>) {
+    let taken = create(&storage, new_run(RunStatus::Queued, &["a"], 0)).await;
+    let mut runs = partition_runs(3, 1);
+    runs[2].run_id = taken.run_id;
+    assert!(matches!(
+        storage.create_backfill(&backfill("b", 3, 1), &runs).await,
+        Err(StorageError::RunExists(id)) if id == taken.run_id
+    ));
+    assert_eq!(storage.get_backfill("b").await.unwrap(), None);
+    for run in &runs[..2] {
+        assert_eq!(storage.get_run(run.run_id).await.unwrap(), None);
+        assert!(events_of(&storage, run.run_id).await.is_empty());
+    }
+    assert_eq!(
+        storage
+            .list_runs(&RunFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // The same id again is refused.
+    storage
+        .create_backfill(&backfill("b", 1, 2), &partition_runs(1, 2))
+        .await
+        .unwrap();
+    assert!(
+        storage
+            .create_backfill(&backfill("b", 1, 3), &partition_runs(1, 3))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        storage
+            .list_runs(&RunFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+async fn case_sensor_cursors(storage: Arc<dyn Storage>) {
+    assert_eq!(storage.sensor_cursor("files").await.unwrap(), None);
+    storage
+        .set_sensor_cursor("files", "offset=10", at(1))
+        .await
+        .unwrap();
+    storage.set_sensor_cursor("other", "", at(1)).await.unwrap();
+    assert_eq!(
+        storage.sensor_cursor("files").await.unwrap().as_deref(),
+        Some("offset=10")
+    );
+    storage
+        .set_sensor_cursor("files", "{\"offset\": 20, \"é\": true}", at(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        storage.sensor_cursor("files").await.unwrap().as_deref(),
+        Some("{\"offset\": 20, \"é\": true}")
+    );
+    assert_eq!(
+        storage.sensor_cursor("other").await.unwrap().as_deref(),
+        Some("")
+    );
+}

@@ -20,7 +20,7 @@ use orch::run::NewRun;
 use orch::storage::{
     Backend, Backfill, ClaimedRun, ComponentHeartbeat, DaemonHeartbeat, EventFilter,
     FreshnessViolation, Lease, LeaseState, NewTick, NewViolation, PoolSlot, QueueLimits, RunFilter,
-    ScheduleState, SqlStorage, Storage, StorageError, Tick, TickRecord, TickStatus,
+    RunStorage, ScheduleState, SqlStorage, Storage, StorageError, Tick, TickRecord, TickStatus,
 };
 use orch::{AssetKey, Metadata, MetadataValue, RunId, RunStatus};
 
@@ -175,7 +175,7 @@ async fn claim(
 }
 
 /// A tick of `schedule` at `tick_time`, as `record_tick` takes it.
-fn tick<'a>(
+fn new_tick<'a>(
     schedule: &'a str,
     tick_time: DateTime<Utc>,
     run: Option<&'a NewRun>,

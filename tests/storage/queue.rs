@@ -591,7 +591,7 @@ async fn case_queue_wakeups(storage: Arc<dyn Storage>) {
         let run = new_run(RunStatus::Queued, &["a"], ticks);
         storage
             .record_tick(
-                &tick("s", at(ticks), Some(&run), TickStatus::Requested, None),
+                &new_tick("s", at(ticks), Some(&run), TickStatus::Requested, None),
                 at(ticks),
             )
             .await

@@ -56,7 +56,7 @@ async fn case_record_tick_once(storage: Arc<dyn Storage>) {
     run.tags.insert("team".to_owned(), "data".to_owned());
     let recorded = storage
         .record_tick(
-            &tick("daily", at(100), Some(&run), TickStatus::Requested, None),
+            &new_tick("daily", at(100), Some(&run), TickStatus::Requested, None),
             at(101),
         )
         .await
@@ -100,7 +100,7 @@ async fn case_record_tick_once(storage: Arc<dyn Storage>) {
     let again = new_run(RunStatus::Queued, &["daily/report"], 100);
     let second = storage
         .record_tick(
-            &tick(
+            &new_tick(
                 "daily",
                 at(100),
                 Some(&again),
@@ -123,7 +123,7 @@ async fn case_record_tick_once(storage: Arc<dyn Storage>) {
     );
     let skipped_again = storage
         .record_tick(
-            &tick("daily", at(100), None, TickStatus::Skipped, None),
+            &new_tick("daily", at(100), None, TickStatus::Skipped, None),
             at(150),
         )
         .await
@@ -133,7 +133,7 @@ async fn case_record_tick_once(storage: Arc<dyn Storage>) {
     // A skipped tick records no run.
     let skipped = storage
         .record_tick(
-            &tick(
+            &new_tick(
                 "daily",
                 at(200),
                 None,
@@ -167,7 +167,7 @@ async fn case_record_tick_once(storage: Arc<dyn Storage>) {
     assert!(matches!(
         storage
             .record_tick(
-                &tick("hourly", at(100), Some(&other), TickStatus::Requested, None),
+                &new_tick("hourly", at(100), Some(&other), TickStatus::Requested, None),
                 at(101)
             )
             .await
@@ -183,7 +183,7 @@ async fn case_record_tick_once(storage: Arc<dyn Storage>) {
     // Newest first, per schedule.
     let third = storage
         .record_tick(
-            &tick("daily", at(150), None, TickStatus::Skipped, None),
+            &new_tick("daily", at(150), None, TickStatus::Skipped, None),
             at(151),
         )
         .await
@@ -218,7 +218,7 @@ async fn case_record_tick_is_atomic(storage: Arc<dyn Storage>) {
     };
     assert!(matches!(
         storage
-            .record_tick(&tick("s", at(1), Some(&clash), TickStatus::Requested, None), at(1))
+            .record_tick(&new_tick("s", at(1), Some(&clash), TickStatus::Requested, None), at(1))
             .await,
         Err(StorageError::RunExists(id)) if id == taken.run_id
     ));
@@ -227,7 +227,7 @@ async fn case_record_tick_is_atomic(storage: Arc<dyn Storage>) {
     let run = new_run(RunStatus::Queued, &["b"], 1);
     assert!(matches!(
         storage
-            .record_tick(&tick("s", at(1), Some(&run), TickStatus::Requested, None), at(2))
+            .record_tick(&new_tick("s", at(1), Some(&run), TickStatus::Requested, None), at(2))
             .await
             .unwrap(),
         TickRecord::Recorded(Tick { run_id: Some(id), .. }) if id == run.run_id

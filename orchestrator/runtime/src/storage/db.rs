@@ -529,10 +529,6 @@ impl Tx {
         self.conn().execute(&sql).await
     }
 
-    pub(super) async fn fetch_all<T: Record>(&mut self, sql: Sql) -> Result<Vec<T>> {
-        self.conn().fetch_all(&sql).await
-    }
-
     pub(super) async fn fetch_optional<T: Record>(&mut self, sql: Sql) -> Result<Option<T>> {
         self.conn().fetch_optional(&sql).await
     }

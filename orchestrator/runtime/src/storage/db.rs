@@ -21,6 +21,8 @@
 //!   queued runs, [`Db::queue_committed`] after it commits, [`Db::notify_queue`],
 //!   [`Db::wait_for_queue`]): Postgres `NOTIFY`, across processes; SQLite, within the process.
 
+use std::borrow::Cow;
+use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,72 +36,79 @@ use sqlx::{Arguments, FromRow, Postgres, Sqlite};
 
 use super::{Backend, Result, postgres, sqlite};
 
-/// One bind argument, typed as the column it goes to.
+/// One bind argument, typed as the column it goes to; text is borrowed where it can be.
 #[derive(Debug)]
-pub(super) enum Arg {
+pub(super) enum Arg<'a> {
     Int(Option<i64>),
     Float(f64),
     Bool(bool),
-    Text(Option<String>),
+    Text(Option<Cow<'a, str>>),
     /// JSON, already serialized (a `JSONB` column on Postgres, `TEXT` on SQLite).
     Json(Option<Box<RawValue>>),
 }
 
-impl From<i64> for Arg {
-    fn from(v: i64) -> Arg {
+impl From<i64> for Arg<'_> {
+    fn from(v: i64) -> Self {
         Arg::Int(Some(v))
     }
 }
 
-impl From<Option<i64>> for Arg {
-    fn from(v: Option<i64>) -> Arg {
+impl From<Option<i64>> for Arg<'_> {
+    fn from(v: Option<i64>) -> Self {
         Arg::Int(v)
     }
 }
 
-impl From<f64> for Arg {
-    fn from(v: f64) -> Arg {
+impl From<f64> for Arg<'_> {
+    fn from(v: f64) -> Self {
         Arg::Float(v)
     }
 }
 
-impl From<bool> for Arg {
-    fn from(v: bool) -> Arg {
+impl From<bool> for Arg<'_> {
+    fn from(v: bool) -> Self {
         Arg::Bool(v)
     }
 }
 
-impl From<&str> for Arg {
-    fn from(v: &str) -> Arg {
-        Arg::Text(Some(v.to_owned()))
+impl<'a> From<&'a str> for Arg<'a> {
+    fn from(v: &'a str) -> Self {
+        Arg::Text(Some(Cow::Borrowed(v)))
     }
 }
 
-impl From<String> for Arg {
-    fn from(v: String) -> Arg {
-        Arg::Text(Some(v))
+impl From<String> for Arg<'_> {
+    fn from(v: String) -> Self {
+        Arg::Text(Some(Cow::Owned(v)))
     }
 }
 
-impl From<Option<&str>> for Arg {
-    fn from(v: Option<&str>) -> Arg {
-        Arg::Text(v.map(str::to_owned))
+impl<'a> From<Option<&'a str>> for Arg<'a> {
+    fn from(v: Option<&'a str>) -> Self {
+        Arg::Text(v.map(Cow::Borrowed))
     }
 }
 
-impl From<Option<String>> for Arg {
-    fn from(v: Option<String>) -> Arg {
-        Arg::Text(v)
+impl From<Option<String>> for Arg<'_> {
+    fn from(v: Option<String>) -> Self {
+        Arg::Text(v.map(Cow::Owned))
     }
 }
 
 /// A statement and its arguments, in order. Either written with its placeholders (`$1`, `$2`,
 /// ...) and then given [`bind`](Sql::bind)s, or built piece by piece with
-/// [`push_bind`](Sql::push_bind), which writes the next placeholder.
+/// [`push_bind`](Sql::push_bind), which writes the next placeholder; not both.
+///
+/// SQLite reads `$1` as a named parameter, and looks names up in a list, so that a statement
+/// with thousands of them (a multi-row insert) takes quadratic time to prepare and bind. The
+/// placeholders `push_bind` writes are therefore sent to SQLite as plain `?` (positional, each
+/// used once, in order), and as `$n` to Postgres.
 #[derive(Debug)]
-pub(super) struct Sql {
+pub(super) struct Sql<'a> {
     text: String,
-    args: Vec<Arg>,
+    args: Vec<Arg<'a>>,
+    /// Where `push_bind` wrote its placeholders in `text`: (offset, length).
+    pushed: Vec<(usize, usize)>,
     /// Whether the database may cache the prepared statement: not for statements whose text
     /// depends on how many rows they carry.
     persistent: bool,
@@ -107,55 +116,58 @@ pub(super) struct Sql {
     error: Option<serde_json::Error>,
 }
 
-impl Sql {
-    pub(super) fn new(text: impl Into<String>) -> Sql {
+impl<'a> Sql<'a> {
+    pub(super) fn new(text: impl Into<String>) -> Self {
         Sql {
             text: text.into(),
             args: Vec::new(),
+            pushed: Vec::new(),
             persistent: true,
             error: None,
         }
     }
 
     /// Adds the next argument (for the next `$n` already in the text).
-    pub(super) fn bind(mut self, arg: impl Into<Arg>) -> Sql {
+    pub(super) fn bind(mut self, arg: impl Into<Arg<'a>>) -> Self {
         self.args.push(arg.into());
         self
     }
 
     /// Adds the next argument as JSON.
-    pub(super) fn bind_json(mut self, value: &(impl Serialize + ?Sized)) -> Sql {
+    pub(super) fn bind_json(mut self, value: &(impl Serialize + ?Sized)) -> Self {
         let arg = self.json(Some(value));
         self.args.push(arg);
         self
     }
 
     /// Adds the next argument as JSON, or `NULL`.
-    pub(super) fn bind_opt_json(mut self, value: Option<&(impl Serialize + ?Sized)>) -> Sql {
+    pub(super) fn bind_opt_json(mut self, value: Option<&(impl Serialize + ?Sized)>) -> Self {
         let arg = self.json(value);
         self.args.push(arg);
         self
     }
 
     /// Appends text.
-    pub(super) fn push(&mut self, text: &str) -> &mut Sql {
+    pub(super) fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
     }
 
     /// Appends the next placeholder and its argument.
-    pub(super) fn push_bind(&mut self, arg: impl Into<Arg>) -> &mut Sql {
+    pub(super) fn push_bind(&mut self, arg: impl Into<Arg<'a>>) -> &mut Self {
         self.args.push(arg.into());
-        self.text.push('$');
-        self.text.push_str(&self.args.len().to_string());
+        let at = self.text.len();
+        // Writing to a String cannot fail.
+        let _ = write!(self.text, "${}", self.args.len());
+        self.pushed.push((at, self.text.len() - at));
         self
     }
 
     /// Appends `$i, $j, ...` for `args`.
-    pub(super) fn push_bind_list<A: Into<Arg>>(
+    pub(super) fn push_bind_list<A: Into<Arg<'a>>>(
         &mut self,
         args: impl IntoIterator<Item = A>,
-    ) -> &mut Sql {
+    ) -> &mut Self {
         for (i, arg) in args.into_iter().enumerate() {
             if i > 0 {
                 self.push(", ");
@@ -169,8 +181,8 @@ impl Sql {
     pub(super) fn push_values<T>(
         &mut self,
         items: impl IntoIterator<Item = T>,
-        mut row: impl FnMut(&mut Values<'_>, T),
-    ) -> &mut Sql {
+        mut row: impl FnMut(&mut Values<'_, 'a>, T),
+    ) -> &mut Self {
         self.push(" VALUES ");
         for (i, item) in items.into_iter().enumerate() {
             self.push(if i == 0 { "(" } else { ", (" });
@@ -187,18 +199,18 @@ impl Sql {
     }
 
     /// Marks the statement as not worth caching (its text depends on its number of rows).
-    pub(super) fn not_persistent(mut self) -> Sql {
+    pub(super) fn not_persistent(mut self) -> Self {
         self.persistent = false;
         self
     }
 
     /// Marks the statement as cacheable or not.
-    pub(super) fn persistent(mut self, persistent: bool) -> Sql {
+    pub(super) fn persistent(mut self, persistent: bool) -> Self {
         self.persistent = persistent;
         self
     }
 
-    fn json(&mut self, value: Option<&(impl Serialize + ?Sized)>) -> Arg {
+    fn json(&mut self, value: Option<&(impl Serialize + ?Sized)>) -> Arg<'a> {
         match value.map(serde_json::value::to_raw_value).transpose() {
             Ok(raw) => Arg::Json(raw),
             Err(e) => {
@@ -206,6 +218,28 @@ impl Sql {
                 Arg::Json(None)
             }
         }
+    }
+
+    /// The text for SQLite: `push_bind`'s placeholders as `?`.
+    fn sqlite_text(&self) -> std::borrow::Cow<'_, str> {
+        if self.pushed.is_empty() {
+            return self.text.as_str().into();
+        }
+        debug_assert_eq!(
+            self.pushed.len(),
+            self.args.len(),
+            "a statement mixes bind and push_bind: {}",
+            self.text
+        );
+        let mut text = String::with_capacity(self.text.len());
+        let mut from = 0;
+        for &(at, len) in &self.pushed {
+            text.push_str(&self.text[from..at]);
+            text.push('?');
+            from = at + len;
+        }
+        text.push_str(&self.text[from..]);
+        text.into()
     }
 
     fn check(&self) -> Result<(), sqlx::Error> {
@@ -249,13 +283,13 @@ impl Sql {
 }
 
 /// The arguments of one `VALUES` tuple (see [`Sql::push_values`]).
-pub(super) struct Values<'a> {
-    sql: &'a mut Sql,
+pub(super) struct Values<'s, 'a> {
+    sql: &'s mut Sql<'a>,
     first: bool,
 }
 
-impl Values<'_> {
-    pub(super) fn bind(&mut self, arg: impl Into<Arg>) -> &mut Self {
+impl<'a> Values<'_, 'a> {
+    pub(super) fn bind(&mut self, arg: impl Into<Arg<'a>>) -> &mut Self {
         if !std::mem::take(&mut self.first) {
             self.sql.push(", ");
         }
@@ -288,22 +322,25 @@ pub(super) enum Conn<'c> {
 
 impl Conn<'_> {
     /// Runs `sql`; returns the number of rows it changed.
-    pub(super) async fn execute(self, sql: &Sql) -> Result<u64> {
+    pub(super) async fn execute(self, sql: &Sql<'_>) -> Result<u64> {
         Ok(match self {
             Conn::Postgres(c) => sqlx::query_with::<Postgres, _>(&sql.text, sql.pg_arguments()?)
                 .persistent(sql.persistent)
                 .execute(c)
                 .await?
                 .rows_affected(),
-            Conn::Sqlite(c) => sqlx::query_with::<Sqlite, _>(&sql.text, sql.sqlite_arguments()?)
-                .persistent(sql.persistent)
-                .execute(c)
-                .await?
-                .rows_affected(),
+            Conn::Sqlite(c) => {
+                let text = sql.sqlite_text();
+                sqlx::query_with::<Sqlite, _>(&text, sql.sqlite_arguments()?)
+                    .persistent(sql.persistent)
+                    .execute(c)
+                    .await?
+                    .rows_affected()
+            }
         })
     }
 
-    pub(super) async fn fetch_all<T: Record>(self, sql: &Sql) -> Result<Vec<T>> {
+    pub(super) async fn fetch_all<T: Record>(self, sql: &Sql<'_>) -> Result<Vec<T>> {
         Ok(match self {
             Conn::Postgres(c) => {
                 sqlx::query_as_with::<Postgres, T, _>(&sql.text, sql.pg_arguments()?)
@@ -312,7 +349,8 @@ impl Conn<'_> {
                     .await?
             }
             Conn::Sqlite(c) => {
-                sqlx::query_as_with::<Sqlite, T, _>(&sql.text, sql.sqlite_arguments()?)
+                let text = sql.sqlite_text();
+                sqlx::query_as_with::<Sqlite, T, _>(&text, sql.sqlite_arguments()?)
                     .persistent(sql.persistent)
                     .fetch_all(c)
                     .await?
@@ -320,7 +358,7 @@ impl Conn<'_> {
         })
     }
 
-    pub(super) async fn fetch_optional<T: Record>(self, sql: &Sql) -> Result<Option<T>> {
+    pub(super) async fn fetch_optional<T: Record>(self, sql: &Sql<'_>) -> Result<Option<T>> {
         Ok(match self {
             Conn::Postgres(c) => {
                 sqlx::query_as_with::<Postgres, T, _>(&sql.text, sql.pg_arguments()?)
@@ -329,7 +367,8 @@ impl Conn<'_> {
                     .await?
             }
             Conn::Sqlite(c) => {
-                sqlx::query_as_with::<Sqlite, T, _>(&sql.text, sql.sqlite_arguments()?)
+                let text = sql.sqlite_text();
+                sqlx::query_as_with::<Sqlite, T, _>(&text, sql.sqlite_arguments()?)
                     .persistent(sql.persistent)
                     .fetch_optional(c)
                     .await?
@@ -337,7 +376,7 @@ impl Conn<'_> {
         })
     }
 
-    pub(super) async fn fetch_one<T: Record>(self, sql: &Sql) -> Result<T> {
+    pub(super) async fn fetch_one<T: Record>(self, sql: &Sql<'_>) -> Result<T> {
         Ok(match self {
             Conn::Postgres(c) => {
                 sqlx::query_as_with::<Postgres, T, _>(&sql.text, sql.pg_arguments()?)
@@ -346,7 +385,8 @@ impl Conn<'_> {
                     .await?
             }
             Conn::Sqlite(c) => {
-                sqlx::query_as_with::<Sqlite, T, _>(&sql.text, sql.sqlite_arguments()?)
+                let text = sql.sqlite_text();
+                sqlx::query_as_with::<Sqlite, T, _>(&text, sql.sqlite_arguments()?)
                     .persistent(sql.persistent)
                     .fetch_one(c)
                     .await?
@@ -393,19 +433,19 @@ impl Db {
     }
 
     /// Runs `sql` on a pooled connection; returns the number of rows it changed.
-    pub(super) async fn execute(&self, sql: Sql) -> Result<u64> {
+    pub(super) async fn execute(&self, sql: Sql<'_>) -> Result<u64> {
         self.acquire().await?.conn().execute(&sql).await
     }
 
-    pub(super) async fn fetch_all<T: Record>(&self, sql: Sql) -> Result<Vec<T>> {
+    pub(super) async fn fetch_all<T: Record>(&self, sql: Sql<'_>) -> Result<Vec<T>> {
         self.acquire().await?.conn().fetch_all(&sql).await
     }
 
-    pub(super) async fn fetch_optional<T: Record>(&self, sql: Sql) -> Result<Option<T>> {
+    pub(super) async fn fetch_optional<T: Record>(&self, sql: Sql<'_>) -> Result<Option<T>> {
         self.acquire().await?.conn().fetch_optional(&sql).await
     }
 
-    pub(super) async fn fetch_one<T: Record>(&self, sql: Sql) -> Result<T> {
+    pub(super) async fn fetch_one<T: Record>(&self, sql: Sql<'_>) -> Result<T> {
         self.acquire().await?.conn().fetch_one(&sql).await
     }
 
@@ -448,7 +488,7 @@ impl Db {
 
     /// The statement that serializes, until their transactions end, the claimers that check a
     /// concurrency limit (`None`: `BEGIN IMMEDIATE` already does).
-    pub(super) fn queue_lock(&self) -> Option<Sql> {
+    pub(super) fn queue_lock(&self) -> Option<Sql<'static>> {
         match self {
             Db::Postgres(pg) => Some(pg.queue_lock()),
             Db::Sqlite(_) => None,
@@ -457,7 +497,7 @@ impl Db {
 
     /// The statement that serializes, until their transactions end, the acquirers of `pool`'s
     /// slots (`None`: `BEGIN IMMEDIATE` already does).
-    pub(super) fn pool_lock(&self, pool: &str) -> Option<Sql> {
+    pub(super) fn pool_lock(&self, pool: &str) -> Option<Sql<'static>> {
         match self {
             Db::Postgres(pg) => Some(pg.pool_lock(pool)),
             Db::Sqlite(_) => None,
@@ -466,7 +506,7 @@ impl Db {
 
     /// The statement that, inside a transaction that queued runs, wakes the queue's waiters
     /// when it commits (`None`: see [`Db::queue_committed`]).
-    pub(super) fn queue_notification(&self) -> Option<Sql> {
+    pub(super) fn queue_notification(&self) -> Option<Sql<'_>> {
         match self {
             Db::Postgres(pg) => Some(pg.notification()),
             Db::Sqlite(_) => None,
@@ -525,15 +565,15 @@ impl Tx {
         }
     }
 
-    pub(super) async fn execute(&mut self, sql: Sql) -> Result<u64> {
+    pub(super) async fn execute(&mut self, sql: Sql<'_>) -> Result<u64> {
         self.conn().execute(&sql).await
     }
 
-    pub(super) async fn fetch_optional<T: Record>(&mut self, sql: Sql) -> Result<Option<T>> {
+    pub(super) async fn fetch_optional<T: Record>(&mut self, sql: Sql<'_>) -> Result<Option<T>> {
         self.conn().fetch_optional(&sql).await
     }
 
-    pub(super) async fn fetch_one<T: Record>(&mut self, sql: Sql) -> Result<T> {
+    pub(super) async fn fetch_one<T: Record>(&mut self, sql: Sql<'_>) -> Result<T> {
         self.conn().fetch_one(&sql).await
     }
 

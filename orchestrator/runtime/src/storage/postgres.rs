@@ -130,18 +130,18 @@ pub(super) async fn allocate_ids(
 
 impl Pg {
     /// Serializes the claimers that check a concurrency limit, until the transaction ends.
-    pub(super) fn queue_lock(&self) -> Sql {
+    pub(super) fn queue_lock(&self) -> Sql<'static> {
         Sql::new("SELECT pg_advisory_xact_lock($1)").bind(self.queue.lock_key)
     }
 
     /// Serializes the acquirers of `pool`'s slots, until the transaction ends. Pools whose
     /// keys collide only wait for each other a little more.
-    pub(super) fn pool_lock(&self, pool: &str) -> Sql {
+    pub(super) fn pool_lock(&self, pool: &str) -> Sql<'static> {
         Sql::new("SELECT pg_advisory_xact_lock($1)").bind(pool_lock_key(&self.queue.schema, pool))
     }
 
     /// `NOTIFY orch_queue, '<schema>'` (in a transaction: delivered on its commit).
-    pub(super) fn notification(&self) -> Sql {
+    pub(super) fn notification(&self) -> Sql<'_> {
         Sql::new("SELECT pg_notify($1, $2)")
             .bind(QUEUE_CHANNEL)
             .bind(self.queue.schema.as_str())

@@ -593,3 +593,35 @@ impl Tx {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Sql;
+
+    #[test]
+    fn built_placeholders_are_positional_on_sqlite() {
+        let mut sql = Sql::new("INSERT INTO t (a, b)");
+        sql.push_values([(1_i64, "x"), (2, "y")], |row, (a, b)| {
+            row.bind(a).bind(b);
+        });
+        assert_eq!(sql.text, "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)");
+        assert_eq!(
+            sql.sqlite_text(),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
+        );
+
+        let mut list = Sql::new("SELECT 1 FROM t WHERE a IN (");
+        list.push_bind_list(["a", "b", "c"]).push(") AND b > ");
+        list.push_bind(10_i64);
+        assert_eq!(
+            list.sqlite_text(),
+            "SELECT 1 FROM t WHERE a IN (?, ?, ?) AND b > ?"
+        );
+
+        // Written placeholders may repeat: they stay numbered.
+        let written = Sql::new("UPDATE t SET a = $1, b = $1 WHERE c = $2")
+            .bind(1_i64)
+            .bind("c");
+        assert_eq!(written.sqlite_text(), written.text);
+    }
+}

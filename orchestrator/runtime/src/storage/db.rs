@@ -6,6 +6,8 @@
 //! CONFLICT ... DO UPDATE`, `RETURNING` and window functions work in both. What differs is
 //! here, and only here:
 //!
+//! - the placeholders of statements built piece by piece ([`Sql::push_bind`]): `$n` for
+//!   Postgres, `?` for SQLite, which reads `$n` as a name;
 //! - a write transaction: SQLite takes the write lock up front with `BEGIN IMMEDIATE`
 //!   ([`Db::begin_write`]), so that concurrent processes never fail with "database is locked";
 //! - the ids of appended rows ([`Tx::allocate_ids`]), taken inside the write transaction so
@@ -221,7 +223,7 @@ impl<'a> Sql<'a> {
     }
 
     /// The text for SQLite: `push_bind`'s placeholders as `?`.
-    fn sqlite_text(&self) -> std::borrow::Cow<'_, str> {
+    fn sqlite_text(&self) -> Cow<'_, str> {
         if self.pushed.is_empty() {
             return self.text.as_str().into();
         }

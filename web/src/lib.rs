@@ -103,12 +103,12 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{run_id}", get(pages::run))
         .route("/runs/{run_id}/stream", get(pages::run_stream))
         .route("/runs/{run_id}/gantt", get(pages::run_gantt))
+        .route("/runs/{run_id}/live", get(pages::run_live))
         .route("/runs/{run_id}/cancel", post(actions::cancel_form))
         .route("/runs/{run_id}/reexecute", post(actions::reexecute_form))
         .route("/assets", get(pages::assets))
         .route("/assets/{*key}", get(pages::asset))
         .route("/lineage", get(pages::lineage))
-        .route("/lineage/graph", get(pages::lineage_fragment))
         .route("/schedules", get(pages::schedules))
         .route(
             "/schedules/{name}/toggle",

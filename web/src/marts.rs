@@ -73,6 +73,16 @@ impl Chart {
         }
     }
 
+    /// What its values count, for the axis and the tooltip.
+    pub fn value_name(self) -> &'static str {
+        match self {
+            Chart::TopSongs | Chart::TopArtists | Chart::ListeningByLocation => "plays",
+            Chart::ListeningByHour => "plays",
+            Chart::ActiveUsers | Chart::Gender | Chart::Level => "users",
+            Chart::StreamHours => "stream hours",
+        }
+    }
+
     /// How it is drawn.
     pub fn shape(self) -> Shape {
         match self {

@@ -176,7 +176,11 @@ impl Browser {
             "var e = document.querySelector({}); return e ? e.textContent.trim() : '';",
             serde_json::to_string(css).unwrap()
         );
-        self.eval(&script).await.as_str().unwrap_or_default().to_owned()
+        self.eval(&script)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     /// Types `text` into the input `css`, replacing its value.
@@ -459,6 +463,11 @@ async fn lineage_click_materialize_and_watch_the_run() {
             browser.find("main h1").await;
             browser.screenshot(&shots, name).await;
         }
+        // The asset's history is charted by ECharts (under the CSP).
+        browser
+            .goto(&format!("{origin}/assets/staging/listen_events"))
+            .await;
+        browser.wait_for("#history-chart svg path").await;
         // Run ids are distinct at a glance.
         browser.goto(&format!("{origin}/runs")).await;
         let ids = browser

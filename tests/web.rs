@@ -337,7 +337,7 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
         ),
         (
             format!("/runs/{run_id}/live"),
-            &["id=\"run-live\"", "SUCCESS", "1 steps"],
+            &["id=\"run-live\"", "SUCCESS", "steps: 1"],
         ),
         (
             "/assets".into(),

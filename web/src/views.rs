@@ -727,6 +727,8 @@ pub fn partition_days(cells: &[PartitionCell]) -> Vec<PartitionDay> {
             d.hours[hour.1] = Some(cell.clone());
         }
     }
+    // The newest day on top.
+    days.reverse();
     days
 }
 

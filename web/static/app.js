@@ -78,6 +78,7 @@
       case "gantt":
         var rows = spec.rows;
         return {
+          animation: false, // redrawn every two seconds while the run is live
           tooltip: { trigger: "item", confine: true, formatter: function (p) { return rows[p.dataIndex].tip; } },
           grid: { left: 8, right: 24, top: 8, bottom: 40, containLabel: true },
           xAxis: { type: "value", min: 0, axisLabel: { formatter: fmtMs } },
@@ -249,8 +250,9 @@
           byKey[k].a.classList.toggle("dim", !!q && !hit);
           if (hit && !first) first = byKey[k].node;
         });
-        if (first) {
-          vb.w = Math.min(gw, 900); vb.h = Math.min(gh, 600);
+        // A large graph centres on the first match at a readable scale; a small one stays whole.
+        if (first && (gw > 1400 || gh > 900)) {
+          vb.w = Math.min(gw, 1400); vb.h = Math.min(gh, 900);
           vb.x = first.x - vb.w / 2; vb.y = first.y - vb.h / 2;
           apply();
         } else if (!q) { vb = { x: 0, y: 0, w: gw, h: gh }; apply(); }

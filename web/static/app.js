@@ -144,13 +144,48 @@
 
   function nodeFill(n) { return COLOURS[n.state] || COLOURS.NEVER; }
 
+  // Above this many assets the graph starts with each group folded into one node (dagre lays
+  // out 1,000 assets in ~3 s and 2,500 in a minute): a click opens the group's own lineage.
+  var FOLD_ABOVE = 400;
+
+  function foldGroups(data) {
+    var index = {}, nodes = [], edges = [], seen = {};
+    data.nodes.forEach(function (n) {
+      var i = index[n.group];
+      if (i === undefined) {
+        i = index[n.group] = nodes.length;
+        nodes.push({ key: n.group, group: n.group, state: "MATERIALIZED", stale: false, kinds: [],
+                     count: 0, failed: 0, never: 0, staleCount: 0, folded: true, layer: 0 });
+      }
+      var g = nodes[i];
+      g.count++;
+      if (n.state === "FAILED") g.failed++;
+      if (n.state === "NEVER") g.never++;
+      if (n.stale) g.staleCount++;
+    });
+    nodes.forEach(function (g) {
+      g.state = g.failed ? "FAILED" : (g.never === g.count ? "NEVER" : "MATERIALIZED");
+      g.stale = g.staleCount > 0;
+      g.description = g.count + " assets" + (g.failed ? ", " + g.failed + " failed" : "") +
+        (g.never ? ", " + g.never + " never materialized" : "") + (g.staleCount ? ", " + g.staleCount + " stale" : "");
+    });
+    data.edges.forEach(function (e) {
+      var a = index[data.nodes[e[0]].group], b = index[data.nodes[e[1]].group];
+      if (a !== b && !seen[a + ":" + b]) { seen[a + ":" + b] = true; edges.push([a, b]); }
+    });
+    return { nodes: nodes, edges: edges, groups: [] };
+  }
+
   function drawLineage(box, data, t0) {
-    var nodes = data.nodes, edges = data.edges;
     box.textContent = "";
-    if (!nodes.length) { box.textContent = "no asset matches"; return; }
-    var grouped = data.groups.length > 1 && nodes.length <= 400;
+    if (!data.nodes.length) { box.textContent = "no asset matches"; return; }
+    var full = data;
+    if (data.nodes.length > FOLD_ABOVE && data.groups.length > 1) data = foldGroups(data);
+    var nodes = data.nodes, edges = data.edges;
+    var grouped = data.groups.length > 1 && nodes.length <= FOLD_ABOVE;
     var g = new window.dagre.graphlib.Graph({ compound: grouped, multigraph: false });
-    g.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 70, edgesep: 8, marginx: 24, marginy: 24 });
+    g.setGraph({ rankdir: "LR", nodesep: 14, ranksep: 70, edgesep: 8, marginx: 24, marginy: 24,
+                 ranker: nodes.length > 100 ? "longest-path" : "network-simplex" });
     g.setDefaultEdgeLabel(function () { return {}; });
     nodes.forEach(function (n, i) {
       var w = Math.min(280, Math.max(120, n.key.length * 7 + 28));
@@ -198,9 +233,10 @@
     var byKey = {};
     nodes.forEach(function (n, i) {
       var m = g.node("n" + i);
-      var a = svgEl("a", { href: "/assets/" + n.key, class: "node", "data-key": n.key, "data-state": n.state }, nl);
+      var href = n.folded ? "/lineage?select=" + encodeURIComponent("group:" + n.key) : "/assets/" + n.key;
+      var a = svgEl("a", { href: href, class: "node" + (n.folded ? " folded" : ""), "data-key": n.key, "data-state": n.state }, nl);
       svgEl("rect", { x: m.x - m.width / 2, y: m.y - m.height / 2, width: m.width, height: m.height, rx: 5, fill: nodeFill(n) }, a);
-      var label = n.key.length > 38 ? "…" + n.key.slice(-37) : n.key;
+      var label = n.folded ? "▸ " + n.key + " (" + n.count + ")" : (n.key.length > 38 ? "…" + n.key.slice(-37) : n.key);
       svgEl("text", { x: m.x - m.width / 2 + 8, y: m.y + 4 }, a).textContent = label;
       var badge = svgEl("g", { class: "stale-badge" + (n.stale ? "" : " hidden") }, a);
       svgEl("rect", { x: m.x + m.width / 2 - 40, y: m.y - m.height / 2 - 8, width: 42, height: 14, rx: 3 }, badge);
@@ -259,8 +295,10 @@
       };
     }
     box.dataset.nodes = String(nodes.length);
+    box.dataset.folded = String(full !== data);
     box.dataset.ready = String(Math.round(performance.now() - t0));
-    box.lineage = { byKey: byKey, keys: nodes.map(function (n) { return n.key; }).join("\n") };
+    box.lineage = { byKey: byKey, folded: full !== data,
+                    keys: full.nodes.map(function (n) { return n.key; }).join("\n") };
   }
 
   function details(n) {
@@ -278,6 +316,7 @@
         if (!data || !box.lineage) return;
         var keys = data.nodes.map(function (n) { return n.key; }).join("\n");
         if (keys !== box.lineage.keys) { drawLineage(box, data, performance.now()); return; }
+        if (box.lineage.folded) data = foldGroups(data);
         data.nodes.forEach(function (n) {
           var it = box.lineage.byKey[n.key];
           if (!it) return;

@@ -28,8 +28,9 @@
     switch (spec.kind) {
       case "bars":
         return {
-          tooltip: tooltip, grid: grid,
-          xAxis: { type: "value", name: spec.name, axisLabel: { formatter: fmtNum } },
+          tooltip: tooltip, grid: { left: 8, right: 36, top: 8, bottom: 28, containLabel: true },
+          xAxis: { type: "value", name: spec.name, nameLocation: "middle", nameGap: 26,
+                   axisLabel: { formatter: fmtNum } },
           yAxis: { type: "category", inverse: true, data: spec.labels,
                    axisLabel: { width: 180, overflow: "truncate" } },
           series: [{ type: "bar", name: spec.name, data: spec.values, itemStyle: { color: "#4c78a8" },

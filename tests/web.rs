@@ -417,6 +417,14 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
             assert!(body.contains(e), "{uri} should show {e:?}");
         }
     }
+    // The log level filter keeps lines at or above the level.
+    let (_, body) = get(&s, &format!("/runs/{run_id}?level=warn")).await;
+    assert!(
+        !body.contains("loaded 1234 rows"),
+        "an INFO line below WARN"
+    );
+    let (_, body) = get(&s, &format!("/runs/{run_id}?level=info")).await;
+    assert!(body.contains("loaded 1234 rows"));
     // The chart's spec sits escaped in an attribute.
     let (_, body) = get(&s, "/dashboards").await;
     assert!(!body.contains("Song <A>"), "escaped");
@@ -1197,6 +1205,11 @@ async fn case_events_in_true_order(storage: Arc<dyn Storage>) {
     let enqueued = log.find("RUN_ENQUEUED").unwrap();
     let started = log.find("STEP_START").unwrap();
     assert!(enqueued < started, "RUN_ENQUEUED comes first");
+    // The log level filter: a bad level is a 400, a good one filters.
+    let (status, _) = get(&s, &format!("/runs/{}?level=loud", run.run_id)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = get(&s, &format!("/runs/{}?level=warn", run.run_id)).await;
+    assert_eq!(status, StatusCode::OK);
     // Milliseconds tell events apart.
     let ms = (now + Duration::milliseconds(5))
         .format("%H:%M:%S%.3f")

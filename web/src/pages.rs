@@ -227,6 +227,7 @@ struct RunPage<'a> {
     logs_total: usize,
     kind: String,
     step: String,
+    level: String,
     last_event_id: i64,
     can_reexecute_from_failure: bool,
 }
@@ -237,6 +238,7 @@ pub async fn run(
     Query(q): Query<EventsQuery>,
 ) -> PageResult {
     let filter = q.filter()?;
+    let min_level = q.min_level()?;
     let run = get_run(&state, &id).await?;
     let all = state
         .storage
@@ -251,10 +253,13 @@ pub async fn run(
         .skip(events_total.saturating_sub(EVENTS_MAX))
         .map(EventView::new)
         .collect();
-    let logs = state
+    let mut logs = state
         .storage
         .step_logs(run.run_id, filter.step_key.as_deref())
         .await?;
+    if let Some(min) = min_level {
+        logs.retain(|l| level_rank(l.level) >= level_rank(min));
+    }
     let logs_total = logs.len();
     let logs = logs
         .iter()
@@ -279,8 +284,19 @@ pub async fn run(
         logs_total,
         kind: q.kind.unwrap_or_default(),
         step: q.step.unwrap_or_default(),
+        level: q.level.unwrap_or_default(),
         can_reexecute_from_failure,
     })
+}
+
+fn level_rank(l: orch::event::LogLevel) -> u8 {
+    use orch::event::LogLevel;
+    match l {
+        LogLevel::Debug => 0,
+        LogLevel::Info => 1,
+        LogLevel::Warn => 2,
+        LogLevel::Error => 3,
+    }
 }
 
 /// The live part of a run page alone (header, timeline, steps), for its refresh.

@@ -439,9 +439,30 @@ pub struct EventsQuery {
     pub kind: Option<String>,
     pub step: Option<String>,
     pub after: Option<String>,
+    /// The least log level shown on the run page (`debug`, `info`, `warn`, `error`).
+    pub level: Option<String>,
 }
 
 impl EventsQuery {
+    /// The least log level asked for, if any.
+    pub fn min_level(&self) -> Result<Option<orch::event::LogLevel>, WebError> {
+        match self
+            .level
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            None => Ok(None),
+            Some(l) => orch::event::LogLevel::parse(&l.to_ascii_uppercase())
+                .map(Some)
+                .ok_or_else(|| {
+                    WebError::BadRequest(format!(
+                        "unknown log level `{l}` (use debug, info, warn or error)"
+                    ))
+                }),
+        }
+    }
+
     pub fn filter(&self) -> Result<EventFilter, WebError> {
         let mut filter = EventFilter::default();
         if let Some(kinds) = self.kind.as_deref().filter(|k| !k.trim().is_empty()) {

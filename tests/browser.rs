@@ -67,6 +67,7 @@ impl Browser {
         }
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": { "browser": "ALL" },
             "goog:chromeOptions": {
                 "binary": CHROMIUM,
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
@@ -149,6 +150,84 @@ impl Browser {
         found.as_array().is_some_and(|a| !a.is_empty())
     }
 
+    /// Waits (up to 20 s) for an element that a script draws.
+    async fn wait_for(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.exists(css).await {
+            assert!(Instant::now() < deadline, "no {css} after 20 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Runs `script` (a function body) in the page and returns its value.
+    async fn eval(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            json!({ "script": script, "args": [] }),
+        )
+        .await
+    }
+
+    /// The text of `css` read in one script (an element a live refresh swaps does not go
+    /// stale between finding and reading it); empty when absent.
+    async fn live_text(&self, css: &str) -> String {
+        let script = format!(
+            "var e = document.querySelector({}); return e ? e.textContent.trim() : '';",
+            serde_json::to_string(css).unwrap()
+        );
+        self.eval(&script)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Types `text` into the input `css`, replacing its value.
+    async fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call("POST", &format!("/element/{id}/clear"), json!({}))
+            .await;
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        )
+        .await;
+    }
+
+    /// The browser console's errors so far (CSP violations among them).
+    async fn console_errors(&self) -> Vec<String> {
+        let url = format!("{}/session/{}/se/log", self.base, self.session);
+        let Ok(response) = self
+            .http
+            .post(url)
+            .json(&json!({ "type": "browser" }))
+            .send()
+            .await
+        else {
+            return Vec::new();
+        };
+        let log: Value = response.json().await.unwrap_or_default();
+        log["value"]
+            .as_array()
+            .map(|entries| {
+                entries
+                    .iter()
+                    .filter(|e| e["level"] == "SEVERE")
+                    // A 400 answered on purpose (the bad partition), a missing favicon.
+                    .filter(|e| {
+                        !e["message"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .contains("Failed to load resource")
+                    })
+                    .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     async fn click(&self, css: &str) {
         let id = self.find(css).await;
         self.call("POST", &format!("/element/{id}/click"), json!({}))
@@ -225,8 +304,13 @@ async fn lineage_click_materialize_and_watch_the_run() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        first["runs"][0]["selection"], "*",
+    // (The lake sensor may have queued runs of the hour's raw files since: newest first.)
+    assert!(
+        first["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["selection"] == "*" && r["tags"]["orch/launched_by"] == "dev"),
         "orch dev queues every asset: {first}"
     );
 
@@ -244,7 +328,52 @@ async fn lineage_click_materialize_and_watch_the_run() {
     let shots = screenshots_dir();
     let result = async {
         browser.goto(&format!("{origin}/lineage")).await;
-        browser.find("#lineage-svg").await;
+        browser.wait_for("#lineage-svg a.node").await;
+        // Laid out by dagre: every node drawn, every edge with its arrowhead, inside its box.
+        let drawn = browser
+            .eval(
+                "var box = document.getElementById('lineage');
+                 var svg = document.getElementById('lineage-svg');
+                 var b = box.getBoundingClientRect(), r = svg.getBoundingClientRect();
+                 return { nodes: svg.querySelectorAll('a.node').length,
+                          expected: Number(box.dataset.nodes),
+                          edges: svg.querySelectorAll('.edges path').length,
+                          arrows: svg.querySelectorAll('.edges path[marker-end]').length,
+                          marker: !!svg.querySelector('marker#arrow path'),
+                          groups: svg.querySelectorAll('.groups .group').length,
+                          inside: r.width <= b.width + 1 && r.height <= b.height + 1,
+                          ready_ms: Number(box.dataset.ready) };",
+            )
+            .await;
+        let nodes = drawn["nodes"].as_u64().unwrap();
+        assert!(nodes >= 8, "the platform's raw and staging assets: {drawn}");
+        assert_eq!(drawn["nodes"], drawn["expected"], "{drawn}");
+        assert!(drawn["edges"].as_u64().unwrap() >= nodes / 2, "{drawn}");
+        assert_eq!(
+            drawn["edges"], drawn["arrows"],
+            "every edge has an arrowhead: {drawn}"
+        );
+        assert_eq!(drawn["marker"], true, "{drawn}");
+        assert!(
+            drawn["groups"].as_u64().unwrap() >= 2,
+            "group boxes: {drawn}"
+        );
+        assert_eq!(drawn["inside"], true, "the graph fits its box: {drawn}");
+        eprintln!(
+            "lineage: {nodes} assets interactive in {} ms",
+            drawn["ready_ms"]
+        );
+        // Search dims what does not match.
+        browser.type_into("#lineage-search", "listen_events").await;
+        let dimmed = browser
+            .eval("return document.querySelectorAll('#lineage-svg a.node.dim').length;")
+            .await;
+        assert!(dimmed.as_u64().unwrap() > 0, "search dims the others");
+        assert!(
+            browser
+                .exists("a.node.match[data-key='staging/listen_events']")
+                .await
+        );
         browser.screenshot(&shots, "lineage").await;
         browser
             .click("a.node[data-key='staging/listen_events']")
@@ -256,20 +385,53 @@ async fn lineage_click_materialize_and_watch_the_run() {
                 .ends_with("/assets/staging/listen_events")
         );
         assert_eq!(browser.text("#asset-key").await, "staging/listen_events");
+        // A bad partition: the error beside the form, the input kept, the page kept.
+        let good = browser
+            .eval("return document.querySelector('#materialize-form input[name=partition]').value;")
+            .await;
+        browser
+            .type_into("#materialize-form input[name=partition]", "2026-13-45")
+            .await;
+        browser.click("#materialize").await;
+        browser.wait_for("#materialize-error .form-error").await;
+        assert!(
+            browser
+                .text("#materialize-error")
+                .await
+                .contains("2026-13-45")
+        );
+        let kept = browser
+            .eval("return document.querySelector('#materialize-form input[name=partition]').value;")
+            .await;
+        assert_eq!(kept, "2026-13-45", "the input is kept");
+        assert!(
+            browser
+                .url()
+                .await
+                .ends_with("/assets/staging/listen_events")
+        );
+        browser.screenshot(&shots, "asset-error").await;
+        browser
+            .type_into(
+                "#materialize-form input[name=partition]",
+                good.as_str().unwrap(),
+            )
+            .await;
         browser.screenshot(&shots, "asset").await;
         browser.click("#materialize").await;
-        assert!(
-            browser.url().await.contains("/runs/"),
-            "Materialize opens the new run"
-        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !browser.url().await.contains("/runs/") {
+            assert!(Instant::now() < deadline, "Materialize opens the new run");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let status = browser.text("#run-status").await;
+            let status = browser.live_text("#run-status").await;
             if status == "SUCCESS" {
                 break;
             }
             assert!(
-                ["QUEUED", "STARTING", "STARTED"].contains(&status.as_str()),
+                ["", "QUEUED", "STARTING", "STARTED"].contains(&status.as_str()),
                 "the run ended {status}"
             );
             assert!(
@@ -287,7 +449,7 @@ async fn lineage_click_materialize_and_watch_the_run() {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        browser.find("#gantt svg.gantt").await;
+        browser.wait_for("#gantt svg path").await;
         assert!(browser.text("main").await.contains("ASSET_MATERIALIZATION"));
         browser.screenshot(&shots, "run").await;
         for (page, name) in [
@@ -301,6 +463,47 @@ async fn lineage_click_materialize_and_watch_the_run() {
             browser.find("main h1").await;
             browser.screenshot(&shots, name).await;
         }
+        // The asset's history is charted by ECharts (under the CSP).
+        browser
+            .goto(&format!("{origin}/assets/staging/listen_events"))
+            .await;
+        browser.wait_for("#history-chart svg path").await;
+        // Run ids are distinct at a glance.
+        browser.goto(&format!("{origin}/runs")).await;
+        let ids = browser
+            .eval(
+                "return Array.from(document.querySelectorAll('a.run-id')).map(a => a.textContent);",
+            )
+            .await;
+        let ids: Vec<&str> = ids
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let distinct: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+        assert!(ids.len() >= 2, "{ids:?}");
+        assert_eq!(distinct.len(), ids.len(), "{ids:?}");
+        // Every chart with data has marks.
+        browser.goto(&format!("{origin}/dashboards")).await;
+        let charts = browser
+            .eval(
+                "return Array.from(document.querySelectorAll('.echart')).map(function (el) {
+                   return el.querySelectorAll('svg path').length; });",
+            )
+            .await;
+        for marks in charts.as_array().unwrap() {
+            assert!(
+                marks.as_u64().unwrap() > 0,
+                "a chart without marks: {charts}"
+            );
+        }
+        eprintln!(
+            "dashboards: {} charts drawn",
+            charts.as_array().unwrap().len()
+        );
+        let errors = browser.console_errors().await;
+        assert!(errors.is_empty(), "console errors (CSP?): {errors:?}");
     };
     let outcome = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(result)).await;
     browser.quit().await;

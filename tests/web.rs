@@ -54,6 +54,11 @@ both_backends!(
     case_api_writes_need_the_token_when_set,
     case_user_data_is_escaped,
     case_live_tail_ends_with_the_run,
+    case_runs_of_one_minute_have_distinct_ids,
+    case_events_in_true_order,
+    case_form_errors_keep_the_input,
+    case_a_large_run_page_stays_small,
+    case_stale_and_automation_evaluations_show,
 );
 
 async fn run_case<F, Fut>(db: db::TestDb, case: F)
@@ -300,10 +305,16 @@ async fn seed(storage: &Arc<dyn Storage>) -> RunId {
     run.run_id
 }
 
+/// The run id as tables show it: its random tail.
+fn short_id(run_id: RunId) -> String {
+    let s = run_id.to_string();
+    s[s.len() - 8..].to_owned()
+}
+
 async fn case_every_page_renders(storage: Arc<dyn Storage>) {
     let run_id = seed(&storage).await;
     let s = state(storage, None);
-    let short = run_id.short();
+    let short = short_id(run_id);
     let runs_expect = [short.as_str(), "SUCCESS", "2026-11-22-10:00"];
     let pages: Vec<(String, &[&str])> = vec![
         (
@@ -314,7 +325,7 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
         (
             format!("/runs/{run_id}"),
             &[
-                "<svg class=\"gantt\"",
+                "class=\"echart gantt\"",
                 "STEP_SUCCESS",
                 "loaded 1234 rows",
                 "Re-execute",
@@ -324,7 +335,14 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
             format!("/runs/{run_id}?kind=STEP_SUCCESS"),
             &["STEP_SUCCESS"],
         ),
-        (format!("/runs/{run_id}/gantt"), &["<svg class=\"gantt\""]),
+        (
+            format!("/runs/{run_id}/gantt"),
+            &["\"kind\":\"gantt\"", "staging/plays"],
+        ),
+        (
+            format!("/runs/{run_id}/live"),
+            &["id=\"run-live\"", "SUCCESS", "steps: 1"],
+        ),
         (
             "/assets".into(),
             &[
@@ -342,7 +360,9 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
                 "Materialize",
                 "raw/plays",
                 "marts/top_songs",
-                "class=\"grid\"",
+                "id=\"partition-grid\"",
+                "2026-11-22",
+                "id=\"history-chart\"",
             ],
         ),
         (
@@ -352,16 +372,15 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
         (
             "/lineage".into(),
             &[
-                "<svg id=\"lineage-svg\"",
-                "href=\"/assets/staging/plays\"",
-                "data-state=\"MATERIALIZED\"",
+                "data-src=\"/api/v1/lineage?select=\"",
+                "3 assets",
+                "/static/dagre.min.js",
             ],
         ),
         (
             "/lineage?select=%2Bmarts%2Ftop_songs".into(),
             &["marts/top_songs", "2 assets"],
         ),
-        ("/lineage/graph".into(), &["<svg id=\"lineage-svg\""]),
         (
             "/schedules".into(),
             &[
@@ -380,14 +399,19 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
             "/dashboards".into(),
             &[
                 "Top songs",
-                "Song &lt;A&gt;",
-                "<svg class=\"chart\"",
+                "Song B",
+                "class=\"echart\"",
+                "/static/echarts.min.js",
                 "mart_top_artists is not built yet",
             ],
         ),
         ("/login".into(), &["needs no token"]),
         ("/static/htmx.min.js".into(), &["htmx"]),
         ("/static/app.js".into(), &["EventSource"]),
+        ("/static/echarts.min.js".into(), &["echarts"]),
+        ("/static/dagre.min.js".into(), &["dagre"]),
+        ("/static/echarts.LICENSE".into(), &["Apache License"]),
+        ("/static/dagre.LICENSE".into(), &["Chris Pettitt"]),
         ("/static/app.css".into(), &["body"]),
     ];
     for (uri, expected) in pages {
@@ -397,9 +421,26 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
             assert!(body.contains(e), "{uri} should show {e:?}");
         }
     }
+    // The log level filter keeps lines at or above the level.
+    let (_, body) = get(&s, &format!("/runs/{run_id}?level=warn")).await;
+    assert!(
+        !body.contains("loaded 1234 rows"),
+        "an INFO line below WARN"
+    );
+    let (_, body) = get(&s, &format!("/runs/{run_id}?level=info")).await;
+    assert!(body.contains("loaded 1234 rows"));
+    // The chart's spec sits escaped in an attribute.
+    let (_, body) = get(&s, "/dashboards").await;
+    assert!(!body.contains("Song <A>"), "escaped");
     // The lineage filter keeps only what the selection names.
-    let (_, body) = get(&s, "/lineage?select=%2Bmarts%2Ftop_songs").await;
-    assert!(!body.contains("href=\"/assets/raw/plays\""));
+    let lineage = get_json(&s, "/api/v1/lineage?select=%2Bmarts%2Ftop_songs").await;
+    let keys: Vec<&str> = lineage["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["staging/plays", "marts/top_songs"]);
 }
 
 async fn case_every_api_route_answers(storage: Arc<dyn Storage>) {
@@ -1099,4 +1140,303 @@ async fn case_live_tail_ends_with_the_run(storage: Arc<dyn Storage>) {
     assert!(body.contains("event: end"));
     let (status, body) = get(&s, &format!("/runs/{run_id}/stream?after=x")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+async fn case_runs_of_one_minute_have_distinct_ids(storage: Arc<dyn Storage>) {
+    let now = Utc::now();
+    let mut ids = Vec::new();
+    for _ in 0..11 {
+        let run = storage
+            .create_run(&NewRun {
+                status: RunStatus::Queued,
+                selection: "raw/plays".into(),
+                ..NewRun::new(orch::new_run_id(), now)
+            })
+            .await
+            .unwrap();
+        ids.push(run.run_id);
+    }
+    let s = state(storage, None);
+    let (status, body) = get(&s, "/runs").await;
+    assert_eq!(status, StatusCode::OK);
+    let shown: std::collections::BTreeSet<&str> = body
+        .split("class=\"mono run-id\" title=\"")
+        .skip(1)
+        .map(|rest| rest.split_once("\">").unwrap().1.split('<').next().unwrap())
+        .collect();
+    assert_eq!(
+        shown.len(),
+        11,
+        "11 runs of one minute, 11 distinct ids: {shown:?}"
+    );
+    for id in &ids {
+        assert!(shown.contains(short_id(*id).as_str()));
+    }
+    // The same minute's UUIDv7 share their head: the head alone would collide.
+    let heads: std::collections::BTreeSet<String> = ids
+        .iter()
+        .map(|id| id.to_string()[..8].to_owned())
+        .collect();
+    assert!(heads.len() < 11);
+}
+
+async fn case_events_in_true_order(storage: Arc<dyn Storage>) {
+    let now = Utc::now();
+    let run = storage
+        .create_run(&NewRun {
+            status: RunStatus::Queued,
+            selection: "raw/plays".into(),
+            ..NewRun::new(orch::new_run_id(), now)
+        })
+        .await
+        .unwrap();
+    // A fast daemon's first step is stored before the submitter's RUN_ENQUEUED.
+    let ev = |kind, ms| Event {
+        timestamp: now + Duration::milliseconds(ms),
+        ..orch::execute::now_event(run.run_id, kind)
+    };
+    storage
+        .append_events(&[ev(EventKind::StepStart, 5).step("raw/plays")])
+        .await
+        .unwrap();
+    storage
+        .append_events(&[ev(EventKind::RunEnqueued, 0)])
+        .await
+        .unwrap();
+    let s = state(storage, None);
+    let (_, body) = get(&s, &format!("/runs/{}", run.run_id)).await;
+    let log = &body[body.find("id=\"events\"").unwrap()..];
+    let enqueued = log.find("RUN_ENQUEUED").unwrap();
+    let started = log.find("STEP_START").unwrap();
+    assert!(enqueued < started, "RUN_ENQUEUED comes first");
+    // The log level filter: a bad level is a 400, a good one filters.
+    let (status, _) = get(&s, &format!("/runs/{}?level=loud", run.run_id)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = get(&s, &format!("/runs/{}?level=warn", run.run_id)).await;
+    assert_eq!(status, StatusCode::OK);
+    // Milliseconds tell events apart.
+    let ms = (now + Duration::milliseconds(5))
+        .format("%H:%M:%S%.3f")
+        .to_string();
+    assert!(log.contains(&ms), "{ms} in the event log");
+}
+
+async fn case_form_errors_keep_the_input(storage: Arc<dyn Storage>) {
+    let s = state(storage, None);
+    let csrf = s.security.csrf().to_owned();
+    // An htmx form post: the error comes back as a fragment for beside the form.
+    let body = format!("csrf={csrf}&selection=staging%2Fplays&partition=2026-13-45");
+    let (status, text, _) = check(
+        &s,
+        "POST",
+        "/materialize",
+        &[FORM, ("hx-request", "true")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.starts_with("<p class=\"error form-error\""), "{text}");
+    assert!(text.contains("2026-13-45"), "{text}");
+    assert!(!text.contains("<html"), "a fragment, not a page: {text}");
+    // Its success is a redirect htmx follows.
+    let body = format!("csrf={csrf}&selection=staging%2Fplays&partition=2026-11-22-10:00");
+    let (status, _, headers) = check(
+        &s,
+        "POST",
+        "/materialize",
+        &[FORM, ("hx-request", "true")],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["hx-redirect"]
+            .to_str()
+            .unwrap()
+            .starts_with("/runs/")
+    );
+    // A bad selection in a GET form: the page again, with the error and the input.
+    for uri in [
+        "/assets?select=staging%2Fplayz",
+        "/lineage?select=staging%2Fplayz",
+    ] {
+        let (status, text) = get(&s, uri).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}");
+        assert!(
+            text.contains("value=\"staging/playz\""),
+            "{uri} keeps the input"
+        );
+        assert!(text.contains("did you mean"), "{uri}: {text}");
+        assert!(text.contains("id=\"error-message\""), "{uri}");
+    }
+    let (status, text) = get(&s, "/runs?status=bogus&asset=staging%2Fplays").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(text.contains("value=\"bogus\"") && text.contains("value=\"staging/plays\""));
+    // No page links to `javascript:` (the CSP blocks it).
+    let (_, text) = get(&s, "/runs/not-a-run").await;
+    assert!(!text.contains("javascript:"), "{text}");
+    // The API names its fields, not the CLI's flags.
+    let (status, text, _) = check(
+        &s,
+        "POST",
+        "/api/v1/runs",
+        &[JSON],
+        Some(r#"{"selection": "raw/plays"}"#),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(!text.contains("--"), "{text}");
+    assert!(
+        text.contains("`partition`") && text.contains("`from`"),
+        "{text}"
+    );
+}
+
+async fn case_a_large_run_page_stays_small(storage: Arc<dyn Storage>) {
+    // A 24-hour range run over 8 assets: 192 steps, each with its events and a log line.
+    let now = Utc::now();
+    let run = storage
+        .create_run(&NewRun {
+            status: RunStatus::Queued,
+            selection: "*".into(),
+            ..NewRun::new(orch::new_run_id(), now)
+        })
+        .await
+        .unwrap();
+    for to in [RunStatus::Starting, RunStatus::Started] {
+        storage.transition_run(run.run_id, to, now).await.unwrap();
+    }
+    let mut events = Vec::new();
+    let mut logs = Vec::new();
+    for a in 0..8 {
+        for h in 0..24 {
+            let step = format!("asset_{a}[2026-11-22-{h:02}:00]");
+            let t = now + Duration::milliseconds((a * 24 + h) * 10);
+            let ev = |kind| Event {
+                timestamp: t,
+                ..orch::execute::now_event(run.run_id, kind)
+            };
+            events.push(ev(EventKind::StepStart).step(&step));
+            events.push(ev(EventKind::StepSuccess).step(&step));
+            logs.push(LogLine {
+                run_id: run.run_id,
+                step_key: step.clone(),
+                stream: LogStream::Stdout,
+                level: LogLevel::Info,
+                timestamp: t,
+                message: format!("step {step} loaded its rows"),
+            });
+        }
+    }
+    storage.append_events(&events).await.unwrap();
+    storage.append_logs(&logs).await.unwrap();
+    let s = state(storage, None);
+    let (status, body) = get(&s, &format!("/runs/{}", run.run_id)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.len() < 200_000, "{} bytes", body.len());
+    assert_eq!(
+        body.matches("class=\"step-group\"").count(),
+        8,
+        "one row per asset"
+    );
+    let gantt = get_json(&s, &format!("/runs/{}/gantt", run.run_id)).await;
+    assert_eq!(gantt["rows"].as_array().unwrap().len(), 8);
+    assert!(body.contains("24 partitions: 24 SUCCESS"));
+}
+
+async fn case_stale_and_automation_evaluations_show(storage: Arc<dyn Storage>) {
+    use orch::storage::{AutomationEvaluationRecord, AutomationTickWrite, NewAutomationTick};
+    let now = Utc::now();
+    let key = |k: &str| orch::AssetKey::parse(k).unwrap();
+    // marts/top_songs materialized, then staging/plays after it: the mart is stale.
+    let run = storage
+        .create_run(&NewRun {
+            status: RunStatus::Queued,
+            selection: "*".into(),
+            ..NewRun::new(orch::new_run_id(), now)
+        })
+        .await
+        .unwrap();
+    let mat = |k: &str, p: Option<&str>, ms| Event {
+        timestamp: now + Duration::milliseconds(ms),
+        ..orch::execute::now_event(run.run_id, EventKind::AssetMaterialization)
+            .asset(key(k))
+            .partition(p.map(str::to_owned))
+    };
+    storage
+        .append_events(&[
+            mat("staging/plays", Some("2026-11-22-10:00"), 0),
+            mat("marts/top_songs", None, 10),
+            mat("staging/plays", Some("2026-11-22-10:00"), 20),
+        ])
+        .await
+        .unwrap();
+    // An automation tick requested a run of the mart.
+    let requested = NewRun {
+        status: RunStatus::Queued,
+        selection: "marts/top_songs".into(),
+        asset_keys: vec![key("marts/top_songs")],
+        ..NewRun::new(orch::new_run_id(), now)
+    };
+    let tree = serde_json::json!({
+        "label": "and", "condition": "eager", "true_count": 1, "true_partitions": [""],
+        "children": [
+            {"label": "any_deps_updated", "condition": "any_deps_updated", "true_count": 1,
+             "true_partitions": [""], "children": []},
+            {"label": "not", "condition": "not any_deps_in_progress", "true_count": 0,
+             "true_partitions": [], "children": []}
+        ]
+    });
+    storage
+        .record_automation_tick(&AutomationTickWrite {
+            tick: &NewAutomationTick {
+                tick_time: now,
+                previous_id: 0,
+                daemon: "d1".into(),
+                evaluated_at: now,
+                duration_ms: 1.0,
+                assets_evaluated: 1,
+                requested: 1,
+            },
+            runs: std::slice::from_ref(&requested),
+            evaluations: &[AutomationEvaluationRecord {
+                tick_id: 0,
+                tick_time: Some(now),
+                asset_key: "marts/top_songs".into(),
+                requested: vec![String::new()],
+                run_ids: vec![requested.run_id],
+                tree: tree.to_string(),
+            }],
+            states: &[],
+        })
+        .await
+        .unwrap()
+        .expect("the first tick is recorded");
+    let s = state(storage, None);
+    let (_, catalog) = get(&s, "/assets").await;
+    assert!(catalog.contains("s-STALE"), "the catalog shows STALE");
+    let lineage = get_json(&s, "/api/v1/lineage").await;
+    let stale: Vec<&str> = lineage["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["stale"] == true)
+        .map(|n| n["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(stale, ["marts/top_songs"]);
+    let (_, selected) = get(&s, "/assets?select=status:stale").await;
+    assert!(selected.contains("href=\"/assets/marts/top_songs\""));
+    assert!(!selected.contains("href=\"/assets/raw/plays\""));
+    let (_, page) = get(&s, "/assets/marts/top_songs").await;
+    assert!(page.contains("id=\"evaluation-"), "{page}");
+    assert!(
+        page.contains("any_deps_updated") && page.contains("v-true") && page.contains("v-false")
+    );
+    assert!(page.contains(&format!("/runs/{}", requested.run_id)));
+    // The requested run links back to its evaluation.
+    let (_, run_page) = get(&s, &format!("/runs/{}", requested.run_id)).await;
+    assert!(
+        run_page.contains("href=\"/assets/marts/top_songs#evaluation-"),
+        "{run_page}"
+    );
 }

@@ -54,6 +54,11 @@ fn sql(chart: Chart) -> &'static str {
             "select lpad(cast(hour_of_day as varchar), 2, '0') || ':00' as label, sum(plays) as value \
              from marts.mart_listening_by_hour group by hour_of_day order by hour_of_day"
         }
+        Chart::HourlyPlays => {
+            "select cast(date_key as varchar) || ' ' || lpad(cast(hour_of_day as varchar), 2, '0') || ':00' as label, \
+             sum(plays) as value from marts.mart_listening_by_hour \
+             group by date_key, hour_of_day order by date_key, hour_of_day"
+        }
         Chart::Gender => {
             "select coalesce(gender, 'unknown') as label, sum(users) as value \
              from marts.mart_user_demographics where segment = 'all_active_users' \

@@ -51,7 +51,11 @@ impl Project {
 
     /// `orch ARGS` in this project, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_orch"));
+        // A target directory shared by several worktrees holds in `debug/orch` whichever built
+        // last: ORCH_TEST_BIN names this worktree's binary (`debug/deps/orch-<hash>`) instead.
+        let bin =
+            std::env::var_os("ORCH_TEST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_orch").into());
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("ORCH_PROJECT_DIR", self.dir.path())

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::Utc;
 use orch::Run;
 use orch::backfill::{self, launch_backfill, plan_backfill};
 use orch::execute::{ReexecuteError, reexecution};
-use orch::plan::PartitionRequest;
+use orch::plan::{PartitionRequest, PlanError};
 use orch::request::{Launcher, RequestError, RunRequest};
 use orch::storage::{Backfill, StorageError};
 use orch::submit::{Submit, SubmitError, submit};
@@ -69,13 +69,20 @@ fn plan_error(e: impl std::fmt::Display) -> WebError {
     WebError::BadRequest(e.to_string())
 }
 
-/// Queues the run of `request`: a bad request is the user's to fix (400).
+/// Queues the run of `request`: a bad request is the user's to fix (400), in the words of the
+/// form and the API (their fields), not the CLI's flags.
 async fn queue(state: &AppState, request: &RunRequest) -> Result<Run, WebError> {
     match submit(state.storage.as_ref(), &state.graph, request, Submit::Queue).await {
         Ok(submitted) => Ok(submitted.run),
         Err(SubmitError::Request(e @ RequestError::Selection(_))) => {
             Err(WebError::BadRequest(format!("bad selection: {e}")))
         }
+        Err(SubmitError::Request(RequestError::Plan(PlanError::PartitionRequired {
+            asset,
+            partitions,
+        }))) => Err(WebError::BadRequest(format!(
+            "`{asset}` is partitioned ({partitions}): give a `partition` key, or a range with `from` and `to`"
+        ))),
         Err(SubmitError::Request(e)) => Err(plan_error(e)),
         Err(SubmitError::Storage(e)) => Err(e.into()),
     }
@@ -164,6 +171,35 @@ pub async fn set_schedule(state: &AppState, name: &str, enabled: bool) -> Result
 }
 
 // --- Form handlers: CSRF-checked, answered with a redirect (303) ---
+//
+// A form posted by htmx (`HX-Request`) gets its error as a fragment that htmx puts beside the
+// form, which keeps what the user typed; its success is an `HX-Redirect`. Without JavaScript
+// the browser gets the redirect, or an error page.
+
+fn is_htmx(headers: &HeaderMap) -> bool {
+    headers.contains_key("hx-request")
+}
+
+/// A form's answer: where to go next, or why not.
+fn answer(headers: &HeaderMap, result: Result<String, WebError>) -> Response {
+    let htmx = is_htmx(headers);
+    match result {
+        Ok(to) if htmx => ([("hx-redirect", to)], "").into_response(),
+        Ok(to) => Redirect::to(&to).into_response(),
+        Err(e) if htmx => {
+            let status = e.status();
+            let message = crate::charts::esc(&e.public_message());
+            (
+                status,
+                Html(format!(
+                    "<p class=\"error form-error\" role=\"alert\">{message}</p>"
+                )),
+            )
+                .into_response()
+        }
+        Err(e) => PageError(e).into_response(),
+    }
+}
 
 #[derive(Debug, Deserialize)]
 pub struct MaterializeForm {
@@ -177,10 +213,13 @@ pub async fn materialize_form(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<MaterializeForm>,
-) -> Result<Redirect, PageError> {
-    state.security.check_form(&headers, &form.csrf)?;
-    let run = materialize(&state, &form.request).await?;
-    Ok(Redirect::to(&format!("/runs/{}", run.run_id)))
+) -> Response {
+    let result = async {
+        state.security.check_form(&headers, &form.csrf)?;
+        let run = materialize(&state, &form.request).await?;
+        Ok(format!("/runs/{}", run.run_id))
+    };
+    answer(&headers, result.await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -195,10 +234,13 @@ pub async fn backfill_form(
     State(state): State<AppState>,
     headers: HeaderMap,
     Form(form): Form<BackfillForm>,
-) -> Result<Redirect, PageError> {
-    state.security.check_form(&headers, &form.csrf)?;
-    let b = backfill(&state, &form.request).await?;
-    Ok(Redirect::to(&format!("/backfills/{}", b.id)))
+) -> Response {
+    let result = async {
+        state.security.check_form(&headers, &form.csrf)?;
+        let b = backfill(&state, &form.request).await?;
+        Ok(format!("/backfills/{}", b.id))
+    };
+    answer(&headers, result.await)
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,10 +256,13 @@ pub async fn cancel_form(
     Path(run_id): Path<String>,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
-) -> Result<Redirect, PageError> {
-    state.security.check_form(&headers, &form.csrf)?;
-    let run = cancel(&state, &run_id).await?;
-    Ok(Redirect::to(&format!("/runs/{}", run.run_id)))
+) -> Response {
+    let result = async {
+        state.security.check_form(&headers, &form.csrf)?;
+        let run = cancel(&state, &run_id).await?;
+        Ok(format!("/runs/{}", run.run_id))
+    };
+    answer(&headers, result.await)
 }
 
 pub async fn reexecute_form(
@@ -225,14 +270,17 @@ pub async fn reexecute_form(
     Path(run_id): Path<String>,
     headers: HeaderMap,
     Form(form): Form<CsrfForm>,
-) -> Result<Redirect, PageError> {
-    state.security.check_form(&headers, &form.csrf)?;
-    let from_failure = form
-        .from_failure
-        .as_deref()
-        .is_some_and(|v| v == "true" || v == "on");
-    let run = reexecute(&state, &run_id, from_failure).await?;
-    Ok(Redirect::to(&format!("/runs/{}", run.run_id)))
+) -> Response {
+    let result = async {
+        state.security.check_form(&headers, &form.csrf)?;
+        let from_failure = form
+            .from_failure
+            .as_deref()
+            .is_some_and(|v| v == "true" || v == "on");
+        let run = reexecute(&state, &run_id, from_failure).await?;
+        Ok(format!("/runs/{}", run.run_id))
+    };
+    answer(&headers, result.await)
 }
 
 #[derive(Debug, Deserialize)]

@@ -18,7 +18,6 @@ use crate::lineage;
 use crate::marts::Chart;
 use crate::views::{
     self, EventView, EventsQuery, LogView, RunView, RunsQuery, asset_state, get_run,
-    resolve_selection,
 };
 
 type ApiResult = Result<Json<Value>, ApiError>;
@@ -139,18 +138,18 @@ pub struct SelectQuery {
     pub select: Option<String>,
 }
 
-fn selected(
+async fn selected(
     state: &AppState,
     q: &SelectQuery,
 ) -> Result<Option<BTreeSet<orch::AssetKey>>, WebError> {
     match q.select.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        Some(s) => Ok(Some(resolve_selection(state, s)?)),
+        Some(s) => Ok(Some(views::resolve_selection_now(state, s).await?)),
         None => Ok(None),
     }
 }
 
 pub async fn assets(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> ApiResult {
-    let keys = selected(&state, &q)?;
+    let keys = selected(&state, &q).await?;
     let rows = views::asset_rows(&state, keys.as_ref()).await?;
     Ok(Json(json!({ "assets": rows })))
 }
@@ -169,7 +168,7 @@ pub async fn lineage_layout(
     state: &AppState,
     q: &SelectQuery,
 ) -> Result<lineage::Layout, WebError> {
-    let visible = match selected(state, q)? {
+    let visible = match selected(state, q).await? {
         Some(keys) => keys,
         None => state.graph.toposorted().iter().cloned().collect(),
     };
@@ -178,9 +177,13 @@ pub async fn lineage_layout(
         .iter()
         .map(|r| (&r.asset_key, asset_state(Some(r))))
         .collect();
-    Ok(lineage::layout(&state.graph, &visible, |k| {
-        states.get(k).copied().unwrap_or("NEVER")
-    }))
+    let stale = views::stale_assets(state, &visible).await?;
+    Ok(lineage::layout(
+        &state.graph,
+        &visible,
+        |k| states.get(k).copied().unwrap_or("NEVER"),
+        &stale,
+    ))
 }
 
 pub async fn schedules(State(state): State<AppState>) -> ApiResult {

@@ -28,7 +28,7 @@ use orch::storage::Storage;
 use tokio_util::sync::CancellationToken;
 
 pub use error::WebError;
-pub use marts::{Chart, ChartData, InMemoryMarts, MartError, MartSource, NoMarts};
+pub use marts::{Chart, ChartData, InMemoryMarts, LastGood, MartError, MartSource, NoMarts};
 pub use security::Security;
 pub use views::{STREAM_WORKER, StreamWorkerDetail, WorkerView};
 
@@ -61,7 +61,7 @@ impl AppState {
             graph,
             schedules: Arc::new(schedules),
             sensors: Arc::new(Vec::new()),
-            marts,
+            marts: Arc::new(marts::LastGood::new(marts)),
             security: Arc::new(security),
         }
     }
@@ -104,12 +104,12 @@ pub fn router(state: AppState) -> Router {
         .route("/runs/{run_id}", get(pages::run))
         .route("/runs/{run_id}/stream", get(pages::run_stream))
         .route("/runs/{run_id}/gantt", get(pages::run_gantt))
+        .route("/runs/{run_id}/live", get(pages::run_live))
         .route("/runs/{run_id}/cancel", post(actions::cancel_form))
         .route("/runs/{run_id}/reexecute", post(actions::reexecute_form))
         .route("/assets", get(pages::assets))
         .route("/assets/{*key}", get(pages::asset))
         .route("/lineage", get(pages::lineage))
-        .route("/lineage/graph", get(pages::lineage_fragment))
         .route("/schedules", get(pages::schedules))
         .route(
             "/schedules/{name}/toggle",

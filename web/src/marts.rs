@@ -25,6 +25,8 @@ pub enum Chart {
     ListeningByLocation,
     /// `mart_listening_by_hour`: plays per hour of the day.
     ListeningByHour,
+    /// `mart_listening_by_hour`: plays in each hour, over time (the hourly trend).
+    HourlyPlays,
     /// `mart_user_demographics`: users per gender.
     Gender,
     /// `mart_user_demographics`: users per level (free, paid).
@@ -32,13 +34,14 @@ pub enum Chart {
 }
 
 impl Chart {
-    pub const ALL: [Chart; 8] = [
+    pub const ALL: [Chart; 9] = [
         Chart::TopSongs,
         Chart::TopArtists,
         Chart::ActiveUsers,
         Chart::StreamHours,
         Chart::ListeningByLocation,
         Chart::ListeningByHour,
+        Chart::HourlyPlays,
         Chart::Gender,
         Chart::Level,
     ];
@@ -51,6 +54,7 @@ impl Chart {
             Chart::StreamHours => "stream_hours",
             Chart::ListeningByLocation => "listening_by_location",
             Chart::ListeningByHour => "listening_by_hour",
+            Chart::HourlyPlays => "hourly_plays",
             Chart::Gender => "gender",
             Chart::Level => "level",
         }
@@ -68,15 +72,26 @@ impl Chart {
             Chart::StreamHours => "Stream hours per day",
             Chart::ListeningByLocation => "Listening by location",
             Chart::ListeningByHour => "Listening by hour of day",
+            Chart::HourlyPlays => "Plays per hour",
             Chart::Gender => "Users by gender",
             Chart::Level => "Users by level",
+        }
+    }
+
+    /// What its values count, for the axis and the tooltip.
+    pub fn value_name(self) -> &'static str {
+        match self {
+            Chart::TopSongs | Chart::TopArtists | Chart::ListeningByLocation => "plays",
+            Chart::ListeningByHour | Chart::HourlyPlays => "plays",
+            Chart::ActiveUsers | Chart::Gender | Chart::Level => "users",
+            Chart::StreamHours => "stream hours",
         }
     }
 
     /// How it is drawn.
     pub fn shape(self) -> Shape {
         match self {
-            Chart::ActiveUsers | Chart::StreamHours => Shape::Line,
+            Chart::ActiveUsers | Chart::StreamHours | Chart::HourlyPlays => Shape::Line,
             Chart::ListeningByHour => Shape::Columns,
             Chart::Gender | Chart::Level => Shape::Share,
             _ => Shape::Bars,
@@ -90,7 +105,7 @@ impl Chart {
             Chart::TopArtists => "mart_top_artists",
             Chart::ActiveUsers | Chart::StreamHours => "mart_active_users",
             Chart::ListeningByLocation => "mart_location_analytics",
-            Chart::ListeningByHour => "mart_listening_by_hour",
+            Chart::ListeningByHour | Chart::HourlyPlays => "mart_listening_by_hour",
             Chart::Gender | Chart::Level => "mart_user_demographics",
         }
     }
@@ -165,6 +180,49 @@ impl MartSource for InMemoryMarts {
     }
 }
 
+/// A source that answers a chart it cannot read now (the warehouse file held by a load or a
+/// dbt build: DuckDB admits one process) with the rows it read last, so that a dashboard does
+/// not fail while dbt writes. A mart that is not built stays an error.
+pub struct LastGood {
+    inner: std::sync::Arc<dyn MartSource>,
+    last: RwLock<BTreeMap<Chart, ChartData>>,
+}
+
+impl LastGood {
+    pub fn new(inner: std::sync::Arc<dyn MartSource>) -> LastGood {
+        LastGood {
+            inner,
+            last: RwLock::new(BTreeMap::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl MartSource for LastGood {
+    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+        match self.inner.chart(chart).await {
+            Ok(data) => {
+                self.last
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(chart, data.clone());
+                Ok(data)
+            }
+            Err(e @ MartError::Query { .. }) => {
+                let last = self.last.read().unwrap_or_else(|e| e.into_inner());
+                match last.get(&chart) {
+                    Some(data) => {
+                        tracing::info!(chart = chart.name(), error = %e, "serving the last rows read");
+                        Ok(data.clone())
+                    }
+                    None => Err(e),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// No warehouse connected: every chart says its mart is not built.
 #[derive(Debug, Default)]
 pub struct NoMarts;
@@ -175,5 +233,49 @@ impl MartSource for NoMarts {
         Err(MartError::NotBuilt {
             mart: chart.mart().to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    /// Answers until `busy` is set, then fails as a locked warehouse does.
+    struct Flaky {
+        busy: AtomicBool,
+    }
+
+    #[async_trait]
+    impl MartSource for Flaky {
+        async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+            if self.busy.load(Ordering::SeqCst) {
+                return Err(MartError::Query {
+                    mart: chart.mart().to_owned(),
+                    message: "cannot open the warehouse: the file is locked".into(),
+                });
+            }
+            Ok(ChartData {
+                rows: vec![("a".into(), 1.0)],
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_warehouse_serves_the_last_rows() {
+        let flaky = Arc::new(Flaky {
+            busy: AtomicBool::new(true),
+        });
+        let marts = LastGood::new(flaky.clone());
+        assert!(
+            marts.chart(Chart::TopSongs).await.is_err(),
+            "nothing read yet"
+        );
+        flaky.busy.store(false, Ordering::SeqCst);
+        assert_eq!(marts.chart(Chart::TopSongs).await.unwrap().rows.len(), 1);
+        flaky.busy.store(true, Ordering::SeqCst);
+        assert_eq!(marts.chart(Chart::TopSongs).await.unwrap().rows.len(), 1);
     }
 }

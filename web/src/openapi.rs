@@ -48,6 +48,7 @@ pub fn spec() -> Value {
                     query("asset", "runs that selected this asset key"),
                     query("partition", "runs over this partition key"),
                     query("tag", "key=value"),
+                    query("launched_by", "what launched the runs: schedule, sensor, backfill, automation, web, cli, dev (not with `tag`)"),
                     query("before", "the `next` cursor of the previous page"),
                     query("limit", "1 to 500, default 50")])),
                 "post": post("Materialize a selection (queues a run)", json!([]), Some(json!({
@@ -62,9 +63,9 @@ pub fn spec() -> Value {
             "/api/v1/runs/{run_id}/cancel": { "post": post("Cancel a queued or running run", json!([run_id]), None) },
             "/api/v1/runs/{run_id}/reexecute": { "post": post("Re-execute a finished run", json!([run_id]), Some(json!({
                 "type": "object", "properties": { "from_failure": { "type": "boolean" } } }))) },
-            "/api/v1/assets": { "get": get("The asset catalog", json!([query("select", "a selection (Dagster's syntax)")])) },
+            "/api/v1/assets": { "get": get("The asset catalog", json!([query("select", "a selection (Dagster's syntax, `status:stale` included)")])) },
             "/api/v1/assets/{key}": { "get": get("An asset: history, partitions, checks, lineage", json!([path_param("key", "the asset key, a/b")])) },
-            "/api/v1/lineage": { "get": get("The lineage graph laid out in layers", json!([query("select", "a selection")])) },
+            "/api/v1/lineage": { "get": get("The lineage graph: assets (group, state, stale, layer) and edges", json!([query("select", "a selection, `status:stale` included")])) },
             "/api/v1/schedules": { "get": get("Schedules and sensors with their recent ticks", json!([])) },
             "/api/v1/schedules/{name}": { "post": post("Turn a schedule on or off", json!([path_param("name", "the schedule")]), Some(json!({
                 "type": "object", "required": ["enabled"], "properties": { "enabled": { "type": "boolean" } } }))) },

@@ -18,11 +18,10 @@ use crate::AppState;
 use crate::api::{SelectQuery, lineage_layout};
 use crate::charts;
 use crate::error::{PageError, WebError};
-use crate::lineage;
 use crate::marts::Chart;
 use crate::views::{
     self, AssetDetail, AssetRow, BackfillView, EventView, EventsQuery, LogView, Overview, RunView,
-    RunsQuery, ScheduleView, SensorView, StepView, WorkerView, get_run,
+    RunsQuery, ScheduleView, SensorView, StepGroup, WorkerView, get_run,
 };
 
 type PageResult = Result<Html<String>, PageError>;
@@ -60,6 +59,26 @@ pub async fn static_file(Path(file): Path<String>) -> Response {
         "htmx.min.js" => (include_bytes!("../static/htmx.min.js"), "text/javascript"),
         "app.js" => (include_bytes!("../static/app.js"), "text/javascript"),
         "app.css" => (include_bytes!("../static/app.css"), "text/css"),
+        "echarts.min.js" => (
+            include_bytes!("../static/vendor/echarts.min.js"),
+            "text/javascript",
+        ),
+        "dagre.min.js" => (
+            include_bytes!("../static/vendor/dagre.min.js"),
+            "text/javascript",
+        ),
+        "echarts.LICENSE" => (
+            include_bytes!("../static/vendor/echarts.LICENSE"),
+            "text/plain",
+        ),
+        "zrender.LICENSE" => (
+            include_bytes!("../static/vendor/zrender.LICENSE"),
+            "text/plain",
+        ),
+        "dagre.LICENSE" => (
+            include_bytes!("../static/vendor/dagre.LICENSE"),
+            "text/plain",
+        ),
         _ => {
             return PageError(WebError::NotFound(format!("no static file `{file}`")))
                 .into_response();
@@ -100,17 +119,99 @@ struct RunsPage<'a> {
     q: RunsQuery,
     runs: Vec<RunView>,
     next: Option<String>,
+    /// This page's own query string, for its live refresh (first page only).
+    refresh: Option<String>,
+    error: Option<String>,
 }
 
-pub async fn runs(State(state): State<AppState>, Query(q): Query<RunsQuery>) -> PageResult {
-    let page = views::runs_page(&state, &q).await?;
-    render(&RunsPage {
+/// A page answered with the form's error beside the form (400), or a server error.
+fn inline_error(e: WebError) -> Result<String, PageError> {
+    match e {
+        WebError::BadRequest(m) | WebError::NotFound(m) => Ok(m),
+        e => Err(PageError(e)),
+    }
+}
+
+fn status_of(error: &Option<String>) -> StatusCode {
+    if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    }
+}
+
+pub async fn runs(
+    State(state): State<AppState>,
+    Query(q): Query<RunsQuery>,
+) -> Result<Response, PageError> {
+    let (runs, next, error) = match views::runs_page(&state, &q).await {
+        Ok(page) => (page.runs, page.next.map(|n| q.with_before(n)), None),
+        Err(e) => (Vec::new(), None, Some(inline_error(e)?)),
+    };
+    let refresh = (error.is_none() && q.before.as_deref().is_none_or(str::is_empty))
+        .then(|| q.query_string());
+    let page = RunsPage {
         title: "Runs",
         csrf: state.security.csrf(),
-        next: page.next.map(|n| q.with_before(n)),
-        runs: page.runs,
+        next,
+        runs,
+        refresh,
+        error,
         q,
-    })
+    };
+    Ok((status_of(&page.error), render(&page)?).into_response())
+}
+
+/// Most events a run page lists (the newest); the filters and the API give the rest.
+const EVENTS_MAX: usize = 500;
+/// Most log lines a run page shows (the newest).
+const LOGS_MAX: usize = 1000;
+
+/// The live part of a run page: the header, the timeline and the steps, refreshed every two
+/// seconds while the run is not over (`/runs/{id}/live`).
+#[derive(Template)]
+#[template(path = "run_live.html")]
+struct RunLive {
+    run: RunView,
+    groups: Vec<StepGroup>,
+    gantt: Option<String>,
+    step_count: usize,
+    /// Each asset's evaluation that requested this run: (asset, tick id).
+    evaluations: Vec<(String, i64)>,
+}
+
+impl RunLive {
+    async fn of(
+        state: &AppState,
+        run: &orch::Run,
+        all: &[orch::event::StoredEvent],
+    ) -> Result<RunLive, WebError> {
+        let steps = views::steps_of(state, run, all);
+        let groups = views::group_steps(&steps);
+        let gantt = charts::gantt(&groups, Utc::now()).map(|v| v.to_string());
+        let mut evaluations = Vec::new();
+        if run.tags.contains_key(orch::request::tags::AUTOMATION_TICK) {
+            for key in &run.asset_keys {
+                let user_key = key.to_user_string();
+                let found = state
+                    .storage
+                    .automation_evaluations(&user_key, 50)
+                    .await?
+                    .into_iter()
+                    .find(|e| e.run_ids.contains(&run.run_id));
+                if let Some(e) = found {
+                    evaluations.push((key.to_string(), e.tick_id));
+                }
+            }
+        }
+        Ok(RunLive {
+            run: RunView::new(run),
+            step_count: steps.len(),
+            groups,
+            gantt,
+            evaluations,
+        })
+    }
 }
 
 #[derive(Template)]
@@ -118,13 +219,15 @@ pub async fn runs(State(state): State<AppState>, Query(q): Query<RunsQuery>) -> 
 struct RunPage<'a> {
     title: &'a str,
     csrf: &'a str,
+    live_html: String,
     run: RunView,
-    steps: Vec<StepView>,
-    gantt: String,
     events: Vec<EventView>,
+    events_total: usize,
     logs: Vec<LogView>,
+    logs_total: usize,
     kind: String,
     step: String,
+    level: String,
     last_event_id: i64,
     can_reexecute_from_failure: bool,
 }
@@ -135,53 +238,90 @@ pub async fn run(
     Query(q): Query<EventsQuery>,
 ) -> PageResult {
     let filter = q.filter()?;
+    let min_level = q.min_level()?;
     let run = get_run(&state, &id).await?;
     let all = state
         .storage
         .run_events(run.run_id, &EventFilter::default())
         .await?;
-    let steps = views::steps_of(&state, &run, &all);
-    let gantt = charts::gantt(&steps, Utc::now());
-    let events: Vec<EventView> = state
-        .storage
-        .run_events(run.run_id, &filter)
-        .await?
+    let live = RunLive::of(&state, &run, &all).await?;
+    let mut events = state.storage.run_events(run.run_id, &filter).await?;
+    views::in_time_order(&mut events);
+    let events_total = events.len();
+    let events: Vec<EventView> = events
         .iter()
+        .skip(events_total.saturating_sub(EVENTS_MAX))
         .map(EventView::new)
         .collect();
-    let logs = state
+    let mut logs = state
         .storage
         .step_logs(run.run_id, filter.step_key.as_deref())
-        .await?
+        .await?;
+    if let Some(min) = min_level {
+        logs.retain(|l| level_rank(l.level) >= level_rank(min));
+    }
+    let logs_total = logs.len();
+    let logs = logs
         .iter()
+        .skip(logs_total.saturating_sub(LOGS_MAX))
         .map(LogView::new)
         .collect();
-    let can_reexecute_from_failure =
-        run.status.is_terminal() && steps.iter().any(|s| s.status != "SUCCESS");
+    let can_reexecute_from_failure = run.status.is_terminal()
+        && live
+            .groups
+            .iter()
+            .flat_map(|g| &g.steps)
+            .any(|s| s.status != "SUCCESS");
     render(&RunPage {
         title: "Run",
         csrf: state.security.csrf(),
-        last_event_id: all.last().map_or(0, |e| e.id),
-        run: RunView::new(&run),
-        steps,
-        gantt,
+        last_event_id: all.iter().map(|e| e.id).max().unwrap_or(0),
+        run: live.run.clone(),
+        live_html: live.render()?,
         events,
+        events_total,
         logs,
+        logs_total,
         kind: q.kind.unwrap_or_default(),
         step: q.step.unwrap_or_default(),
+        level: q.level.unwrap_or_default(),
         can_reexecute_from_failure,
     })
 }
 
-/// The Gantt chart alone, refreshed while a run is live.
-pub async fn run_gantt(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+fn level_rank(l: orch::event::LogLevel) -> u8 {
+    use orch::event::LogLevel;
+    match l {
+        LogLevel::Debug => 0,
+        LogLevel::Info => 1,
+        LogLevel::Warn => 2,
+        LogLevel::Error => 3,
+    }
+}
+
+/// The live part of a run page alone (header, timeline, steps), for its refresh.
+pub async fn run_live(State(state): State<AppState>, Path(id): Path<String>) -> PageResult {
+    let run = get_run(&state, &id).await?;
+    let all = state
+        .storage
+        .run_events(run.run_id, &EventFilter::default())
+        .await?;
+    render(&RunLive::of(&state, &run, &all).await?)
+}
+
+/// The Gantt chart's spec alone (JSON), as the live part draws it.
+pub async fn run_gantt(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, PageError> {
     let run = get_run(&state, &id).await?;
     let all = state
         .storage
         .run_events(run.run_id, &EventFilter::default())
         .await?;
     let steps = views::steps_of(&state, &run, &all);
-    Ok(Html(charts::gantt(&steps, Utc::now())))
+    let spec = charts::gantt(&views::group_steps(&steps), Utc::now());
+    Ok(axum::Json(spec.unwrap_or(serde_json::Value::Null)).into_response())
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -284,21 +424,40 @@ struct AssetsPage<'a> {
     csrf: &'a str,
     select: String,
     assets: Vec<AssetRow>,
+    /// The groups, in order, each with its rows.
+    groups: Vec<(String, Vec<AssetRow>)>,
+    error: Option<String>,
 }
 
-pub async fn assets(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> PageResult {
+pub async fn assets(
+    State(state): State<AppState>,
+    Query(q): Query<SelectQuery>,
+) -> Result<Response, PageError> {
     let select = q.select.clone().unwrap_or_default();
-    let keys = match select.trim() {
-        "" => None,
-        s => Some(views::resolve_selection(&state, s)?),
+    let (keys, error) = match select.trim() {
+        "" => (None, None),
+        s => match views::resolve_selection_now(&state, s).await {
+            Ok(keys) => (Some(keys), None),
+            Err(e) => (Some(Default::default()), Some(inline_error(e)?)),
+        },
     };
     let assets = views::asset_rows(&state, keys.as_ref()).await?;
-    render(&AssetsPage {
+    let mut groups: Vec<(String, Vec<AssetRow>)> = Vec::new();
+    for row in &assets {
+        match groups.iter_mut().find(|(g, _)| *g == row.group) {
+            Some((_, rows)) => rows.push(row.clone()),
+            None => groups.push((row.group.clone(), vec![row.clone()])),
+        }
+    }
+    let page = AssetsPage {
         title: "Assets",
         csrf: state.security.csrf(),
         select,
         assets,
-    })
+        groups,
+        error,
+    };
+    Ok((status_of(&page.error), render(&page)?).into_response())
 }
 
 #[derive(Template)]
@@ -307,13 +466,13 @@ struct AssetPage<'a> {
     title: &'a str,
     csrf: &'a str,
     a: AssetDetail,
-    plot: String,
+    plot: Option<String>,
 }
 
 pub async fn asset(State(state): State<AppState>, Path(key): Path<String>) -> PageResult {
     let key = views::known_asset(&state, &key)?;
     let a = views::asset_detail(&state, &key).await?;
-    let plot = charts::history(&a.history);
+    let plot = charts::history(&a.history).map(|v| v.to_string());
     render(&AssetPage {
         title: "Asset",
         csrf: state.security.csrf(),
@@ -328,34 +487,33 @@ struct LineagePage<'a> {
     title: &'a str,
     csrf: &'a str,
     select: String,
-    query: String,
-    svg: String,
+    /// The API's URL of this lineage (what the page's script lays out and refreshes).
+    src: String,
     count: usize,
+    error: Option<String>,
 }
 
-pub async fn lineage(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> PageResult {
-    let layout = lineage_layout(&state, &q).await?;
+pub async fn lineage(
+    State(state): State<AppState>,
+    Query(q): Query<SelectQuery>,
+) -> Result<Response, PageError> {
     let select = q.select.clone().unwrap_or_default();
+    let (count, error) = match lineage_layout(&state, &q).await {
+        Ok(layout) => (layout.nodes.len(), None),
+        Err(e) => (0, Some(inline_error(e)?)),
+    };
     let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("select", &select)
         .finish();
-    render(&LineagePage {
+    let page = LineagePage {
         title: "Lineage",
         csrf: state.security.csrf(),
-        count: layout.nodes.len(),
-        svg: lineage::svg(&layout),
+        count,
+        src: format!("/api/v1/lineage?{query}"),
         select,
-        query,
-    })
-}
-
-/// The lineage SVG alone, for the page's live refresh.
-pub async fn lineage_fragment(
-    State(state): State<AppState>,
-    Query(q): Query<SelectQuery>,
-) -> PageResult {
-    let layout = lineage_layout(&state, &q).await?;
-    Ok(Html(lineage::svg(&layout)))
+        error,
+    };
+    Ok((status_of(&page.error), render(&page)?).into_response())
 }
 
 #[derive(Template)]
@@ -452,7 +610,9 @@ struct Panel {
     name: &'static str,
     title: &'static str,
     mart: &'static str,
-    svg: Option<String>,
+    /// The chart's spec (JSON) for `app.js`, when it has rows.
+    spec: Option<String>,
+    rows: usize,
     error: Option<String>,
 }
 
@@ -467,15 +627,21 @@ struct DashboardsPage<'a> {
 pub async fn dashboards(State(state): State<AppState>) -> PageResult {
     let mut panels = Vec::new();
     for chart in Chart::ALL {
-        let (svg, error) = match state.marts.chart(chart).await {
-            Ok(data) => (Some(charts::chart(chart.shape(), &data.rows)), None),
-            Err(e) => (None, Some(e.to_string())),
+        let (spec, rows, error) = match state.marts.chart(chart).await {
+            Ok(data) if data.rows.is_empty() => (None, 0, Some("no rows yet".to_owned())),
+            Ok(data) => (
+                Some(charts::chart(chart.shape(), chart.value_name(), &data.rows).to_string()),
+                data.rows.len(),
+                None,
+            ),
+            Err(e) => (None, 0, Some(e.to_string())),
         };
         panels.push(Panel {
             name: chart.name(),
             title: chart.title(),
             mart: chart.mart(),
-            svg,
+            spec,
+            rows,
             error,
         });
     }

@@ -24,6 +24,37 @@ pub fn fmt_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// A time with milliseconds, for event logs (events a few ms apart read in their order).
+pub fn fmt_time_ms(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+/// A run id as tables show it: the last 8 hex digits of the UUIDv7, its random tail. (The head
+/// is the creation time, the same for runs created in the same minute.)
+pub fn short_run_id(id: &RunId) -> String {
+    let s = id.to_string();
+    s[s.len() - 8..].to_owned()
+}
+
+/// What launched a run, from its tags: `schedule hourly`, `sensor x`, `backfill b-1`,
+/// `automation`, `web`, `cli`, ...
+pub fn launched_by(tags: &BTreeMap<String, String>) -> String {
+    use orch::request::tags;
+    let by = tags.get(tags::LAUNCHED_BY).map(String::as_str);
+    let named = |tag: &str| tags.get(tag).map(String::as_str).unwrap_or_default();
+    match by {
+        Some("schedule") => format!("schedule {}", named(tags::SCHEDULE)),
+        Some("sensor") => format!("sensor {}", named(tags::SENSOR)),
+        Some("backfill") => format!("backfill {}", named(tags::BACKFILL)),
+        Some(other) => other.to_owned(),
+        None if tags.contains_key(tags::AUTOMATION_TICK) => "automation".to_owned(),
+        None if tags.contains_key(tags::BACKFILL) => {
+            format!("backfill {}", named(tags::BACKFILL))
+        }
+        None => String::new(),
+    }
+}
+
 pub fn fmt_duration(ms: f64) -> String {
     if ms < 1000.0 {
         format!("{ms:.0} ms")
@@ -70,6 +101,41 @@ pub fn resolve_selection(state: &AppState, input: &str) -> Result<BTreeSet<Asset
         .map_err(|e| WebError::BadRequest(format!("bad selection: {e}")))
 }
 
+/// [`resolve_selection`], with `status:` terms (`status:stale`, `status:missing`, ...)
+/// answered from the run history as it is now.
+pub async fn resolve_selection_now(
+    state: &AppState,
+    input: &str,
+) -> Result<BTreeSet<AssetKey>, WebError> {
+    if !input.contains("status:") {
+        return resolve_selection(state, input);
+    }
+    let selection =
+        Selection::parse(input).map_err(|e| WebError::BadRequest(format!("bad selection: {e}")))?;
+    let facts = orch::automation::current_facts(state.storage.as_ref(), &state.graph).await?;
+    let status = orch::automation::FactsStatus {
+        graph: &state.graph,
+        facts: &facts,
+    };
+    selection
+        .resolve_with(&state.graph, &status)
+        .map_err(|e| WebError::BadRequest(format!("bad selection: {e}")))
+}
+
+/// The assets among `keys` with a stale materialized partition (an upstream materialized after
+/// it, or its code version changed).
+pub async fn stale_assets(
+    state: &AppState,
+    keys: &BTreeSet<AssetKey>,
+) -> Result<BTreeSet<AssetKey>, WebError> {
+    let facts = orch::automation::current_facts(state.storage.as_ref(), &state.graph).await?;
+    Ok(keys
+        .iter()
+        .filter(|k| !orch::automation::stale_partitions(&state.graph, &facts, k).is_empty())
+        .cloned()
+        .collect())
+}
+
 fn nonempty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }
@@ -83,6 +149,8 @@ pub struct RunsQuery {
     pub partition: Option<String>,
     /// `key=value`.
     pub tag: Option<String>,
+    /// What launched the runs: `schedule`, `sensor`, `backfill`, `automation`, `web`, `cli`, ...
+    pub launched_by: Option<String>,
     /// Keyset cursor: runs older than this one (its position, `next` of the previous page).
     pub before: Option<String>,
     pub limit: Option<String>,
@@ -111,6 +179,17 @@ impl RunsQuery {
             })?;
             filter.tag = Some((k.trim().to_owned(), v.trim().to_owned()));
         }
+        if let Some(by) = nonempty(&self.launched_by) {
+            if filter.tag.is_some() {
+                return Err(WebError::BadRequest(
+                    "filter by `tag` or by `launched_by`, not both".into(),
+                ));
+            }
+            filter.tag = Some((
+                orch::request::tags::LAUNCHED_BY.to_owned(),
+                by.to_ascii_lowercase(),
+            ));
+        }
         if let Some(before) = nonempty(&self.before) {
             filter.before_id = Some(before.parse::<i64>().map_err(|_| {
                 WebError::BadRequest(format!(
@@ -133,6 +212,25 @@ impl RunsQuery {
         Ok(filter)
     }
 
+    /// The query string of this filter, without a cursor.
+    pub fn query_string(&self) -> String {
+        let mut q = self.clone();
+        q.before = None;
+        for field in [
+            &mut q.status,
+            &mut q.asset,
+            &mut q.partition,
+            &mut q.tag,
+            &mut q.launched_by,
+            &mut q.limit,
+        ] {
+            if field.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *field = None;
+            }
+        }
+        serde_urlencoded_lite(&q)
+    }
+
     /// The query string of this filter with another cursor, for the next page's link.
     pub fn with_before(&self, before: i64) -> String {
         let mut q = RunsQuery {
@@ -144,6 +242,7 @@ impl RunsQuery {
             &mut q.asset,
             &mut q.partition,
             &mut q.tag,
+            &mut q.launched_by,
             &mut q.limit,
         ] {
             if field.as_deref().is_some_and(|s| s.trim().is_empty()) {
@@ -161,6 +260,7 @@ fn serde_urlencoded_lite(q: &RunsQuery) -> String {
         ("asset", &q.asset),
         ("partition", &q.partition),
         ("tag", &q.tag),
+        ("launched_by", &q.launched_by),
         ("limit", &q.limit),
         ("before", &q.before),
     ];
@@ -185,6 +285,8 @@ pub struct RunView {
     pub partition: Option<String>,
     pub partition_end: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// What launched it (schedule, sensor, backfill, automation, web, cli).
+    pub launched_by: String,
     pub parent_run_id: Option<String>,
     pub root_run_id: Option<String>,
     pub created_at: String,
@@ -206,7 +308,7 @@ impl RunView {
         };
         RunView {
             run_id: run.run_id.to_string(),
-            short_id: run.run_id.short(),
+            short_id: short_run_id(&run.run_id),
             position: run.id,
             status: run.status.as_str().to_owned(),
             selection: run.selection.clone(),
@@ -214,6 +316,7 @@ impl RunView {
             partition: run.partition_key.clone(),
             partition_end: run.partition_key_end.clone(),
             tags: run.tags.clone(),
+            launched_by: launched_by(&run.tags),
             parent_run_id: run.parent_run_id.map(|r| r.to_string()),
             root_run_id: run.root_run_id.map(|r| r.to_string()),
             created_at: fmt_time(run.created_at),
@@ -320,7 +423,7 @@ impl EventView {
             step_key: e.event.step_key.clone(),
             asset_key: e.event.asset_key.as_ref().map(|k| k.to_string()),
             partition: e.event.partition_key.clone(),
-            timestamp: fmt_time(e.event.timestamp),
+            timestamp: fmt_time_ms(e.event.timestamp),
             message,
             error: body.error.as_ref().map(|err| {
                 std::iter::once(err.message.as_str())
@@ -338,9 +441,30 @@ pub struct EventsQuery {
     pub kind: Option<String>,
     pub step: Option<String>,
     pub after: Option<String>,
+    /// The least log level shown on the run page (`debug`, `info`, `warn`, `error`).
+    pub level: Option<String>,
 }
 
 impl EventsQuery {
+    /// The least log level asked for, if any.
+    pub fn min_level(&self) -> Result<Option<orch::event::LogLevel>, WebError> {
+        match self
+            .level
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            None => Ok(None),
+            Some(l) => orch::event::LogLevel::parse(&l.to_ascii_uppercase())
+                .map(Some)
+                .ok_or_else(|| {
+                    WebError::BadRequest(format!(
+                        "unknown log level `{l}` (use debug, info, warn or error)"
+                    ))
+                }),
+        }
+    }
+
     pub fn filter(&self) -> Result<EventFilter, WebError> {
         let mut filter = EventFilter::default();
         if let Some(kinds) = self.kind.as_deref().filter(|k| !k.trim().is_empty()) {
@@ -399,6 +523,101 @@ pub fn steps_of(state: &AppState, run: &Run, events: &[StoredEvent]) -> Vec<Step
         .collect()
 }
 
+/// A run's events in the order they happened (their times, then the order they were stored
+/// in): a run's RUN_ENQUEUED, stored just after the run itself, may land after a fast daemon's
+/// first STEP_START.
+pub fn in_time_order(events: &mut [StoredEvent]) {
+    events.sort_by(|a, b| {
+        a.event
+            .timestamp
+            .cmp(&b.event.timestamp)
+            .then(a.id.cmp(&b.id))
+    });
+}
+
+/// The steps of one asset (or multi-asset) over its partitions: one row of the Gantt chart and
+/// one collapsible row of the steps table.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepGroup {
+    /// The step key without its partition.
+    pub name: String,
+    /// The group's status: FAILURE if one failed, else RUNNING if one runs, else SUCCESS if
+    /// all succeeded, else the first other status.
+    pub status: String,
+    /// `3 SUCCESS, 1 RUNNING`.
+    pub summary: String,
+    pub steps: Vec<StepView>,
+    #[serde(skip)]
+    pub start: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub end: Option<DateTime<Utc>>,
+    /// Still running (its end is now).
+    pub open: bool,
+}
+
+impl StepGroup {
+    pub fn is_single(&self) -> bool {
+        self.steps.len() == 1
+    }
+}
+
+/// The step key without its partition: `a/b[2026-11-22-10:00]` is `a/b`.
+fn step_group_name(key: &str) -> &str {
+    key.split_once('[').map_or(key, |(name, _)| name)
+}
+
+/// Groups steps by asset (their key without the partition), in the order of their first step.
+pub fn group_steps(steps: &[StepView]) -> Vec<StepGroup> {
+    let mut groups: Vec<StepGroup> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for step in steps {
+        let name = step_group_name(&step.key);
+        let i = *index.entry(name).or_insert_with(|| {
+            groups.push(StepGroup {
+                name: name.to_owned(),
+                status: String::new(),
+                summary: String::new(),
+                steps: Vec::new(),
+                start: None,
+                end: None,
+                open: false,
+            });
+            groups.len() - 1
+        });
+        groups[i].steps.push(step.clone());
+    }
+    for g in &mut groups {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &g.steps {
+            *counts.entry(s.status.as_str()).or_default() += 1;
+        }
+        let has = |st: &str| counts.contains_key(st);
+        g.status = if has("FAILURE") {
+            "FAILURE"
+        } else if has("RUNNING") || has("RETRYING") {
+            "RUNNING"
+        } else if counts.len() == 1 && has("SUCCESS") {
+            "SUCCESS"
+        } else {
+            g.steps
+                .iter()
+                .map(|s| s.status.as_str())
+                .find(|s| *s != "SUCCESS")
+                .unwrap_or("SUCCESS")
+        }
+        .to_owned();
+        g.summary = counts
+            .iter()
+            .map(|(st, n)| format!("{n} {st}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        g.start = g.steps.iter().filter_map(|s| s.start).min();
+        g.open = g.steps.iter().any(|s| s.start.is_some() && s.end.is_none());
+        g.end = g.steps.iter().filter_map(|s| s.end).max();
+    }
+    groups
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct LogView {
     pub step_key: String,
@@ -442,6 +661,9 @@ pub struct AssetRow {
     pub last_run_id: Option<String>,
     pub last_partition: Option<String>,
     pub checks: Vec<String>,
+    /// Materialized partitions older than an upstream or the code version (see `orch assets
+    /// list --stale`).
+    pub stale: usize,
 }
 
 pub async fn asset_rows(
@@ -451,6 +673,7 @@ pub async fn asset_rows(
     let latest = state.storage.latest_by_asset(&[]).await?;
     let latest: HashMap<&AssetKey, &AssetPartitionRecord> =
         latest.iter().map(|r| (&r.asset_key, r)).collect();
+    let facts = orch::automation::current_facts(state.storage.as_ref(), &state.graph).await?;
     Ok(state
         .graph
         .specs()
@@ -471,6 +694,7 @@ pub async fn asset_rows(
                     .filter(|r| r.materialization.is_some())
                     .and_then(|r| r.partition_key.clone()),
                 checks: spec.checks.iter().map(|c| c.name.clone()).collect(),
+                stale: orch::automation::stale_partitions(&state.graph, &facts, &spec.key).len(),
             }
         })
         .collect())
@@ -483,14 +707,184 @@ pub struct MaterializationView {
     pub partition: Option<String>,
     pub timestamp: String,
     pub row_count: Option<i64>,
+    /// The row count is the whole table's (a dbt model's), not the partition's.
+    pub table_rows: bool,
     pub duration_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PartitionCell {
     pub key: String,
-    /// MATERIALIZED, FAILED or MISSING.
+    /// MATERIALIZED, STALE, FAILED or MISSING.
     pub state: String,
+}
+
+/// One day of an hourly asset's partitions: a row of the day × hour grid.
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionDay {
+    /// `2026-11-22`.
+    pub day: String,
+    /// Hours 0 to 23; `None` where the day has no such partition (before the first, after now).
+    pub hours: Vec<Option<PartitionCell>>,
+}
+
+/// The day × hour grid of hourly keys (`2026-11-22-10:00`); empty for other partitionings.
+pub fn partition_days(cells: &[PartitionCell]) -> Vec<PartitionDay> {
+    let mut days: Vec<PartitionDay> = Vec::new();
+    for cell in cells {
+        let k = cell.key.as_str();
+        let hour = match (
+            k.get(..10),
+            k.get(11..13).and_then(|h| h.parse::<usize>().ok()),
+        ) {
+            (Some(day), Some(h)) if k.len() == 16 && h < 24 && k.ends_with(":00") => (day, h),
+            _ => return Vec::new(),
+        };
+        if days.last().is_none_or(|d| d.day != hour.0) {
+            days.push(PartitionDay {
+                day: hour.0.to_owned(),
+                hours: vec![None; 24],
+            });
+        }
+        if let Some(d) = days.last_mut() {
+            d.hours[hour.1] = Some(cell.clone());
+        }
+    }
+    // The newest day on top.
+    days.reverse();
+    days
+}
+
+/// Materializations of one run: a row of an asset's history. A run over many partitions is one
+/// row with its range, not one row per partition repeating a table-wide row count.
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryRow {
+    pub run_id: String,
+    pub short_id: String,
+    pub timestamp: String,
+    /// `2026-11-22-10:00`, or `2026-11-22-00:00 … 2026-11-22-23:00 (24)`.
+    pub partitions: String,
+    pub row_count: Option<i64>,
+    /// The row count is the whole table's (a dbt model), not the partition's.
+    pub table_rows: bool,
+    pub duration_ms: Option<f64>,
+}
+
+/// The history grouped by run (newest first, as stored).
+pub fn history_rows(history: &[MaterializationView]) -> Vec<HistoryRow> {
+    let mut rows: Vec<(HistoryRow, Vec<&str>)> = Vec::new();
+    for m in history {
+        match rows.last_mut() {
+            Some((row, parts)) if row.run_id == m.run_id => {
+                parts.extend(m.partition.as_deref());
+                row.duration_ms = match (row.duration_ms, m.duration_ms) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            _ => rows.push((
+                HistoryRow {
+                    run_id: m.run_id.clone(),
+                    short_id: m
+                        .run_id
+                        .get(m.run_id.len().saturating_sub(8)..)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    timestamp: m.timestamp.clone(),
+                    partitions: String::new(),
+                    row_count: m.row_count,
+                    table_rows: m.table_rows,
+                    duration_ms: m.duration_ms,
+                },
+                m.partition.iter().map(String::as_str).collect(),
+            )),
+        }
+    }
+    rows.into_iter()
+        .map(|(mut row, mut parts)| {
+            parts.sort_unstable();
+            parts.dedup();
+            row.partitions = match parts.as_slice() {
+                [] => String::new(),
+                [one] => (*one).to_owned(),
+                [first, .., last] => format!("{first} … {last} ({})", parts.len()),
+            };
+            row
+        })
+        .collect()
+}
+
+/// One line of an automation evaluation's tree.
+#[derive(Clone, Debug, Serialize)]
+pub struct TreeLine {
+    pub depth: usize,
+    pub label: String,
+    pub value: bool,
+    /// For which partitions it held: `2026-11-22-10:00`, `24 partitions (a … b)`.
+    pub held_for: String,
+}
+
+/// One stored automation evaluation of an asset (`orch automation explain`).
+#[derive(Clone, Debug, Serialize)]
+pub struct EvaluationView {
+    pub tick_id: i64,
+    pub tick_time: Option<String>,
+    /// `nothing`, `the asset`, `2026-11-22-10:00`, `3 partitions (a … b)`.
+    pub requested: String,
+    pub run_ids: Vec<String>,
+    pub tree: Vec<TreeLine>,
+}
+
+impl EvaluationView {
+    pub fn new(e: &orch::storage::AutomationEvaluationRecord) -> EvaluationView {
+        let mut tree = Vec::new();
+        match serde_json::from_str::<orch::automation::NodeEvaluation>(&e.tree) {
+            Ok(root) => flatten_tree(&root, 0, &mut tree),
+            Err(err) => tree.push(TreeLine {
+                depth: 0,
+                label: format!("unreadable evaluation: {err}"),
+                value: false,
+                held_for: String::new(),
+            }),
+        }
+        EvaluationView {
+            tick_id: e.tick_id,
+            tick_time: e.tick_time.map(fmt_time),
+            requested: describe_partitions(&e.requested, e.requested.len()),
+            run_ids: e.run_ids.iter().map(ToString::to_string).collect(),
+            tree,
+        }
+    }
+}
+
+fn describe_partitions(partitions: &[String], count: usize) -> String {
+    match partitions {
+        [] => "nothing".to_owned(),
+        [one] if one.is_empty() => "the asset".to_owned(),
+        [one] if count <= 1 => one.clone(),
+        [first, .., last] => format!("{count} partitions ({first} … {last})"),
+        [_] => format!("{count} partitions"),
+    }
+}
+
+fn flatten_tree(node: &orch::automation::NodeEvaluation, depth: usize, out: &mut Vec<TreeLine>) {
+    out.push(TreeLine {
+        depth,
+        label: if node.children.is_empty() {
+            node.condition.clone()
+        } else {
+            node.label.clone()
+        },
+        value: node.true_count > 0,
+        held_for: if node.true_count == 0 || node.true_partitions == [""] {
+            String::new()
+        } else {
+            describe_partitions(&node.true_partitions, node.true_count)
+        },
+    });
+    for child in &node.children {
+        flatten_tree(child, depth + 1, out);
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -514,7 +908,15 @@ pub struct AssetDetail {
     pub upstream: Vec<String>,
     pub downstream: Vec<String>,
     pub history: Vec<MaterializationView>,
+    /// The history grouped by run.
+    pub history_rows: Vec<HistoryRow>,
     pub partition_grid: Vec<PartitionCell>,
+    /// The grid by day and hour, for hourly assets.
+    pub partition_days: Vec<PartitionDay>,
+    /// Partitions per state (MATERIALIZED, STALE, FAILED, MISSING) over the grid.
+    pub partition_counts: BTreeMap<String, usize>,
+    /// The latest automation evaluations, newest first.
+    pub evaluations: Vec<EvaluationView>,
     pub checks: Vec<CheckView>,
     /// The model's SQL, for dbt models (the spec's `sql` metadata).
     pub sql: Option<String>,
@@ -532,7 +934,7 @@ pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetai
         .ok_or_else(|| WebError::NotFound(format!("no asset `{key}`")))?;
     let keys = BTreeSet::from([key.clone()]);
     let row = asset_rows(state, Some(&keys)).await?.remove(0);
-    let history = state
+    let history: Vec<MaterializationView> = state
         .storage
         .asset_events(key, &[EventKind::AssetMaterialization], None, 100)
         .await?
@@ -543,6 +945,7 @@ pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetai
             partition: e.event.partition_key.clone(),
             timestamp: fmt_time(e.event.timestamp),
             row_count: e.event.body.metadata.row_count(),
+            table_rows: e.event.body.metadata.get("dbt/unique_id").is_some(),
             duration_ms: e
                 .event
                 .body
@@ -561,6 +964,11 @@ pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetai
         .map(|r| (r.partition_key.clone().unwrap_or_default(), r))
         .collect();
     let now = Utc::now();
+    let facts = orch::automation::current_facts(state.storage.as_ref(), &state.graph).await?;
+    let stale: BTreeSet<String> = orch::automation::stale_partitions(&state.graph, &facts, key)
+        .into_iter()
+        .map(|(slot, _)| slot)
+        .collect();
     let (partition_grid, suggested_partition) = match &spec.partitions {
         Some(def) => {
             let mut all = def.keys_until(now);
@@ -573,6 +981,7 @@ pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetai
                     key: k.clone(),
                     state: match by_partition.get(k) {
                         Some(r) if r.is_failed() => "FAILED",
+                        Some(r) if r.materialization.is_some() && stale.contains(k) => "STALE",
                         Some(r) if r.materialization.is_some() => "MATERIALIZED",
                         _ => "MISSING",
                     }
@@ -618,8 +1027,23 @@ pub async fn asset_detail(state: &AppState, key: &AssetKey) -> Result<AssetDetai
                     .map(str::to_owned),
             })
     });
+    let mut partition_counts = BTreeMap::new();
+    for cell in &partition_grid {
+        *partition_counts.entry(cell.state.clone()).or_insert(0) += 1;
+    }
+    let evaluations = state
+        .storage
+        .automation_evaluations(&key.to_user_string(), 5)
+        .await?
+        .iter()
+        .map(EvaluationView::new)
+        .collect();
     Ok(AssetDetail {
         row,
+        history_rows: history_rows(&history),
+        partition_days: partition_days(&partition_grid),
+        partition_counts,
+        evaluations,
         owners: spec.owners.clone(),
         tags: spec.tags.clone(),
         code_version: spec.code_version.clone(),

@@ -8,6 +8,7 @@ conformance!(
     case_claim_respects_max_concurrent_runs,
     case_renew_lease_is_fenced,
     case_expired_leases_and_fail_expired,
+    case_fail_expired_ends_the_steps_in_flight,
     case_terminal_transitions_clear_the_lease,
     case_request_cancel,
     case_cancel_a_claimed_run,
@@ -620,4 +621,69 @@ async fn case_queue_wakeups(storage: Arc<dyn Storage>) {
     let start = Instant::now();
     storage.wait_for_queue(Duration::from_millis(300)).await;
     assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+/// A run failed for its expired lease leaves no step in flight: every step started (or up
+/// for retry) and not ended gets a STEP_FAILURE saying why, with its asset and partition.
+async fn case_fail_expired_ends_the_steps_in_flight(storage: Arc<dyn Storage>) {
+    let run = create(&storage, new_run(RunStatus::Queued, &["a", "b", "c"], 0)).await;
+    let lease = storage
+        .claim_run("w1", at(100), Duration::from_secs(10), &no_limits())
+        .await
+        .unwrap()
+        .unwrap();
+    storage
+        .transition_run(run.run_id, RunStatus::Started, at(101))
+        .await
+        .unwrap();
+    let step = |kind: EventKind, step: &str, secs: i64| {
+        let mut e = event(run.run_id, kind, secs).step(step);
+        e.asset_key = Some(key(step));
+        e.partition_key = Some("2026-11-22-10:00".into());
+        e
+    };
+    storage
+        .append_events(&[
+            step(EventKind::StepStart, "a", 102),
+            step(EventKind::StepSuccess, "a", 103),
+            step(EventKind::StepStart, "b", 103),
+            step(EventKind::StepStart, "c", 103),
+            step(EventKind::StepUpForRetry, "c", 104),
+        ])
+        .await
+        .unwrap();
+    storage
+        .fail_expired(&lease.lease(), at(200), "worker w1 stopped renewing its lease")
+        .await
+        .unwrap()
+        .expect("expired");
+    let events = events_of(&storage, run.run_id).await;
+    let ended: Vec<(Option<&str>, EventKind)> = events
+        .iter()
+        .filter(|e| e.event.timestamp == at(200))
+        .map(|e| (e.event.step_key.as_deref(), e.event.kind))
+        .collect();
+    assert_eq!(
+        ended,
+        vec![
+            (Some("b"), EventKind::StepFailure),
+            (Some("c"), EventKind::StepFailure),
+            (None, EventKind::RunFailure),
+        ],
+        "the steps in flight end before the run"
+    );
+    let b = &events
+        .iter()
+        .find(|e| e.event.step_key.as_deref() == Some("b") && e.event.kind == EventKind::StepFailure)
+        .unwrap()
+        .event;
+    assert_eq!(b.asset_key, Some(key("b")));
+    assert_eq!(b.partition_key.as_deref(), Some("2026-11-22-10:00"));
+    assert!(
+        b.body
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("stopped renewing its lease")),
+        "{b:?}"
+    );
 }

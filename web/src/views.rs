@@ -32,8 +32,7 @@ pub fn fmt_time_ms(t: DateTime<Utc>) -> String {
 /// A run id as tables show it: the last 8 hex digits of the UUIDv7, its random tail. (The head
 /// is the creation time, the same for runs created in the same minute.)
 pub fn short_run_id(id: &RunId) -> String {
-    let s = id.to_string();
-    s[s.len() - 8..].to_owned()
+    id.short()
 }
 
 /// What launched a run, from its tags: `schedule hourly`, `sensor x`, `backfill b-1`,

@@ -27,9 +27,11 @@ impl RunId {
         Uuid::parse_str(s).map(RunId)
     }
 
-    /// The first eight hex digits, as shown in lists.
+    /// The last eight hex digits, as lists show it: the UUIDv7's random tail (its head is the
+    /// creation time, the same for runs created in the same minute).
     pub fn short(&self) -> String {
-        self.0.simple().to_string()[..8].to_owned()
+        let hex = self.0.simple().to_string();
+        hex[hex.len() - 8..].to_owned()
     }
 }
 

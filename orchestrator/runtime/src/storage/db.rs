@@ -571,6 +571,10 @@ impl Tx {
         self.conn().execute(&sql).await
     }
 
+    pub(super) async fn fetch_all<T: Record>(&mut self, sql: Sql<'_>) -> Result<Vec<T>> {
+        self.conn().fetch_all(&sql).await
+    }
+
     pub(super) async fn fetch_optional<T: Record>(&mut self, sql: Sql<'_>) -> Result<Option<T>> {
         self.conn().fetch_optional(&sql).await
     }

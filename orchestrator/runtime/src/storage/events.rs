@@ -3,6 +3,7 @@
 //! check results: see [`super::derived`]). Tables `event_log` and `step_logs`.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 
 use super::convert::{asset_key, literal_list, micros, rows_per_statement, run_id, time};
@@ -176,6 +177,69 @@ pub(super) async fn insert_events(db: &Db, tx: &mut Tx, events: &[Event]) -> Res
         tx.execute(sql.not_persistent()).await?;
     }
     derived::write(db, tx, &derived::derive(events, &ids)).await
+}
+
+/// Ends, in the transaction `tx`, every step of `run_id` whose latest step event leaves it in
+/// flight (started, or up for retry): a `kind` event (`STEP_FAILURE` or `STEP_CANCELED`) at
+/// `at` saying `why`, with the step's asset and partitions. For runs that end without their
+/// executor (its process died and the lease expired), so that no step stays STARTED after its
+/// run ended. Returns how many steps it ended.
+pub(super) async fn end_open_steps(
+    db: &Db,
+    tx: &mut Tx,
+    run_id: RunId,
+    at: DateTime<Utc>,
+    kind: EventKind,
+    why: &str,
+) -> Result<usize> {
+    let step_kinds = [
+        EventKind::StepStart,
+        EventKind::StepSuccess,
+        EventKind::StepFailure,
+        EventKind::StepUpForRetry,
+        EventKind::StepSkipped,
+        EventKind::StepCanceled,
+    ];
+    let rows: Vec<EventRow> = tx
+        .fetch_all(
+            Sql::new(format!(
+                "SELECT {EVENT_COLUMNS} FROM event_log WHERE run_id = $1 \
+                 AND step_key IS NOT NULL AND event_type IN ({}) ORDER BY id",
+                literal_list(step_kinds.iter().map(|k| k.as_str()))
+            ))
+            .bind(run_id.to_string()),
+        )
+        .await?;
+    // The latest step event of each step, and the step's start (for its asset and partitions).
+    let mut latest: std::collections::BTreeMap<String, (EventKind, Option<Event>)> =
+        std::collections::BTreeMap::new();
+    for stored in events(rows)? {
+        let event = stored.event;
+        let Some(step) = event.step_key.clone() else {
+            continue;
+        };
+        let entry = latest.entry(step).or_insert((event.kind, None));
+        entry.0 = event.kind;
+        if event.kind == EventKind::StepStart {
+            entry.1 = Some(event);
+        }
+    }
+    let ended: Vec<Event> = latest
+        .into_iter()
+        .filter(|(_, (last, _))| matches!(last, EventKind::StepStart | EventKind::StepUpForRetry))
+        .map(|(step, (_, start))| {
+            let mut end = Event::new(run_id, kind, at).step(step).message(why);
+            if let Some(start) = start {
+                end.asset_key = start.asset_key;
+                end.partition_key = start.partition_key;
+                end.body.partition_key_end = start.body.partition_key_end;
+                end.body.attempt = start.body.attempt;
+            }
+            end
+        })
+        .collect();
+    insert_events(db, tx, &ended).await?;
+    Ok(ended.len())
 }
 
 #[async_trait]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 
 use super::convert::{duration_micros, literal_list, micros, run_status, time};
 use super::db::{Db, Sql, Tx};
-use super::events::insert_events;
+use super::events::{end_open_steps, insert_events};
 use super::runs::{RUN_COLUMNS, RunRow, insert_run};
 use super::{Result, SqlStorage, StorageError};
 use crate::event::{Event, EventKind};
@@ -329,6 +329,9 @@ impl QueueStorage for SqlStorage {
             return Ok(None);
         };
         let run = row.into_run()?;
+        // No step outlives its run: the steps its worker left in flight fail with the run.
+        let why = format!("the step did not finish: {reason}");
+        end_open_steps(&self.db, &mut tx, lease.run_id, now, EventKind::StepFailure, &why).await?;
         let event = Event::new(lease.run_id, EventKind::RunFailure, now).message(reason);
         insert_events(&self.db, &mut tx, &[event]).await?;
         tx.commit().await?;

@@ -5,6 +5,7 @@
 --   new      registered (or, without a registration, first seen) in the 7 days up to as_of_ts;
 --   power    at least 100 plays in the 7 days up to as_of_ts (about two hours of music a day);
 --   regular  active on at least 3 distinct days of the 7 days up to as_of_ts;
+-- (the thresholds are vars: segment_power_plays, 100, and segment_regular_days, 3).
 --   casual   everyone else (active in the last 7 days, but less).
 -- "Active" is any event with the user's id: a page view, a play or a log-in.
 {{ config(meta={'orch_why': "a user's segment depends on all of their history up to the latest event, so it is derived from every hour by each build"}) }}
@@ -76,8 +77,8 @@ select
         when last_seen_ts is null
             or {{ dbt.datediff('last_seen_ts', 'as_of_ts', 'second') }} >= 7 * 86400 then 'dormant'
         when {{ dbt.datediff('coalesce(registration_ts, first_seen_ts)', 'as_of_ts', 'second') }} < 7 * 86400 then 'new'
-        when plays_last_7 >= 100 then 'power'
-        when active_days_last_7 >= 3 then 'regular'
+        when plays_last_7 >= {{ var('segment_power_plays', 100) }} then 'power'
+        when active_days_last_7 >= {{ var('segment_regular_days', 3) }} then 'regular'
         else 'casual'
     end as segment
 from measured

@@ -339,6 +339,12 @@ fn human_secs(secs: u64) -> String {
     }
 }
 
+/// The script that installs dbt into orch's venv, when the project has it.
+fn installer(root: &Path) -> Option<std::path::PathBuf> {
+    let script = root.join("scripts/dbt-venv");
+    script.is_file().then_some(script)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,10 +375,4 @@ mod tests {
             (false, Some(Severity::Warn))
         );
     }
-}
-
-/// The script that installs dbt into orch's venv, when the project has it.
-fn installer(root: &Path) -> Option<std::path::PathBuf> {
-    let script = root.join("scripts/dbt-venv");
-    script.is_file().then_some(script)
 }

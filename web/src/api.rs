@@ -246,7 +246,10 @@ pub async fn mart(State(state): State<AppState>, Path(name): Path<String>) -> Ap
     let chart = Chart::parse(&name).ok_or_else(|| {
         WebError::NotFound(format!(
             "no chart `{name}` (charts: {})",
-            Chart::ALL.map(|c| c.name()).join(", ")
+            Chart::every()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
     match state.marts.chart(chart).await {

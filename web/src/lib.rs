@@ -28,7 +28,7 @@ use orch::storage::Storage;
 use tokio_util::sync::CancellationToken;
 
 pub use error::WebError;
-pub use marts::{Chart, ChartData, InMemoryMarts, MartError, MartSource, NoMarts};
+pub use marts::{Chart, ChartData, Grain, InMemoryMarts, MartError, MartSource, NoMarts};
 pub use security::Security;
 
 /// The environment variable holding the token that write actions need when the server is

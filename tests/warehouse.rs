@@ -186,7 +186,7 @@ fn every_grain_and_the_segments_match_the_lake_and_every_mart_is_documented() {
             "--sink",
             "lake",
             "--users",
-            "150",
+            "800",
             "--from",
             FROM,
             "--to",

@@ -287,7 +287,16 @@ fn freshness_check(
                         "bigquery" => format!("select unix_seconds(max({field})) from {table}"),
                         _ => format!("select cast(epoch(max({field})) as bigint) from {table}"),
                     };
-                    let rows = warehouse.query(&sql).await?.rows;
+                    // A table the loads have not created yet is not fresh either: a
+                    // warning, not a failed step.
+                    let rows = match warehouse.query(&sql).await {
+                        Ok(result) => result.rows,
+                        Err(e) => {
+                            return Ok(CheckResult::new("freshness", false)
+                                .severity(Severity::Warn)
+                                .description(format!("cannot read {table}: {e}")));
+                        }
+                    };
                     let newest = rows
                         .first()
                         .and_then(|r| r.first())

@@ -113,6 +113,155 @@ fn the_dbt_project_builds_on_duckdb_with_every_test_passing() {
         "select hour_of_day, plays from marts.mart_listening_by_hour order by 1",
     );
     assert_eq!(hours, serde_json::json!([[10, 60], [11, 60]]));
+
+    // The marts at every grain: user 1 logs in once in each hour.
+    let logins = query(
+        &python,
+        &db,
+        "select grain, logins, users_logged_in from marts.mart_logins where grain in ('hour', 'day', 'week', 'month', 'year') order by period_start, grain",
+    );
+    assert_eq!(
+        logins,
+        serde_json::json!([
+            ["year", 2, 1],
+            ["month", 2, 1],
+            ["week", 2, 1],
+            ["day", 2, 1],
+            ["hour", 1, 1],
+            ["hour", 1, 1]
+        ])
+    );
+    let plays = query(
+        &python,
+        &db,
+        "select grain, count(*), sum(plays) from marts.mart_plays group by 1 order by 1",
+    );
+    assert_eq!(
+        plays,
+        serde_json::json!([
+            ["day", 1, 120],
+            ["hour", 2, 120],
+            ["minute", 40, 120],
+            ["month", 1, 120],
+            ["week", 1, 120],
+            ["year", 1, 120]
+        ])
+    );
+    let segments = query(
+        &python,
+        &db,
+        "select segment, count(*) from marts.mart_user_segments group by 1",
+    );
+    assert_eq!(
+        segments,
+        serde_json::json!([["new", 20]]),
+        "registered the day before"
+    );
+
+    // Every model and every column of the warehouse is described (manifest against catalog).
+    let project = repo().join("dbt");
+    run(Command::new(&dbt)
+        .args(["docs", "generate", "--no-compile", "--project-dir"])
+        .arg(&project)
+        .arg("--profiles-dir")
+        .arg(&project)
+        .arg("--target-path")
+        .arg(dir.path().join("target"))
+        .arg("--log-path")
+        .arg(dir.path().join("logs"))
+        .env("ORCH_DUCKDB_PATH", &db)
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false"));
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(
+            &std::fs::read_to_string(dir.path().join("target").join(name)).unwrap(),
+        )
+        .unwrap()
+    };
+    let (manifest, catalog) = (read("manifest.json"), read("catalog.json"));
+    let mut undocumented = Vec::new();
+    for (id, node) in catalog["nodes"].as_object().unwrap() {
+        let documented = &manifest["nodes"][id];
+        if documented["description"].as_str().unwrap_or("").is_empty() {
+            undocumented.push(id.clone());
+        }
+        for column in node["columns"].as_object().unwrap().keys() {
+            let c = &documented["columns"][column.to_lowercase()];
+            if c["description"].as_str().unwrap_or("").is_empty() {
+                undocumented.push(format!("{id}.{column}"));
+            }
+        }
+    }
+    assert!(
+        catalog["nodes"].as_object().unwrap().len() > 40,
+        "every model and the snapshot"
+    );
+    assert_eq!(
+        undocumented,
+        Vec::<String>::new(),
+        "models and columns without a description"
+    );
+
+    // A broken contract and a failing unit test each fail the build with dbt's message.
+    let broken = dir.path().join("broken");
+    copy_dir(&project, &broken);
+    let marts_yml = broken.join("models/marts/marts.yml");
+    let text = std::fs::read_to_string(&marts_yml).unwrap().replace(
+        "      - name: sessions\n        data_type: int64\n        description: \"Distinct sessions",
+        "      - name: sessions\n        data_type: date\n        description: \"Distinct sessions",
+    );
+    assert!(text.contains("data_type: date\n        description: \"Distinct sessions"));
+    std::fs::write(&marts_yml, text).unwrap();
+    let unit_yml = broken.join("models/unit_tests.yml");
+    let text = std::fs::read_to_string(&unit_yml)
+        .unwrap()
+        .replace("sessions: 2, plays: 4", "sessions: 3, plays: 4");
+    std::fs::write(&unit_yml, text).unwrap();
+    let out = Command::new(&dbt)
+        .args([
+            "build",
+            "--select",
+            "mart_plays",
+            "mart_session_stats",
+            "--project-dir",
+        ])
+        .arg(&broken)
+        .arg("--profiles-dir")
+        .arg(&broken)
+        .arg("--target-path")
+        .arg(dir.path().join("broken-target"))
+        .arg("--log-path")
+        .arg(dir.path().join("logs"))
+        .env("ORCH_DUCKDB_PATH", &db)
+        .env("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("contract"),
+        "the contract's message:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("Failure in unit_test mart_session_stats_sessions"),
+        "the unit test's failure:\n{stdout}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if matches!(name.to_str(), Some("target" | "logs")) {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_dir() {
+            copy_dir(&path, &to.join(&name));
+        } else {
+            std::fs::copy(&path, to.join(&name)).unwrap();
+        }
+    }
 }
 
 /// The BigQuery side, as far as this machine allows: every model and test compiles for the

@@ -19,4 +19,5 @@ mod sensors;
 mod storage;
 mod streaming;
 mod util;
+mod warehouse;
 mod web;

@@ -527,6 +527,25 @@ fn a_broken_dbt_model_fails_its_step_with_dbts_own_message() {
             .any(|id| id.contains("assert_level_changes_follow_status_events")),
         "{ran:?}"
     );
+
+    // A broken contract fails its step with dbt's message: a mart's declared type no longer
+    // matches what its SQL returns.
+    let yml = project.path().join("dbt/models/marts/marts.yml");
+    let text = std::fs::read_to_string(&yml).unwrap();
+    let broken = text.replace(
+        "      - name: sessions\n        data_type: int64\n",
+        "      - name: sessions\n        data_type: date\n",
+    );
+    assert_ne!(broken, text, "mart_plays declares sessions as int64");
+    std::fs::write(&yml, broken).unwrap();
+    let run = project.run(&["materialize", "--select", "mart_plays", "--partition", FROM]);
+    run.expect_code(1);
+    let err = run.stderr();
+    assert!(err.contains("dbt build failed"), "{err}");
+    assert!(
+        err.contains("mart_plays") && err.contains("enforced contract"),
+        "dbt's own message: {err}"
+    );
 }
 
 /// Whether the marts equal the lake's events over `w` now (the warehouse may be busy: then

@@ -99,6 +99,13 @@ fn test_graph() -> Arc<AssetGraph> {
             .group("marts")
             .kind("dbt")
             .check(orch::CheckSpec::new("not_empty"))
+            // The dbt project's documentation of the model (orch_dbt::docs).
+            .metadata("dbt/unique_id", "model.p.top_songs")
+            .metadata(
+                "dbt/columns",
+                serde_json::json!([{"name": "song_key", "description": "The song <key>.",
+                    "data_type": "string", "constraints": ["not_null"], "tests": ["primary_key"]}]),
+            )
             .compute(noop)
             .unwrap(),
     ];
@@ -367,7 +374,14 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
         ),
         (
             "/assets/marts/top_songs".into(),
-            &["not_empty", "staging/plays"],
+            &[
+                "not_empty",
+                "staging/plays",
+                "<h2 id=\"columns\">Columns</h2>",
+                "song_key",
+                "The song &#60;key&#62;.",
+                "primary_key",
+            ],
         ),
         (
             "/lineage".into(),
@@ -403,6 +417,17 @@ async fn case_every_page_renders(storage: Arc<dyn Storage>) {
                 "class=\"echart\"",
                 "/static/echarts.min.js",
                 "mart_top_artists is not built yet",
+                "id=\"grain-picker\"",
+                "<strong class=\"mono\">day</strong>",
+                "mart_logins is not built yet",
+                "mart_user_segments is not built yet",
+            ],
+        ),
+        (
+            "/dashboards?grain=minute".into(),
+            &[
+                "<strong class=\"mono\">minute</strong>",
+                "href=\"/dashboards?grain=year#by-period\"",
             ],
         ),
         ("/login".into(), &["needs no token"]),

@@ -17,7 +17,8 @@ use orch::automation::Condition;
 use orch::config::Config;
 use orch::context::{AssetContext, ComputeError, Materialization};
 use orch::partitions::PartitionsDefinition;
-use orch_dbt::{DbtAssetOptions, DbtProject, dbt_assets};
+use orch::{CheckResult, CheckSpec, Severity};
+use orch_dbt::{DbtAssetOptions, DbtProject, DbtSource, Manifest, dbt_assets};
 use orch_lake::{Hour, Lake, Topic, layout};
 use orch_warehouse::{BigQueryConfig, BigQueryWarehouse, DuckDbWarehouse, Warehouse};
 
@@ -36,6 +37,7 @@ pub fn definitions(config: &Config, settings: &PlatformConfig) -> Result<Definit
             BigQueryConfig::from_env().map_err(|e| format!("platform.warehouse bigquery: {e}"))?,
         )),
     };
+    let dbt = dbt_project(config, settings)?;
     let mut defs = Definitions::new();
     for topic in Topic::ALL {
         defs = defs.asset(raw_asset(topic, &partitions, Arc::clone(&lake))?);
@@ -45,6 +47,19 @@ pub fn definitions(config: &Config, settings: &PlatformConfig) -> Result<Definit
             Arc::clone(&lake),
             Arc::clone(&warehouse),
         )?;
+        // The dbt source's freshness, as a check on the asset that loads the table.
+        let source = dbt.as_ref().and_then(|(_, manifest)| {
+            manifest
+                .sources
+                .values()
+                .find(|s| s.orch_asset.as_deref() == Some(&format!("staging/{topic}")))
+        });
+        if let Some(check) = source.and_then(|s| freshness_check(s, topic, Arc::clone(&warehouse)))
+        {
+            for spec in &mut staging.specs {
+                spec.checks.push(check.clone());
+            }
+        }
         if settings.automation {
             for spec in &mut staging.specs {
                 spec.automation = Some(staging_condition(settings.warehouse));
@@ -52,7 +67,7 @@ pub fn definitions(config: &Config, settings: &PlatformConfig) -> Result<Definit
         }
         defs = defs.asset(staging);
     }
-    if let Some(mut dbt) = dbt_definition(config, settings, &partitions, warehouse.kind())? {
+    if let Some(mut dbt) = dbt_definition(dbt, settings, &partitions, warehouse.kind())? {
         if settings.automation {
             for spec in &mut dbt.specs {
                 spec.automation = Some(Condition::eager());
@@ -179,13 +194,11 @@ fn staging_asset(
         .map_err(|e| e.to_string())
 }
 
-/// The dbt project's models as assets, when the project has one.
-fn dbt_definition(
+/// The dbt project and its manifest, when the project has one.
+fn dbt_project(
     config: &Config,
     settings: &PlatformConfig,
-    partitions: &PartitionsDefinition,
-    warehouse_kind: &str,
-) -> Result<Option<AssetsDefinition>, String> {
+) -> Result<Option<(Arc<DbtProject>, Manifest)>, String> {
     let dir = &settings.dbt_project;
     if !dir.join("dbt_project.yml").is_file() {
         if settings.dbt_project_set {
@@ -207,8 +220,20 @@ fn dbt_definition(
         (None, Some(script)) => project.installer(script),
         (None, None) => project,
     };
-    let project = Arc::new(project);
     let manifest = project.manifest()?;
+    Ok(Some((Arc::new(project), manifest)))
+}
+
+/// The dbt project's models as assets, when the project has one.
+fn dbt_definition(
+    dbt: Option<(Arc<DbtProject>, Manifest)>,
+    settings: &PlatformConfig,
+    partitions: &PartitionsDefinition,
+    warehouse_kind: &str,
+) -> Result<Option<AssetsDefinition>, String> {
+    let Some((project, manifest)) = dbt else {
+        return Ok(None);
+    };
     let pool = match settings.warehouse {
         WarehouseKind::BigQuery => DBT_POOL,
         WarehouseKind::DuckDb => WAREHOUSE_POOL,
@@ -221,8 +246,142 @@ fn dbt_definition(
     dbt_assets(project, &manifest, &options).map(Some)
 }
 
+/// The check `freshness` on `staging/{topic}`, from the dbt source's `loaded_at_field` and
+/// `freshness` (sources.yml), evaluated after every load like `dbt source freshness`: the age
+/// of the table's newest `loaded_at_field` (the whole table, not the hour loaded) against
+/// `warn_after` (a warning) and `error_after` (an error). Not blocking: a stale source says
+/// so on the asset without holding back the models.
+fn freshness_check(
+    source: &DbtSource,
+    topic: Topic,
+    warehouse: Arc<dyn Warehouse>,
+) -> Option<CheckSpec> {
+    let field = source.loaded_at_field.clone()?;
+    if source.warn_after_secs.is_none() && source.error_after_secs.is_none() {
+        return None;
+    }
+    let (warn, error) = (source.warn_after_secs, source.error_after_secs);
+    let limits = [("warn", warn), ("error", error)]
+        .iter()
+        .filter_map(|(k, v)| v.map(|v| format!("{k} after {}", human_secs(v))))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let description = format!(
+        "dbt source freshness of {}.{}: the newest {field} ({limits})",
+        source.source_name, source.name
+    );
+    Some(
+        CheckSpec::new("freshness")
+            .severity(if error.is_some() {
+                Severity::Error
+            } else {
+                Severity::Warn
+            })
+            .description(description)
+            .evaluate(move |_ctx, _metadata| {
+                let warehouse = Arc::clone(&warehouse);
+                let field = field.clone();
+                async move {
+                    let table = warehouse.raw_table(topic);
+                    let sql = match warehouse.kind() {
+                        "bigquery" => format!("select unix_seconds(max({field})) from {table}"),
+                        _ => format!("select cast(epoch(max({field})) as bigint) from {table}"),
+                    };
+                    // A table the loads have not created yet is not fresh either: a
+                    // warning, not a failed step.
+                    let rows = match warehouse.query(&sql).await {
+                        Ok(result) => result.rows,
+                        Err(e) => {
+                            return Ok(CheckResult::new("freshness", false)
+                                .severity(Severity::Warn)
+                                .description(format!("cannot read {table}: {e}")));
+                        }
+                    };
+                    let newest = rows
+                        .first()
+                        .and_then(|r| r.first())
+                        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
+                    let now = chrono::Utc::now().timestamp();
+                    Ok(freshness_result(newest.map(|t| now - t), warn, error))
+                }
+            }),
+    )
+}
+
+/// The freshness check's result for the newest row's age (`None`: the table is empty).
+fn freshness_result(age_secs: Option<i64>, warn: Option<u64>, error: Option<u64>) -> CheckResult {
+    let Some(age) = age_secs else {
+        return CheckResult::new("freshness", false)
+            .severity(Severity::Warn)
+            .description("no rows loaded yet");
+    };
+    let over = |limit: Option<u64>| limit.is_some_and(|l| age > l as i64);
+    let result = if over(error) {
+        CheckResult::new("freshness", false)
+            .severity(Severity::Error)
+            .description(format!(
+                "the newest row is {} old: more than error_after ({})",
+                human_secs(age.max(0) as u64),
+                human_secs(error.unwrap_or_default())
+            ))
+    } else if over(warn) {
+        CheckResult::new("freshness", false)
+            .severity(Severity::Warn)
+            .description(format!(
+                "the newest row is {} old: more than warn_after ({})",
+                human_secs(age.max(0) as u64),
+                human_secs(warn.unwrap_or_default())
+            ))
+    } else {
+        CheckResult::new("freshness", true)
+    };
+    result.meta("age_secs", age)
+}
+
+/// `2 h`, `45 min`, `3 d`.
+fn human_secs(secs: u64) -> String {
+    match secs {
+        s if s >= 86_400 && s % 86_400 == 0 => format!("{} d", s / 86_400),
+        s if s >= 3600 => format!("{:.1} h", s as f64 / 3600.0).replace(".0 h", " h"),
+        s if s >= 60 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 /// The script that installs dbt into orch's venv, when the project has it.
 fn installer(root: &Path) -> Option<std::path::PathBuf> {
     let script = root.join("scripts/dbt-venv");
     script.is_file().then_some(script)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_levels() {
+        let (warn, error) = (Some(7200), Some(6 * 3600));
+        let fresh = freshness_result(Some(60), warn, error);
+        assert!(fresh.passed);
+        let late = freshness_result(Some(3 * 3600), warn, error);
+        assert!(!late.passed);
+        assert_eq!(late.severity, Some(Severity::Warn));
+        assert!(
+            late.description
+                .as_deref()
+                .unwrap()
+                .contains("warn_after (2 h)")
+        );
+        let stale = freshness_result(Some(7 * 3600), warn, error);
+        assert_eq!(
+            (stale.passed, stale.severity),
+            (false, Some(Severity::Error))
+        );
+        assert!(stale.description.as_deref().unwrap().contains("7 h old"));
+        let empty = freshness_result(None, warn, error);
+        assert_eq!(
+            (empty.passed, empty.severity),
+            (false, Some(Severity::Warn))
+        );
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use orch_warehouse::{DuckDbWarehouse, TableRef, Warehouse};
-use orch_web::{Chart, ChartData, MartError, MartSource};
+use orch_web::{Chart, ChartData, Grain, MartError, MartSource};
 
 use crate::config::{PlatformConfig, WarehouseKind};
 
@@ -27,7 +27,57 @@ impl WarehouseMarts {
     }
 }
 
-/// The query behind a chart: a label and a value per row.
+/// How many periods a time-series chart shows at most (the latest ones).
+const PERIODS: usize = 120;
+
+/// The query behind a chart at a grain: a label and a value per row. The charts of
+/// [`Chart::BY_GRAIN`] read the marts' `grain` column; the others ignore the grain.
+fn sql_at(chart: Chart, grain: Grain) -> String {
+    let g = grain.name();
+    // The latest PERIODS periods, oldest first.
+    let series = |mart: &str, value: &str| {
+        format!(
+            "select label, value from (select cast(period_start as varchar) as label, {value} as value, period_start \
+             from marts.{mart} where grain = '{g}' order by period_start desc limit {PERIODS}) recent order by period_start"
+        )
+    };
+    // The rows of the latest period.
+    let latest = |mart: &str, label: &str, order: &str, limit: usize| {
+        format!(
+            "select {label} as label, plays as value from marts.{mart} \
+             where grain = '{g}' and period_start = (select max(period_start) from marts.{mart} where grain = '{g}') \
+             order by {order} limit {limit}"
+        )
+    };
+    match chart {
+        Chart::Logins => series("mart_logins", "users_logged_in"),
+        Chart::Plays => series("mart_plays", "plays"),
+        Chart::ActiveUsersByPeriod => series("mart_active_users", "active_users"),
+        Chart::TopSongsInPeriod => latest(
+            "mart_top_songs_by_period",
+            "song || ' (' || artist || ')'",
+            "rank_in_period",
+            10,
+        ),
+        Chart::TopArtistsInPeriod => {
+            latest("mart_top_artists_by_period", "artist", "rank_in_period", 10)
+        }
+        Chart::LocationsInPeriod => latest(
+            "mart_locations_by_period",
+            "coalesce(state, 'unknown')",
+            "plays desc, state",
+            15,
+        ),
+        Chart::Segments => {
+            "select segment as label, count(*) as value from marts.mart_user_segments \
+             group by 1 order by 1"
+                .to_owned()
+        }
+        other => sql(other).to_owned(),
+    }
+}
+
+/// The query behind a chart of [`Chart::ALL`]: a label and a value per row.
 fn sql(chart: Chart) -> &'static str {
     match chart {
         Chart::TopSongs => {
@@ -69,12 +119,24 @@ fn sql(chart: Chart) -> &'static str {
              from marts.mart_user_demographics where segment = 'all_active_users' \
              group by 1 order by 1"
         }
+        // The charts at a grain: drawn by sql_at.
+        Chart::Logins
+        | Chart::Plays
+        | Chart::ActiveUsersByPeriod
+        | Chart::TopSongsInPeriod
+        | Chart::TopArtistsInPeriod
+        | Chart::LocationsInPeriod
+        | Chart::Segments => "",
     }
 }
 
 #[async_trait]
 impl MartSource for WarehouseMarts {
     async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+        self.chart_at(chart, Grain::default()).await
+    }
+
+    async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError> {
         let mart = chart.mart().to_owned();
         let table = TableRef::new("marts", &mart);
         let query_error = |e: orch_warehouse::WarehouseError| MartError::Query {
@@ -82,7 +144,7 @@ impl MartSource for WarehouseMarts {
             message: e.to_string(),
         };
         // One query on the happy path; only a failed one asks whether the mart exists.
-        let result = match self.warehouse.query(sql(chart)).await {
+        let result = match self.warehouse.query(&sql_at(chart, grain)).await {
             Ok(result) => result,
             Err(e) => {
                 return Err(match self.warehouse.row_count(&table).await {

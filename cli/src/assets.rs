@@ -1,4 +1,5 @@
 //! `orch assets list`: the catalog with each asset's last materialization and state.
+//! `orch assets show KEY`: one asset's documentation.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -167,5 +168,89 @@ pub async fn list(dir: Option<&Path>, args: ListArgs) -> CmdResult {
         ]);
     }
     print!("{}", table.render());
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The asset's key (`mart_top_songs`, `staging/listen_events`).
+    key: String,
+    #[command(flatten)]
+    output: OutputArgs,
+}
+
+/// An asset's documentation: what the definitions say (no run history needed).
+pub fn show(dir: Option<&Path>, args: ShowArgs) -> CmdResult {
+    let config = project::config(dir)?;
+    let (_, graph) = project::graph(&config)?;
+    let key = orch::AssetKey::parse(&args.key)
+        .ok()
+        .filter(|k| graph.contains(k))
+        .ok_or_else(|| {
+            let hint = graph
+                .nearest_key(&args.key)
+                .map(|k| format!(" (did you mean `{k}`?)"))
+                .unwrap_or_default();
+            Failure::Usage(format!("no asset `{}`{hint}", args.key))
+        })?;
+    let spec = graph.spec(&key).expect("a key of the graph");
+    let columns = orch_dbt::docs::columns(&spec.metadata);
+    let upstream: Vec<String> = graph.parents(&key).iter().map(|k| k.to_string()).collect();
+    let downstream: Vec<String> = graph.children(&key).iter().map(|k| k.to_string()).collect();
+    if args.output.json {
+        let doc = serde_json::json!({
+            "key": key.to_string(),
+            "description": spec.description,
+            "group": spec.group,
+            "kinds": spec.kinds,
+            "partitions": spec.partitions.as_ref().map(|p| p.describe()),
+            "upstream": upstream,
+            "downstream": downstream,
+            "checks": spec.checks.iter().map(|c| serde_json::json!({
+                "name": c.name, "severity": c.severity.as_str(), "blocking": c.blocking,
+                "description": c.description,
+            })).collect::<Vec<_>>(),
+            "columns": columns.iter().map(|c| serde_json::json!({
+                "name": c.name, "data_type": c.data_type, "description": c.description,
+                "constraints": c.constraints, "tests": c.tests,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{doc}");
+        return Ok(());
+    }
+    println!("{key}");
+    if let Some(d) = &spec.description {
+        println!("  {}", d.trim());
+    }
+    println!();
+    println!("group       {}", spec.group);
+    println!(
+        "kinds       {}",
+        spec.kinds.iter().cloned().collect::<Vec<_>>().join(", ")
+    );
+    if let Some(p) = &spec.partitions {
+        println!("partitions  {}", p.describe());
+    }
+    println!("upstream    {}", upstream.join(", "));
+    println!("downstream  {}", downstream.join(", "));
+    if !spec.checks.is_empty() {
+        println!("\nchecks");
+        for c in &spec.checks {
+            println!(
+                "  {} ({}{}){}",
+                c.name,
+                c.severity.as_str(),
+                if c.blocking { ", blocking" } else { "" },
+                c.description
+                    .as_deref()
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if !columns.is_empty() {
+        println!("\ncolumns");
+        print!("{}", orch_dbt::docs::render_columns(&columns));
+    }
     Ok(())
 }

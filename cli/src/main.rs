@@ -111,6 +111,9 @@ enum Command {
 enum AssetsCommand {
     /// List assets with their group, kinds, last materialization and state.
     List(assets::ListArgs),
+    /// Show an asset: description, group, kinds, upstream and downstream, checks, and for a
+    /// dbt model its columns (types, descriptions, constraints, tests), as on its page.
+    Show(assets::ShowArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,6 +236,7 @@ async fn run(cli: Cli) -> CmdResult {
     match cli.command {
         Command::Materialize(args) => materialize::run(dir, args).await,
         Command::Assets(AssetsCommand::List(args)) => assets::list(dir, args).await,
+        Command::Assets(AssetsCommand::Show(args)) => assets::show(dir, args),
         Command::Runs(RunsCommand::List(args)) => runs::list(dir, args).await,
         Command::Runs(RunsCommand::Show(args)) => runs::show(dir, args).await,
         Command::Runs(RunsCommand::Logs(args)) => runs::logs(dir, args).await,

@@ -245,17 +245,38 @@ pub async fn workers(State(state): State<AppState>) -> ApiResult {
     Ok(Json(json!({ "workers": views::workers(&state).await? })))
 }
 
-pub async fn mart(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+/// `?grain=` of a chart: the grain of the by-period charts (default day).
+#[derive(Debug, serde::Deserialize)]
+pub struct MartQuery {
+    grain: Option<String>,
+}
+
+pub async fn mart(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<MartQuery>,
+) -> ApiResult {
+    let grain = match query.grain.as_deref() {
+        None => crate::marts::Grain::default(),
+        Some(g) => crate::marts::Grain::parse(g).ok_or_else(|| {
+            WebError::NotFound(format!(
+                "no grain `{g}` (grains: minute, hour, day, week, month, year)"
+            ))
+        })?,
+    };
     let chart = Chart::parse(&name).ok_or_else(|| {
         WebError::NotFound(format!(
             "no chart `{name}` (charts: {})",
-            Chart::ALL.map(|c| c.name()).join(", ")
+            Chart::every()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
         ))
     })?;
-    match state.marts.chart(chart).await {
+    match state.marts.chart_at(chart, grain).await {
         Ok(data) => Ok(Json(json!({
             "chart": chart.name(), "title": chart.title(), "mart": chart.mart(),
-            "shape": chart.shape(), "rows": data.rows,
+            "shape": chart.shape(), "grain": grain.name(), "rows": data.rows,
         }))),
         Err(e) => Err(ApiError(WebError::Conflict(e.to_string()))),
     }

@@ -31,6 +31,20 @@ pub enum Chart {
     Gender,
     /// `mart_user_demographics`: users per level (free, paid).
     Level,
+    /// `mart_logins`: users who logged in, per period of the chosen grain.
+    Logins,
+    /// `mart_plays`: plays per period of the chosen grain.
+    Plays,
+    /// `mart_active_users`: active users per period of the chosen grain.
+    ActiveUsersByPeriod,
+    /// `mart_top_songs_by_period`: the latest period's top songs at the chosen grain.
+    TopSongsInPeriod,
+    /// `mart_top_artists_by_period`: the latest period's top artists at the chosen grain.
+    TopArtistsInPeriod,
+    /// `mart_locations_by_period`: the latest period's plays per state at the chosen grain.
+    LocationsInPeriod,
+    /// `mart_user_segments`: users per segment (new, casual, regular, power, dormant).
+    Segments,
 }
 
 impl Chart {
@@ -46,6 +60,24 @@ impl Chart {
         Chart::Level,
     ];
 
+    /// The charts of the "by period" section, drawn at the grain the picker chooses.
+    pub const BY_GRAIN: [Chart; 6] = [
+        Chart::Logins,
+        Chart::Plays,
+        Chart::ActiveUsersByPeriod,
+        Chart::TopSongsInPeriod,
+        Chart::TopArtistsInPeriod,
+        Chart::LocationsInPeriod,
+    ];
+
+    /// Every chart: [`Chart::ALL`], [`Chart::BY_GRAIN`] and the segments.
+    pub fn every() -> impl Iterator<Item = Chart> {
+        Chart::ALL
+            .into_iter()
+            .chain(Chart::BY_GRAIN)
+            .chain([Chart::Segments])
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Chart::TopSongs => "top_songs",
@@ -57,11 +89,18 @@ impl Chart {
             Chart::HourlyPlays => "hourly_plays",
             Chart::Gender => "gender",
             Chart::Level => "level",
+            Chart::Logins => "logins",
+            Chart::Plays => "plays",
+            Chart::ActiveUsersByPeriod => "active_users_by_period",
+            Chart::TopSongsInPeriod => "top_songs_in_period",
+            Chart::TopArtistsInPeriod => "top_artists_in_period",
+            Chart::LocationsInPeriod => "locations_in_period",
+            Chart::Segments => "segments",
         }
     }
 
     pub fn parse(s: &str) -> Option<Chart> {
-        Chart::ALL.into_iter().find(|c| c.name() == s)
+        Chart::every().find(|c| c.name() == s)
     }
 
     pub fn title(self) -> &'static str {
@@ -75,6 +114,13 @@ impl Chart {
             Chart::HourlyPlays => "Plays per hour",
             Chart::Gender => "Users by gender",
             Chart::Level => "Users by level",
+            Chart::Logins => "Users who logged in",
+            Chart::Plays => "Plays",
+            Chart::ActiveUsersByPeriod => "Active users",
+            Chart::TopSongsInPeriod => "Top songs of the latest period",
+            Chart::TopArtistsInPeriod => "Top artists of the latest period",
+            Chart::LocationsInPeriod => "Plays by state, latest period",
+            Chart::Segments => "Users by segment",
         }
     }
 
@@ -85,15 +131,25 @@ impl Chart {
             Chart::ListeningByHour | Chart::HourlyPlays => "plays",
             Chart::ActiveUsers | Chart::Gender | Chart::Level => "users",
             Chart::StreamHours => "stream hours",
+            Chart::Plays
+            | Chart::TopSongsInPeriod
+            | Chart::TopArtistsInPeriod
+            | Chart::LocationsInPeriod => "plays",
+            Chart::Logins | Chart::ActiveUsersByPeriod | Chart::Segments => "users",
         }
     }
 
     /// How it is drawn.
     pub fn shape(self) -> Shape {
         match self {
-            Chart::ActiveUsers | Chart::StreamHours | Chart::HourlyPlays => Shape::Line,
+            Chart::ActiveUsers
+            | Chart::StreamHours
+            | Chart::HourlyPlays
+            | Chart::Logins
+            | Chart::Plays
+            | Chart::ActiveUsersByPeriod => Shape::Line,
             Chart::ListeningByHour => Shape::Columns,
-            Chart::Gender | Chart::Level => Shape::Share,
+            Chart::Gender | Chart::Level | Chart::Segments => Shape::Share,
             _ => Shape::Bars,
         }
     }
@@ -107,7 +163,55 @@ impl Chart {
             Chart::ListeningByLocation => "mart_location_analytics",
             Chart::ListeningByHour | Chart::HourlyPlays => "mart_listening_by_hour",
             Chart::Gender | Chart::Level => "mart_user_demographics",
+            Chart::Logins => "mart_logins",
+            Chart::Plays => "mart_plays",
+            Chart::ActiveUsersByPeriod => "mart_active_users",
+            Chart::TopSongsInPeriod => "mart_top_songs_by_period",
+            Chart::TopArtistsInPeriod => "mart_top_artists_by_period",
+            Chart::LocationsInPeriod => "mart_locations_by_period",
+            Chart::Segments => "mart_user_segments",
         }
+    }
+}
+
+/// The grains of the time-series marts (their `grain` column), which the dashboards' grain
+/// picker chooses from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Grain {
+    Minute,
+    Hour,
+    #[default]
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl Grain {
+    pub const ALL: [Grain; 6] = [
+        Grain::Minute,
+        Grain::Hour,
+        Grain::Day,
+        Grain::Week,
+        Grain::Month,
+        Grain::Year,
+    ];
+
+    /// The value of the marts' `grain` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Grain::Minute => "minute",
+            Grain::Hour => "hour",
+            Grain::Day => "day",
+            Grain::Week => "week",
+            Grain::Month => "month",
+            Grain::Year => "year",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Grain> {
+        Grain::ALL.into_iter().find(|g| g.name() == s)
     }
 }
 
@@ -145,6 +249,13 @@ pub enum MartError {
 #[async_trait]
 pub trait MartSource: Send + Sync + 'static {
     async fn chart(&self, chart: Chart) -> Result<ChartData, MartError>;
+
+    /// A chart at a grain (for [`Chart::BY_GRAIN`]; the others ignore it). By default the
+    /// chart as [`MartSource::chart`] draws it.
+    async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError> {
+        let _ = grain;
+        self.chart(chart).await
+    }
 }
 
 /// Rows held in memory.

@@ -77,7 +77,7 @@ pub fn spec() -> Value {
             },
             "/api/v1/backfills/{id}": { "get": get("A backfill's progress", json!([path_param("id", "the backfill id")])) },
             "/api/v1/stream-workers": { "get": get("Streaming workers seen in the last hour", json!([])) },
-            "/api/v1/marts/{chart}": { "get": get("A dashboard chart's rows", json!([path_param("chart", "top_songs, top_artists, active_users, stream_hours, listening_by_location, listening_by_hour, gender, level")])) },
+            "/api/v1/marts/{chart}": { "get": get("A dashboard chart's rows", json!([path_param("chart", "top_songs, top_artists, active_users, stream_hours, listening_by_location, listening_by_hour, gender, level, logins, plays, active_users_by_period, top_songs_in_period, top_artists_in_period, locations_in_period (at `?grain=minute|hour|day|week|month|year`, default day), segments")])) },
             "/api/v1/openapi.json": { "get": get("This document", json!([])) }
         },
         "components": {

@@ -18,7 +18,7 @@ use crate::AppState;
 use crate::api::{SelectQuery, lineage_layout};
 use crate::charts;
 use crate::error::{PageError, WebError};
-use crate::marts::Chart;
+use crate::marts::{Chart, Grain};
 use crate::views::{
     self, AssetDetail, AssetRow, BackfillView, EventView, EventsQuery, LogView, Overview, RunView,
     RunsQuery, ScheduleView, SensorView, StepGroup, WorkerView, get_run,
@@ -467,18 +467,32 @@ struct AssetPage<'a> {
     csrf: &'a str,
     a: AssetDetail,
     plot: Option<String>,
+    /// The model's columns as the dbt project documents them (empty for other assets).
+    columns: Vec<orch_dbt::docs::ColumnDoc>,
 }
 
 pub async fn asset(State(state): State<AppState>, Path(key): Path<String>) -> PageResult {
     let key = views::known_asset(&state, &key)?;
     let a = views::asset_detail(&state, &key).await?;
     let plot = charts::history(&a.history).map(|v| v.to_string());
+    let columns = asset_columns(&state, &key);
     render(&AssetPage {
         title: "Asset",
         csrf: state.security.csrf(),
         a,
         plot,
+        columns,
     })
+}
+
+/// The documented columns of a dbt model (`templates/asset_docs.html`): names, types from the
+/// catalog, descriptions, constraints and tests.
+fn asset_columns(state: &AppState, key: &orch::AssetKey) -> Vec<orch_dbt::docs::ColumnDoc> {
+    state
+        .graph
+        .spec(key)
+        .map(|spec| orch_dbt::docs::columns(&spec.metadata))
+        .unwrap_or_default()
 }
 
 #[derive(Template)]
@@ -622,9 +636,51 @@ struct DashboardsPage<'a> {
     title: &'a str,
     csrf: &'a str,
     panels: Vec<Panel>,
+    /// The "by period" section (`templates/dashboards_periods.html`).
+    grain: &'static str,
+    grains: Vec<&'static str>,
+    period_panels: Vec<Panel>,
 }
 
-pub async fn dashboards(State(state): State<AppState>) -> PageResult {
+#[derive(Debug, serde::Deserialize)]
+pub struct DashboardQuery {
+    grain: Option<String>,
+}
+
+/// The "by period" charts at `grain`, and the segments.
+async fn period_panels(state: &AppState, grain: Grain) -> Vec<Panel> {
+    let mut panels = Vec::new();
+    for chart in Chart::BY_GRAIN.into_iter().chain([Chart::Segments]) {
+        let (spec, rows, error) = match state.marts.chart_at(chart, grain).await {
+            Ok(data) if data.rows.is_empty() => (None, 0, Some("no rows yet".to_owned())),
+            Ok(data) => (
+                Some(charts::chart(chart.shape(), chart.value_name(), &data.rows).to_string()),
+                data.rows.len(),
+                None,
+            ),
+            Err(e) => (None, 0, Some(e.to_string())),
+        };
+        panels.push(Panel {
+            name: chart.name(),
+            title: chart.title(),
+            mart: chart.mart(),
+            spec,
+            rows,
+            error,
+        });
+    }
+    panels
+}
+
+pub async fn dashboards(
+    State(state): State<AppState>,
+    axum::extract::Query(query): axum::extract::Query<DashboardQuery>,
+) -> PageResult {
+    let grain = query
+        .grain
+        .as_deref()
+        .and_then(Grain::parse)
+        .unwrap_or_default();
     let mut panels = Vec::new();
     for chart in Chart::ALL {
         let (spec, rows, error) = match state.marts.chart(chart).await {
@@ -645,10 +701,14 @@ pub async fn dashboards(State(state): State<AppState>) -> PageResult {
             error,
         });
     }
+    let period_panels = period_panels(&state, grain).await;
     render(&DashboardsPage {
         title: "Dashboards",
         csrf: state.security.csrf(),
         panels,
+        grain: grain.name(),
+        grains: Grain::ALL.map(Grain::name).to_vec(),
+        period_panels,
     })
 }
 

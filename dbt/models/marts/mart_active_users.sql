@@ -1,44 +1,21 @@
--- Active users (anyone with a user id who viewed a page) per day and per hour, with the
--- listeners among them and their stream hours.
+-- Active users (anyone with a user id who viewed a page) at every grain (minute, hour, day,
+-- week, month, year), paid and free, with the listeners among them and their stream hours.
 with activity as (
     select user_id, level, event_ts from {{ ref('fact_page_views') }} where user_id is not null
 ),
 listening as (
     select user_id, event_ts, duration_seconds from {{ ref('fact_listens') }} where user_id is not null
 ),
-by_day as (
-    select
-        'day' as grain,
-        cast({{ dbt.date_trunc('day', 'event_ts') }} as {{ dbt.type_timestamp() }}) as period_start,
-        count(distinct user_id) as active_users,
+periods as (
+    {{ by_grain('activity', 'event_ts',
+        "count(distinct user_id) as active_users,
         count(distinct case when level = 'paid' then user_id end) as paid_users,
-        count(distinct case when level = 'free' then user_id end) as free_users
-    from activity
-    group by 1, 2
-),
-by_hour as (
-    select
-        'hour' as grain,
-        cast({{ dbt.date_trunc('hour', 'event_ts') }} as {{ dbt.type_timestamp() }}) as period_start,
-        count(distinct user_id) as active_users,
-        count(distinct case when level = 'paid' then user_id end) as paid_users,
-        count(distinct case when level = 'free' then user_id end) as free_users
-    from activity
-    group by 1, 2
+        count(distinct case when level = 'free' then user_id end) as free_users") }}
 ),
 streams as (
-    select 'day' as grain, cast({{ dbt.date_trunc('day', 'event_ts') }} as {{ dbt.type_timestamp() }}) as period_start,
-        count(distinct user_id) as listeners, sum(duration_seconds) / 3600.0 as stream_hours
-    from listening group by 1, 2
-    union all
-    select 'hour' as grain, cast({{ dbt.date_trunc('hour', 'event_ts') }} as {{ dbt.type_timestamp() }}) as period_start,
-        count(distinct user_id) as listeners, sum(duration_seconds) / 3600.0 as stream_hours
-    from listening group by 1, 2
-),
-periods as (
-    select * from by_day
-    union all
-    select * from by_hour
+    {{ by_grain('listening', 'event_ts',
+        "count(distinct user_id) as listeners,
+        sum(duration_seconds) / 3600.0 as stream_hours") }}
 )
 -- A period with listens but no page views yet (late listens) still counts its streams.
 select

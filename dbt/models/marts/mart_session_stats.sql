@@ -14,7 +14,7 @@ per_user as (
 select
     s.date_key,
     count(*) as sessions,
-    sum(s.songs) as plays,
+    cast(sum(s.songs) as {{ dbt.type_bigint() }}) as plays,
     avg(s.songs * 1.0) as songs_per_session,
     avg(s.span_seconds / 60.0) as minutes_per_session,
     max(u.users) as listeners,

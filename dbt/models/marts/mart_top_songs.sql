@@ -1,4 +1,5 @@
--- Songs by plays per day, ranked (every song is kept, so the day's plays add up).
+-- Songs by plays per day, ranked (every song is kept, so the day's plays add up), with a
+-- popularity score (macros/grains.sql: 60 % plays, 40 % listeners, relative to the day's leader).
 with plays as (
     select f.date_key, f.song_key, count(*) as plays, count(distinct f.user_id) as listeners,
         sum(f.duration_seconds) / 3600.0 as stream_hours
@@ -14,6 +15,7 @@ select
     p.plays,
     p.listeners,
     p.stream_hours,
-    rank() over (partition by p.date_key order by p.plays desc) as rank_in_day
+    rank() over (partition by p.date_key order by p.plays desc) as rank_in_day,
+    {{ popularity_score('p.date_key') }} as popularity_score
 from plays p
 join {{ ref('dim_songs') }} s on s.song_key = p.song_key

@@ -32,6 +32,19 @@ pub struct DbtNode {
     /// Models, seeds, snapshots and sources it reads (unique ids).
     pub depends_on: Vec<String>,
     pub meta: serde_json::Map<String, Value>,
+    /// The columns the project documents (`columns:` in its yml), by name.
+    pub columns: Vec<DbtColumn>,
+}
+
+/// A column as the project documents it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DbtColumn {
+    pub name: String,
+    pub description: Option<String>,
+    /// The declared type (`data_type`, required by an enforced contract).
+    pub data_type: Option<String>,
+    /// Constraint types (`not_null`, `primary_key`, ...).
+    pub constraints: Vec<String>,
 }
 
 /// A source table, which the platform's staging loads fill.
@@ -43,6 +56,15 @@ pub struct DbtSource {
     pub name: String,
     /// `meta.orch_asset`: the orch asset that produces the table, if the project says.
     pub orch_asset: Option<String>,
+    pub description: Option<String>,
+    /// `schema.identifier` in the warehouse.
+    pub relation: String,
+    /// The column whose newest value says when the table was last loaded (`loaded_at_field`).
+    pub loaded_at_field: Option<String>,
+    /// `freshness.warn_after`, in seconds.
+    pub warn_after_secs: Option<u64>,
+    /// `freshness.error_after`, in seconds.
+    pub error_after_secs: Option<u64>,
 }
 
 /// A data test.
@@ -58,6 +80,10 @@ pub struct DbtTest {
     /// `error` or `warn`.
     pub severity: String,
     pub description: Option<String>,
+    /// The column a generic test is on (`column_name`), if any.
+    pub column_name: Option<String>,
+    /// The generic test's name (`not_null`, `primary_key`, ...), or the test's name.
+    pub test_name: String,
 }
 
 /// The parts of a manifest orch uses.
@@ -116,6 +142,22 @@ impl Manifest {
                             .or_else(|| source.pointer("/config/meta/orch_asset"))
                             .and_then(Value::as_str)
                             .map(str::to_owned),
+                        description: str_at(source, "description").filter(|d| !d.trim().is_empty()),
+                        relation: format!(
+                            "{}.{}",
+                            str_at(source, "schema").unwrap_or_default(),
+                            str_at(source, "identifier")
+                                .or_else(|| str_at(source, "name"))
+                                .unwrap_or_default()
+                        ),
+                        loaded_at_field: str_at(source, "loaded_at_field").or_else(|| {
+                            source
+                                .pointer("/config/loaded_at_field")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        }),
+                        warn_after_secs: freshness_secs(source, "warn_after"),
+                        error_after_secs: freshness_secs(source, "error_after"),
                     },
                 );
             }
@@ -182,6 +224,43 @@ impl Manifest {
     }
 }
 
+/// `freshness.<which>` of a source (`{count, period}`) in seconds.
+fn freshness_secs(source: &Value, which: &str) -> Option<u64> {
+    let f = source
+        .get("freshness")
+        .filter(|f| !f.is_null())
+        .or_else(|| source.pointer("/config/freshness"))?
+        .get(which)?;
+    let count = f.get("count").and_then(Value::as_u64)?;
+    let unit = match f.get("period").and_then(Value::as_str)? {
+        "minute" => 60,
+        "hour" => 3600,
+        "day" => 86_400,
+        _ => return None,
+    };
+    Some(count * unit)
+}
+
+/// The documented columns of a node, by name.
+fn parse_columns(node: &Value) -> Vec<DbtColumn> {
+    let Some(columns) = node.get("columns").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    columns
+        .iter()
+        .map(|(name, c)| DbtColumn {
+            name: str_at(c, "name").unwrap_or_else(|| name.clone()),
+            description: str_at(c, "description").filter(|d| !d.trim().is_empty()),
+            data_type: str_at(c, "data_type").filter(|d| !d.trim().is_empty()),
+            constraints: c
+                .get("constraints")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|k| str_at(k, "type")).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
 fn str_at(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
@@ -235,6 +314,7 @@ fn parse_node(id: &str, node: &Value) -> Result<DbtNode, String> {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default(),
+        columns: parse_columns(node),
     })
 }
 
@@ -250,6 +330,13 @@ fn parse_test(id: &str, node: &Value) -> DbtTest {
             .unwrap_or("error")
             .to_ascii_lowercase(),
         description: str_at(node, "description").filter(|d| !d.trim().is_empty()),
+        column_name: str_at(node, "column_name"),
+        test_name: node
+            .pointer("/test_metadata/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| str_at(node, "name"))
+            .unwrap_or_else(|| id.to_owned()),
     }
 }
 
@@ -266,19 +353,23 @@ mod tests {
           "schema": "staging", "alias": "stg", "depends_on": {"nodes": ["source.p.raw.events"]}},
         "model.p.fact": {"name": "fact", "resource_type": "model", "fqn": ["p", "core", "fact"],
           "config": {"materialized": "incremental"}, "checksum": {"checksum": "c2"},
-          "schema": "core", "alias": "fact", "depends_on": {"nodes": ["model.p.stg"]}, "description": "Facts."},
+          "schema": "core", "alias": "fact", "depends_on": {"nodes": ["model.p.stg"]}, "description": "Facts.",
+          "columns": {"id": {"name": "id", "description": "The id.", "data_type": "string", "constraints": [{"type": "not_null"}]}}},
         "model.p.top": {"name": "top", "resource_type": "model", "fqn": ["p", "top"],
           "config": {"materialized": "table"}, "checksum": {"checksum": "c3"},
           "schema": "marts", "depends_on": {"nodes": ["model.p.fact"]}},
         "test.p.not_null_fact_id.1": {"name": "not_null_fact_id", "resource_type": "test",
-          "attached_node": "model.p.fact", "config": {"severity": "ERROR"},
+          "attached_node": "model.p.fact", "config": {"severity": "ERROR"}, "column_name": "id",
+          "test_metadata": {"name": "not_null"},
           "depends_on": {"nodes": ["model.p.fact"]}},
         "test.p.adds_up": {"name": "adds_up", "resource_type": "test", "config": {"severity": "warn"},
           "depends_on": {"nodes": ["model.p.fact", "model.p.top"]}},
         "analysis.p.x": {"name": "x", "resource_type": "analysis"}
       },
       "sources": {
-        "source.p.raw.events": {"source_name": "raw", "name": "events", "meta": {"orch_asset": "staging/events"}}
+        "source.p.raw.events": {"source_name": "raw", "name": "events", "meta": {"orch_asset": "staging/events"},
+          "schema": "raw", "identifier": "events", "loaded_at_field": "_ingested_at",
+          "freshness": {"warn_after": {"count": 2, "period": "hour"}, "error_after": {"count": 1, "period": "day"}}}
       }
     }"#;
 
@@ -303,6 +394,31 @@ mod tests {
         assert_eq!(
             m.sources["source.p.raw.events"].orch_asset.as_deref(),
             Some("staging/events")
+        );
+        assert_eq!(
+            fact.columns,
+            [DbtColumn {
+                name: "id".into(),
+                description: Some("The id.".into()),
+                data_type: Some("string".into()),
+                constraints: vec!["not_null".into()],
+            }]
+        );
+        let source = &m.sources["source.p.raw.events"];
+        assert_eq!(source.relation, "raw.events");
+        assert_eq!(source.loaded_at_field.as_deref(), Some("_ingested_at"));
+        assert_eq!(
+            (source.warn_after_secs, source.error_after_secs),
+            (Some(7200), Some(86_400))
+        );
+        let test = m
+            .tests
+            .iter()
+            .find(|t| t.name == "not_null_fact_id")
+            .unwrap();
+        assert_eq!(
+            (test.column_name.as_deref(), test.test_name.as_str()),
+            (Some("id"), "not_null")
         );
         let targets: Vec<_> = m
             .test_targets()

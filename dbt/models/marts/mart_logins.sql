@@ -1,0 +1,20 @@
+-- How many users logged in, at every grain (minute, hour, day, week, month, year): successful
+-- and failed log-in attempts and the distinct users who logged in, per period. Rebuilt whole
+-- from fact_auth by every build, so a late hour is counted wherever it falls.
+with auth as (
+    select event_ts, user_id, success from {{ ref('fact_auth') }}
+),
+periods as (
+    {{ by_grain('auth', 'event_ts',
+        "count(case when success then 1 end) as logins,
+        count(case when not success then 1 end) as failed_logins,
+        count(distinct case when success then user_id end) as users_logged_in") }}
+)
+select
+    {{ surrogate_key(['grain', 'period_start']) }} as row_key,
+    grain,
+    period_start,
+    logins,
+    failed_logins,
+    users_logged_in
+from periods

@@ -56,8 +56,36 @@ struct FileConfig {
     notifications: NotificationsFile,
     #[serde(default)]
     automation: AutomationConfig,
+    #[serde(default)]
+    limits: LimitsFile,
     #[serde(flatten)]
     sections: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_range_partitions: Option<usize>,
+    confirm_runs_above: Option<usize>,
+}
+
+/// `[limits]` of `orch.toml`: bounds on the inputs that size work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// The most partitions one materialization or backfill range may cover (default 10,000;
+    /// at most 100,000).
+    pub max_range_partitions: usize,
+    /// A backfill of more runs than this needs `--yes` (default 100).
+    pub confirm_runs_above: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_range_partitions: orch_core::partitions::DEFAULT_MAX_RANGE_PARTITIONS,
+            confirm_runs_above: 100,
+        }
+    }
 }
 
 /// One `[[sensor]]` table of `orch.toml`.
@@ -205,6 +233,8 @@ pub struct Config {
     pub sensors: Vec<SensorConfig>,
     /// Where notifications are posted (`ORCH_WEBHOOK_URL` overrides it).
     pub webhook_url: Option<Secret>,
+    /// Bounds on the inputs that size work (`[limits]`).
+    pub limits: Limits,
 }
 
 /// A secret setting: its `Debug` and `Display` print `***`, so it cannot reach a log by
@@ -331,7 +361,11 @@ impl Config {
         if execution.max_concurrent == 0 {
             return Err(ConfigError::Parse {
                 path,
-                message: "execution.max_concurrent must be at least 1".into(),
+                message: if env("ORCH_MAX_CONCURRENT").is_some() {
+                    "ORCH_MAX_CONCURRENT must be at least 1".into()
+                } else {
+                    "`max_concurrent` under [execution] must be at least 1".into()
+                },
             });
         }
         if let Some((name, _)) = parsed.pools.iter().find(|(_, limit)| **limit == 0) {
@@ -339,6 +373,22 @@ impl Config {
                 path,
                 message: format!("pool `{name}` has a limit of 0: no step in it could ever run"),
             });
+        }
+        let mut limits = Limits::default();
+        if let Some(n) = parsed.limits.max_range_partitions {
+            let hard = orch_core::partitions::HARD_MAX_RANGE_PARTITIONS;
+            if n == 0 || n > hard {
+                return Err(ConfigError::Parse {
+                    path,
+                    message: format!(
+                        "`max_range_partitions` under [limits] is {n}: use 1 to {hard}"
+                    ),
+                });
+            }
+            limits.max_range_partitions = n;
+        }
+        if let Some(n) = parsed.limits.confirm_runs_above {
+            limits.confirm_runs_above = n;
         }
         let mut sections = BTreeMap::new();
         for (name, value) in parsed.sections {
@@ -382,6 +432,7 @@ impl Config {
             webhook_url: env("ORCH_WEBHOOK_URL")
                 .or(parsed.notifications.webhook_url)
                 .map(Secret),
+            limits,
         })
     }
 }
@@ -431,6 +482,7 @@ impl Config {
 /// The tables the engine reads itself.
 const KNOWN_TABLES: &[&str] = &[
     "execution",
+    "limits",
     "pools",
     "assets",
     "asset",

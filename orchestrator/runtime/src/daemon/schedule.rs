@@ -112,7 +112,7 @@ impl ScheduleDefinition {
         }
         let schedule = parse_cron(cron_expression).map_err(|reason| ScheduleError::Cron {
             schedule: name.to_owned(),
-            cron: cron_expression.to_owned(),
+            cron: crate::text::shorten(cron_expression, crate::text::SHOWN_CHARS),
             reason,
         })?;
         let tz: Tz = timezone.parse().map_err(|_| ScheduleError::Timezone {

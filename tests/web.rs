@@ -1285,6 +1285,17 @@ async fn case_rebinding_reads_without_token_and_unbounded_ranges_are_refused(
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("month 13 does not exist"), "{text}");
 
+    // A query string that does not read is a JSON 400 (schemathesis found it plain text).
+    for uri in [
+        "/api/v1/runs?limit=1&limit=2".to_owned(),
+        format!("/api/v1/runs/{run_id}/events?after=1&after=2"),
+    ] {
+        let (status, text, headers) = check(&limited, "GET", &uri, &[], None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        assert!(text.contains("duplicate field"), "{text}");
+    }
+
     // The server stops on its signal though a live tail (of the queued run) never ends.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

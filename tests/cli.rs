@@ -250,6 +250,129 @@ fn bad_usage_exits_2_with_a_precise_message() {
     expect_usage_error(&p, &["assets", "list"], "unknown field `databse_url`");
 }
 
+/// Issue 14, items 1 and 5, as a user meets them: the unbounded range of the issue refused at
+/// once, a large backfill needing --yes, a month 13, a bad cron in the user's own words,
+/// duplicate schedules refused by every command, duplicate assets naming both tables, a
+/// setting named as written in orch.toml.
+#[test]
+fn limits_and_precise_messages() {
+    let p = Project::new(PIPELINE);
+    // The issue's command grew past 650 MB and did not finish: each is refused within seconds.
+    let bounded = |args: &[&str], needle: &str| {
+        let mut child = p
+            .command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run orch");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`orch {}` did not finish within 20 s", args.join(" "));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().expect("output");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "`{needle}` is not in:\n{stderr}");
+    };
+    bounded(
+        &[
+            "materialize",
+            "--select",
+            "*",
+            "--from",
+            "2026-11-01-00:00",
+            "--to",
+            "9999-12-31-23:00",
+            "--dry-run",
+        ],
+        "after the last partition the definition allows",
+    );
+    bounded(
+        &[
+            "materialize",
+            "--select",
+            "*",
+            "--from",
+            "2026-11-01-00:00",
+            "--to",
+            "2028-11-01-00:00",
+            "--dry-run",
+        ],
+        "more than 10000 partitions",
+    );
+    expect_usage_error(
+        &p,
+        &[
+            "backfill",
+            "--select",
+            "raw/events",
+            "--from",
+            "2026-11-01-00:00",
+            "--to",
+            "2026-11-08-00:00",
+        ],
+        "would queue 169 runs, more than 100",
+    );
+    let queued = p.run(&[
+        "backfill",
+        "--select",
+        "raw/events",
+        "--from",
+        "2026-11-01-00:00",
+        "--to",
+        "2026-11-08-00:00",
+        "--yes",
+    ]);
+    queued.expect_code(0);
+    expect_usage_error(
+        &p,
+        &[
+            "materialize",
+            "--select",
+            "raw/events",
+            "--partition",
+            "2026-13-01-00:00",
+        ],
+        "month 13 does not exist (months are 01-12)",
+    );
+    let long = "x".repeat(50_000);
+    let run = p.run(&["materialize", "--select", &long]);
+    run.expect_code(2);
+    assert!(run.stderr().len() < 2_000, "{}", run.stderr().len());
+
+    let with = |extra: &str| {
+        p.write(
+            "orch.toml",
+            &format!("[assets]\nbuiltin = false\n{extra}\n{PIPELINE}"),
+        );
+    };
+    with("[[schedule]]\nname = 'h'\ncron = '61 * * * *'\nselection = '*'\n");
+    expect_usage_error(
+        &p,
+        &["schedules", "list"],
+        "minute `61` is out of range: minutes are 0-59 at position 0\n  61 * * * *\n  ^",
+    );
+    with("[[schedule]]\nname = 'h'\ncron = '0 0 30 2 *'\nselection = '*'\n");
+    expect_usage_error(&p, &["schedules", "list"], "February has no day 30");
+    let twice = "[[schedule]]\nname = 'h'\ncron = '10 * * * *'\nselection = '*'\n[[schedule]]\nname = 'h'\ncron = '20 * * * *'\nselection = '*'\n";
+    with(twice);
+    for args in [&["schedules", "list"][..], &["schedules", "on", "h"][..]] {
+        expect_usage_error(&p, args, "the name is used twice: by [[schedule]] number 1");
+    }
+    with("[daemon]\nlease_secs = 0\n");
+    expect_usage_error(&p, &["daemon"], "`lease_secs` in [daemon] of");
+    p.write(
+        "orch.toml",
+        "[assets]\nbuiltin = false\n[[asset]]\nkey = 'a'\ncommand = 'true'\n[[asset]]\nkey = 'a'\ncommand = 'false'\n",
+    );
+    expect_usage_error(&p, &["assets", "list"], "defined by [[asset]] number 1 in");
+}
+
 #[test]
 fn an_unreachable_database_is_one_clear_error() {
     let project = Project::new(PIPELINE).with_database("postgres://orch:secret@127.0.0.1:1/orch");

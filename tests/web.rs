@@ -59,6 +59,7 @@ both_backends!(
     case_form_errors_keep_the_input,
     case_a_large_run_page_stays_small,
     case_stale_and_automation_evaluations_show,
+    case_rebinding_reads_without_token_and_unbounded_ranges_are_refused,
 );
 
 async fn run_case<F, Fut>(db: db::TestDb, case: F)
@@ -1464,4 +1465,228 @@ async fn case_stale_and_automation_evaluations_show(storage: Arc<dyn Storage>) {
         run_page.contains("href=\"/assets/marts/top_songs#evaluation-"),
         "{run_page}"
     );
+/// One request with its own Host header (`check` sends 127.0.0.1:3000).
+async fn with_host(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (StatusCode, String) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::HOST, host);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let request = request
+        .body(
+            body.map(|b| Body::from(b.to_owned()))
+                .unwrap_or_else(Body::empty),
+        )
+        .unwrap();
+    let response = orch_web::router(state.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Issue 14, items 1, 2 and 7, through the router: the DNS rebinding request replayed (it
+/// queued a run, 201, before), reads beyond loopback without the token, ranges to year 9999 and
+/// over the configured limit, and a server that stops on its shutdown signal with a live tail
+/// open.
+async fn case_rebinding_reads_without_token_and_unbounded_ranges_are_refused(
+    storage: Arc<dyn Storage>,
+) {
+    let body = r#"{"selection": "raw/plays", "partition": "2026-11-22-10:00"}"#;
+    let local = {
+        let mut s = state(storage.clone(), None);
+        s.security = Arc::new(Security::new(None).bound_to("127.0.0.1:39300".parse().unwrap()));
+        s
+    };
+    let rebinding = [JSON, ("origin", "http://evil.example:39300")];
+    let (status, text) = with_host(
+        &local,
+        "POST",
+        "/api/v1/runs",
+        "evil.example:39300",
+        &rebinding,
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(
+        text.contains("does not answer to host `evil.example:39300`"),
+        "{text}"
+    );
+    let (status, _) = with_host(
+        &local,
+        "GET",
+        "/api/v1/runs",
+        "evil.example:39300",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "reads are refused too");
+    let (status, _) = with_host(&local, "GET", "/", "evil.example:39300", &[], None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // The same request on the real host goes through; an Origin of another site does not.
+    let (status, text) = with_host(
+        &local,
+        "POST",
+        "/api/v1/runs",
+        "localhost:39300",
+        &[JSON, ("origin", "http://localhost:39300")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let queued: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let (status, _) = with_host(
+        &local,
+        "POST",
+        "/api/v1/runs",
+        "127.0.0.1:39300",
+        &[JSON, ("origin", "http://evil.example:39300")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Beyond loopback (a token set), reads need it too, or the read-only token.
+    let token = "s3cret-token-0123456789";
+    let public = {
+        let mut s = state(storage.clone(), Some(token));
+        s.security = Arc::new(
+            Security::new(Some(token.into()))
+                .with_read_token(Some("reader-token-0123456789".into()))
+                .bound_to("0.0.0.0:3000".parse().unwrap()),
+        );
+        s
+    };
+    let run_id = queued["run_id"].as_str().unwrap();
+    for uri in [
+        "/api/v1/runs".to_owned(),
+        format!("/api/v1/runs/{run_id}/logs"),
+        "/api/v1/assets".to_owned(),
+    ] {
+        let (status, text) = with_host(&public, "GET", &uri, "10.0.0.7:3000", &[], None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{uri}: {text}");
+        assert!(text.contains("ORCH_WEB_TOKEN"), "{text}");
+    }
+    let (status, text) = with_host(
+        &public,
+        "GET",
+        &format!("/runs/{run_id}"),
+        "10.0.0.7:3000",
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "pages send to /login: {text}"
+    );
+    let (status, _) = with_host(&public, "GET", "/login", "10.0.0.7:3000", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
+    let bearer = format!("Bearer {token}");
+    let (status, _) = with_host(
+        &public,
+        "GET",
+        "/api/v1/runs",
+        "10.0.0.7:3000",
+        &[("authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let reader = [("authorization", "Bearer reader-token-0123456789")];
+    let (status, _) = with_host(
+        &public,
+        "GET",
+        "/api/v1/runs",
+        "10.0.0.7:3000",
+        &reader,
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, text) = with_host(
+        &public,
+        "POST",
+        "/api/v1/runs",
+        "10.0.0.7:3000",
+        &[JSON, reader[0]],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{text}");
+    assert!(text.contains("read-only"), "{text}");
+
+    // Ranges: a key in year 9999, and more partitions than the limit.
+    let limited = state(storage.clone(), None).with_max_range_partitions(24);
+    let far = r#"{"selection": "raw/plays", "from": "2026-11-01-00:00", "to": "9999-12-31-23:00"}"#;
+    let (status, text, _) = check(&limited, "POST", "/api/v1/runs", &[JSON], Some(far)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(
+        text.contains("after the last partition the definition allows"),
+        "{text}"
+    );
+    let two_days = r#"{"selection": "*", "from": "2026-11-01-00:00", "to": "2026-11-02-23:00"}"#;
+    for uri in ["/api/v1/runs", "/api/v1/backfills"] {
+        let (status, text, _) = check(&limited, "POST", uri, &[JSON], Some(two_days)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
+        assert!(text.contains("more than 24 partitions"), "{uri}: {text}");
+    }
+    let month = r#"{"selection": "raw/plays", "partition": "2026-13-01-00:00"}"#;
+    let (status, text, _) = check(&limited, "POST", "/api/v1/runs", &[JSON], Some(month)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("month 13 does not exist"), "{text}");
+
+    // A query string that does not read is a JSON 400 (schemathesis found it plain text).
+    for uri in [
+        "/api/v1/runs?limit=1&limit=2".to_owned(),
+        format!("/api/v1/runs/{run_id}/events?after=1&after=2"),
+    ] {
+        let (status, text, headers) = check(&limited, "GET", &uri, &[], None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
+        assert_eq!(headers[header::CONTENT_TYPE], "application/json", "{uri}");
+        assert!(text.contains("duplicate field"), "{text}");
+    }
+
+    // The server stops on its signal though a live tail (of the queued run) never ends.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(orch_web::serve(listener, local.clone(), shutdown.clone()));
+    let mut tail = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tail.write_all(
+        format!("GET /runs/{run_id}/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut first = [0u8; 64];
+    let n = tail.read(&mut first).await.unwrap();
+    assert!(String::from_utf8_lossy(&first[..n]).starts_with("HTTP/1.1 200"));
+    let stopped = std::time::Instant::now();
+    shutdown.cancel();
+    tokio::time::timeout(
+        orch_web::SHUTDOWN_GRACE + std::time::Duration::from_secs(2),
+        server,
+    )
+    .await
+    .expect("the server stops within its grace period")
+    .unwrap()
+    .unwrap();
+    assert!(stopped.elapsed() < orch_web::SHUTDOWN_GRACE + std::time::Duration::from_secs(2));
 }

@@ -40,6 +40,14 @@ pub struct DaemonArgs {
     expired_runs: Option<String>,
 }
 
+/// `orch.toml`'s path for messages, or `orch.toml` when there is none.
+fn config_file(config: &orch::config::Config) -> String {
+    config
+        .file
+        .as_ref()
+        .map_or_else(|| "orch.toml".to_owned(), |p| p.display().to_string())
+}
+
 /// One daemon owns a SQLite run history: the queue's wake-ups do not cross processes there,
 /// and a second daemon would only compete for the file. The lock lives as long as the file
 /// handle, so a killed daemon releases it.
@@ -92,15 +100,29 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
         daemon_config.id = id;
     }
     daemon_config.max_concurrent_runs = args.max_concurrent_runs.or(settings.max_concurrent_runs);
+    // A bad value is named as the user wrote it: the flag, or the key in orch.toml.
+    let named = |flag_given: bool, flag: &str, key: &str| {
+        if flag_given {
+            format!("--{flag}")
+        } else {
+            format!("`{key}` in [daemon] of {}", config_file(&config))
+        }
+    };
     if let Some(n) = args.local_runs.or(settings.local_runs) {
         if n == 0 {
-            return Err(Failure::Usage("--local-runs must be at least 1".into()));
+            return Err(Failure::Usage(format!(
+                "{} must be at least 1",
+                named(args.local_runs.is_some(), "local-runs", "local_runs")
+            )));
         }
         daemon_config.local_runs = n;
     }
     if let Some(secs) = args.lease_secs.or(settings.lease_secs) {
         if secs == 0 {
-            return Err(Failure::Usage("--lease-secs must be at least 1".into()));
+            return Err(Failure::Usage(format!(
+                "{} must be at least 1 (seconds)",
+                named(args.lease_secs.is_some(), "lease-secs", "lease_secs")
+            )));
         }
         daemon_config.lease = Duration::from_secs(secs);
         daemon_config.heartbeat = daemon_config.lease / 3;
@@ -123,7 +145,9 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
         Some("requeue") => ExpiredPolicy::Requeue { max: 3 },
         Some(other) => {
             return Err(Failure::Usage(format!(
-                "unknown expired_runs policy `{other}` (use fail or requeue)"
+                "{}: unknown policy `{}` (use fail or requeue)",
+                named(args.expired_runs.is_some(), "expired-runs", "expired_runs"),
+                orch::text::shorten(other, orch::text::SHOWN_CHARS)
             )));
         }
     };
@@ -354,6 +378,9 @@ pub struct BackfillArgs {
     /// every selected asset's definition has a single-run backfill policy).
     #[arg(long)]
     single_run: bool,
+    /// Queue a large backfill (more runs than `confirm_runs_above` under [limits]).
+    #[arg(long)]
+    yes: bool,
     #[arg(long)]
     json: bool,
 }
@@ -422,10 +449,18 @@ pub async fn backfill(dir: Option<&Path>, args: BackfillArgs) -> CmdResult {
                     from: &from,
                     to: &to,
                     single_run: args.single_run,
+                    max_partitions: config.limits.max_range_partitions,
                     tags: BTreeMap::new(),
                 },
             )
             .map_err(|e| Failure::Usage(e.to_string()))?;
+            let limit = config.limits.confirm_runs_above;
+            if planned.runs.len() > limit && !args.yes {
+                return Err(Failure::Usage(format!(
+                    "this backfill would queue {} runs, more than {limit} (`confirm_runs_above` under [limits] in orch.toml): pass --yes to queue them, or narrow --from/--to",
+                    planned.runs.len()
+                )));
+            }
             let storage = project::storage(&config).await?;
             launch_backfill(storage.as_ref(), &planned).await?;
             let (id, runs) = (&planned.id, planned.runs.len());

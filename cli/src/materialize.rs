@@ -87,6 +87,18 @@ pub async fn run(dir: Option<&Path>, args: MaterializeArgs) -> CmdResult {
         }
         request.assets = Some(assets);
     }
+    if matches!(request.partitions, PartitionRequest::Range { .. }) {
+        let selected = request
+            .resolve(&graph)
+            .map_err(|e| Failure::Usage(e.to_string()))?;
+        orch::plan::check_range_size(
+            &graph,
+            &selected,
+            &request.partitions,
+            config.limits.max_range_partitions,
+        )
+        .map_err(|e| Failure::Usage(e.to_string()))?;
+    }
     let mut plan = request
         .plan(&graph)
         .map_err(|e| Failure::Usage(e.to_string()))?;

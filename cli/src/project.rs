@@ -34,14 +34,17 @@ pub fn config(dir: Option<&Path>) -> Result<Config, Failure> {
 }
 
 /// Everything the project defines.
-pub fn definitions(config: &Config) -> Result<Definitions, Failure> {
+/// The definitions, and how many of their assets are compiled in (the rest are orch.toml's
+/// `[[asset]]` tables, in order), for messages that say where a definition comes from.
+fn definitions_with_origins(config: &Config) -> Result<(Definitions, usize), Failure> {
     let mut defs = Definitions::new();
     if config.builtin_assets {
         defs = defs.merge(orch_platform::definitions(config).map_err(Failure::Usage)?);
     }
+    let compiled = defs.assets.len();
     let commands = orch::command::definitions(&config.command_assets, &config.root)
         .map_err(|e| Failure::Usage(format!("in {}: {e}", config_name(config))))?;
-    Ok(defs.assets(commands))
+    Ok((defs.assets(commands), compiled))
 }
 
 /// Every schedule: the compiled-in ones and those of orch.toml.
@@ -50,12 +53,25 @@ pub fn schedules(
     defs: &Definitions,
 ) -> Result<Vec<orch::daemon::ScheduleDefinition>, Failure> {
     let mut schedules = defs.schedules.clone();
+    let compiled = schedules.len();
     for schedule in &config.schedules {
         schedules.push(
             orch::daemon::schedule::from_config(schedule)
                 .map_err(|e| Failure::Usage(format!("in {}: {e}", config_name(config))))?,
         );
     }
+    orch::daemon::schedule::check_unique_names(&schedules, |i| {
+        if i < compiled {
+            "a schedule compiled into orch".to_owned()
+        } else {
+            format!(
+                "[[schedule]] number {} in {}",
+                i - compiled + 1,
+                config_name(config)
+            )
+        }
+    })
+    .map_err(|e| Failure::Usage(e.to_string()))?;
     Ok(schedules)
 }
 
@@ -127,10 +143,21 @@ pub fn sensors(
 
 /// The validated asset graph.
 pub fn graph(config: &Config) -> Result<(Definitions, Arc<AssetGraph>), Failure> {
-    let defs = definitions(config)?;
-    let graph = defs
-        .graph()
-        .map_err(|e| Failure::Usage(format!("invalid asset definitions: {e}")))?;
+    let (defs, compiled) = definitions_with_origins(config)?;
+    let graph = defs.graph().map_err(|e| {
+        let message = orch::definitions::describe_graph_error(&e, &defs.assets, |i| {
+            if i < compiled {
+                format!("`{}`, compiled into orch", defs.assets[i].name)
+            } else {
+                format!(
+                    "[[asset]] number {} in {}",
+                    i - compiled + 1,
+                    config_name(config)
+                )
+            }
+        });
+        Failure::Usage(format!("invalid asset definitions: {message}"))
+    })?;
     Ok((defs, Arc::new(graph)))
 }
 

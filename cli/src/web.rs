@@ -19,6 +19,15 @@ pub struct WebArgs {
     /// The address to listen on. Anything but loopback needs ORCH_WEB_TOKEN.
     #[arg(long, default_value = "127.0.0.1:3000", env = "ORCH_WEB_ADDR")]
     addr: SocketAddr,
+    /// A host name the server answers to beside localhost, the loopback addresses and the
+    /// bound address (a proxy's name, the machine's DNS name); repeat or comma-separate. Any
+    /// other Host header is refused (DNS rebinding).
+    #[arg(
+        long = "allowed-host",
+        env = "ORCH_WEB_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -39,6 +48,25 @@ fn token() -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The optional read-only token (`ORCH_WEB_READ_TOKEN`): reads only, and only with a token.
+fn read_token(token: Option<&str>) -> Result<Option<String>, Failure> {
+    let read = std::env::var(orch_web::READ_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty());
+    match (&read, token) {
+        (Some(_), None) => Err(Failure::Usage(format!(
+            "{} is set without {}: a read-only token only makes sense beside the access token",
+            orch_web::READ_TOKEN_ENV,
+            orch_web::TOKEN_ENV
+        ))),
+        (Some(r), Some(_)) if r.len() < 16 => Err(Failure::Usage(format!(
+            "{} is too short: use at least 16 characters",
+            orch_web::READ_TOKEN_ENV
+        ))),
+        _ => Ok(read),
+    }
+}
+
 async fn bind(addr: SocketAddr, token: Option<&str>) -> Result<tokio::net::TcpListener, Failure> {
     orch_web::check_bind(addr, token).map_err(|e| Failure::Usage(e.to_string()))?;
     tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -49,6 +77,7 @@ async fn bind(addr: SocketAddr, token: Option<&str>) -> Result<tokio::net::TcpLi
 }
 
 /// The UI's state for a project: its graph, schedules and sensors over its run history.
+#[allow(clippy::too_many_arguments)]
 fn app_state(
     config: &orch::config::Config,
     storage: Arc<dyn orch::Storage>,
@@ -56,15 +85,19 @@ fn app_state(
     schedules: Vec<orch::daemon::ScheduleDefinition>,
     sensors: &[Arc<dyn orch::daemon::Sensor>],
     token: Option<String>,
-) -> AppState {
-    AppState::new(
-        storage,
-        graph,
-        schedules,
-        marts(config),
-        Security::new(token),
+    bound: SocketAddr,
+    args: &WebArgs,
+) -> Result<AppState, Failure> {
+    let read = read_token(token.as_deref())?;
+    let security = Security::new(token)
+        .with_read_token(read)
+        .bound_to(bound)
+        .allow_hosts(&args.allowed_hosts);
+    Ok(
+        AppState::new(storage, graph, schedules, marts(config), security)
+            .with_sensors(sensors.iter().map(|s| s.name().to_owned()).collect())
+            .with_max_range_partitions(config.limits.max_range_partitions),
     )
-    .with_sensors(sensors.iter().map(|s| s.name().to_owned()).collect())
 }
 
 pub async fn web(dir: Option<&Path>, args: WebArgs) -> CmdResult {
@@ -75,7 +108,10 @@ pub async fn web(dir: Option<&Path>, args: WebArgs) -> CmdResult {
     let token = token();
     let listener = bind(args.addr, token.as_deref()).await?;
     let storage = project::storage(&config).await?;
-    let state = app_state(&config, storage, graph, schedules, &sensors, token);
+    let bound = listener.local_addr().unwrap_or(args.addr);
+    let state = app_state(
+        &config, storage, graph, schedules, &sensors, token, bound, &args,
+    )?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -144,7 +180,10 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
     .and_then(|d| d.with_sensors(sensors.clone()))
     .and_then(|d| d.with_automation(automation.0, automation.1))
     .map_err(|e| Failure::Usage(e.to_string()))?;
-    let state = app_state(&config, storage, graph, schedules, &sensors, token);
+    let bound = listener.local_addr().unwrap_or(args.web.addr);
+    let state = app_state(
+        &config, storage, graph, schedules, &sensors, token, bound, &args.web,
+    )?;
     let shutdown = CancellationToken::new();
     let cancel_runs = CancellationToken::new();
     let daemon_task = tokio::spawn(Arc::new(daemon).run(shutdown.clone(), cancel_runs.clone()));

@@ -90,8 +90,18 @@ async fn queue(state: &AppState, request: &RunRequest) -> Result<Run, WebError> 
 
 /// Plans `request` and queues its run.
 pub async fn materialize(state: &AppState, request: &MaterializeRequest) -> Result<Run, WebError> {
-    let run = RunRequest::new(request.selection.as_str(), request.partitions()?)
-        .launched_by(&Launcher::Web);
+    let partitions = request.partitions()?;
+    if matches!(partitions, PartitionRequest::Range { .. }) {
+        let selected = resolve_selection(state, &request.selection)?;
+        orch::plan::check_range_size(
+            &state.graph,
+            &selected,
+            &partitions,
+            state.max_range_partitions,
+        )
+        .map_err(|e| WebError::BadRequest(e.to_string()))?;
+    }
+    let run = RunRequest::new(request.selection.as_str(), partitions).launched_by(&Launcher::Web);
     queue(state, &run).await
 }
 
@@ -120,6 +130,7 @@ pub async fn backfill(state: &AppState, request: &BackfillRequest) -> Result<Bac
             from,
             to,
             single_run: false,
+            max_partitions: state.max_range_partitions,
             tags: BTreeMap::new(),
         },
     )
@@ -330,7 +341,7 @@ pub async fn login_form(
         .into());
     }
     let _ = headers;
-    if !state.security.token_matches(&form.token) {
+    if !state.security.login_accepts(&form.token) {
         return Err(WebError::Forbidden("the access token is wrong".into()).into());
     }
     let cookie = format!(

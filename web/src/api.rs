@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -35,6 +35,27 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
+/// A query string that does not read (a repeated or mistyped parameter) is a JSON 400, like
+/// every other error of the API, not axum's plain-text rejection.
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q).map_err(|e| {
+        ApiError(WebError::BadRequest(format!(
+            "bad query string: {}",
+            e.body_text()
+        )))
+    })
+}
+
+/// A path segment that does not read (not UTF-8 once decoded) is a JSON 400.
+fn path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(p)| p).map_err(|e| {
+        ApiError(WebError::BadRequest(format!(
+            "bad path: {}",
+            orch::text::shorten(&e.body_text(), orch::text::SHOWN_CHARS)
+        )))
+    })
+}
+
 pub async fn not_found() -> ApiError {
     ApiError(WebError::NotFound(
         "no such API route: see /api/v1/openapi.json".into(),
@@ -45,11 +66,19 @@ pub async fn overview(State(state): State<AppState>) -> ApiResult {
     Ok(to_json(&views::overview(&state).await?))
 }
 
-pub async fn runs(State(state): State<AppState>, Query(q): Query<RunsQuery>) -> ApiResult {
+pub async fn runs(
+    State(state): State<AppState>,
+    q: Result<Query<RunsQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
     Ok(to_json(&views::runs_page(&state, &q).await?))
 }
 
-pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn run(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path(id)?;
     let run = get_run(&state, &id).await?;
     let events = state
         .storage
@@ -61,9 +90,11 @@ pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> ApiRe
 
 pub async fn run_events(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<EventsQuery>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<EventsQuery>, QueryRejection>,
 ) -> ApiResult {
+    let id = path(id)?;
+    let q = query(q)?;
     let filter = q.filter()?;
     let run = get_run(&state, &id).await?;
     let events = state.storage.run_events(run.run_id, &filter).await?;
@@ -78,9 +109,11 @@ pub struct LogsQuery {
 
 pub async fn run_logs(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    Query(q): Query<LogsQuery>,
+    id: Result<Path<String>, PathRejection>,
+    q: Result<Query<LogsQuery>, QueryRejection>,
 ) -> ApiResult {
+    let id = path(id)?;
+    let q = query(q)?;
     let run = get_run(&state, &id).await?;
     let step = q.step.as_deref().filter(|s| !s.is_empty());
     let logs = state.storage.step_logs(run.run_id, step).await?;
@@ -102,8 +135,9 @@ pub async fn materialize(
 pub async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
+    let id = path(id)?;
     state.security.check_api(&headers)?;
     Ok(to_json(&RunView::new(&actions::cancel(&state, &id).await?)))
 }
@@ -117,9 +151,10 @@ pub struct ReexecuteRequest {
 pub async fn reexecute(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     request: axum::body::Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
+    let id = path(id)?;
     state.security.check_api(&headers)?;
     // The body is optional: none means a whole re-execution.
     let from_failure = if request.iter().all(u8::is_ascii_whitespace) {
@@ -148,18 +183,30 @@ async fn selected(
     }
 }
 
-pub async fn assets(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> ApiResult {
+pub async fn assets(
+    State(state): State<AppState>,
+    q: Result<Query<SelectQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
     let keys = selected(&state, &q).await?;
     let rows = views::asset_rows(&state, keys.as_ref()).await?;
     Ok(Json(json!({ "assets": rows })))
 }
 
-pub async fn asset(State(state): State<AppState>, Path(key): Path<String>) -> ApiResult {
+pub async fn asset(
+    State(state): State<AppState>,
+    key: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let key = path(key)?;
     let key = views::known_asset(&state, &key)?;
     Ok(to_json(&views::asset_detail(&state, &key).await?))
 }
 
-pub async fn lineage(State(state): State<AppState>, Query(q): Query<SelectQuery>) -> ApiResult {
+pub async fn lineage(
+    State(state): State<AppState>,
+    q: Result<Query<SelectQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
     let layout = lineage_layout(&state, &q).await?;
     Ok(to_json(&layout))
 }
@@ -201,9 +248,10 @@ pub struct ScheduleRequest {
 pub async fn set_schedule(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
     request: Result<Json<ScheduleRequest>, JsonRejection>,
 ) -> ApiResult {
+    let name = path(name)?;
     state.security.check_api(&headers)?;
     let request = body(request)?;
     let enabled = actions::set_schedule(&state, &name, request.enabled).await?;
@@ -218,7 +266,11 @@ pub async fn backfills(State(state): State<AppState>) -> ApiResult {
     Ok(Json(json!({ "backfills": list })))
 }
 
-pub async fn backfill(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn backfill(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> ApiResult {
+    let id = path(id)?;
     let b = state
         .storage
         .get_backfill(&id)
@@ -253,14 +305,16 @@ pub struct MartQuery {
 
 pub async fn mart(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-    axum::extract::Query(query): axum::extract::Query<MartQuery>,
+    name: Result<Path<String>, PathRejection>,
+    q: Result<Query<MartQuery>, QueryRejection>,
 ) -> ApiResult {
-    let grain = match query.grain.as_deref() {
+    let name = path(name)?;
+    let grain = match query(q)?.grain.as_deref() {
         None => crate::marts::Grain::default(),
         Some(g) => crate::marts::Grain::parse(g).ok_or_else(|| {
-            WebError::NotFound(format!(
-                "no grain `{g}` (grains: minute, hour, day, week, month, year)"
+            WebError::BadRequest(format!(
+                "no grain `{}` (grains: minute, hour, day, week, month, year)",
+                orch::text::shorten(g, orch::text::SHOWN_CHARS)
             ))
         })?,
     };

@@ -14,9 +14,12 @@ pub enum WebError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
-    /// A write action without its token or CSRF proof.
+    /// A write action without its token or CSRF proof, or a host this server does not serve.
     #[error("{0}")]
     Forbidden(String),
+    /// A read without the access token, where one is set.
+    #[error("{0}")]
+    Unauthorized(String),
     /// The action is not possible in the current state (e.g. canceling a finished run).
     #[error("{0}")]
     Conflict(String),
@@ -32,6 +35,7 @@ impl WebError {
             WebError::BadRequest(_) => StatusCode::BAD_REQUEST,
             WebError::NotFound(_) => StatusCode::NOT_FOUND,
             WebError::Forbidden(_) => StatusCode::FORBIDDEN,
+            WebError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             WebError::Conflict(_) => StatusCode::CONFLICT,
             WebError::Storage(StorageError::RunNotFound(_)) => StatusCode::NOT_FOUND,
             WebError::Storage(StorageError::IllegalTransition { .. }) => StatusCode::CONFLICT,

@@ -17,6 +17,7 @@ mod pages;
 mod security;
 mod views;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -38,6 +39,14 @@ pub use views::{STREAM_WORKER, StreamWorkerDetail, WorkerView};
 /// bound to a non-loopback address.
 pub const TOKEN_ENV: &str = "ORCH_WEB_TOKEN";
 
+/// The environment variable holding an optional read-only token: it opens every page and the
+/// API's reads, never a write.
+pub const READ_TOKEN_ENV: &str = "ORCH_WEB_READ_TOKEN";
+
+/// The environment variable listing more host names the server answers to (comma separated),
+/// beside `localhost`, the loopback addresses and the bound address.
+pub const ALLOWED_HOSTS_ENV: &str = "ORCH_WEB_ALLOWED_HOSTS";
+
 /// Everything the handlers read: the run history, the definitions, the marts.
 #[derive(Clone)]
 pub struct AppState {
@@ -48,6 +57,8 @@ pub struct AppState {
     pub sensors: Arc<Vec<String>>,
     pub marts: Arc<dyn MartSource>,
     pub security: Arc<Security>,
+    /// The most partitions one materialization or backfill range may cover.
+    pub max_range_partitions: usize,
 }
 
 impl AppState {
@@ -65,7 +76,14 @@ impl AppState {
             sensors: Arc::new(Vec::new()),
             marts: Arc::new(marts::LastGood::new(marts)),
             security: Arc::new(security),
+            max_range_partitions: orch::partitions::DEFAULT_MAX_RANGE_PARTITIONS,
         }
+    }
+
+    /// The limit on a range's partitions (`[limits] max_range_partitions` of `orch.toml`).
+    pub fn with_max_range_partitions(mut self, max: usize) -> AppState {
+        self.max_range_partitions = max;
+        self
     }
 
     /// The sensors the daemons evaluate (their ticks, with each request's reason, show under
@@ -147,17 +165,38 @@ pub fn router(state: AppState) -> Router {
     pages
         .nest("/api/v1", api)
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::gate,
+        ))
         .layer(axum::middleware::from_fn(security::headers))
         .with_state(state)
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` fires.
+/// How long requests in flight get to finish once the server is told to stop (live tails of
+/// runs never finish on their own).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Serves `router(state)` on `listener` until `shutdown` fires: it stops accepting at once and
+/// returns when the requests in flight are done, or after [`SHUTDOWN_GRACE`] at the latest,
+/// dropping (so cancelling) whatever still runs. A request whose client goes away is dropped
+/// by the server as soon as the connection is seen closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { stop.cancelled().await });
+    tokio::select! {
+        result = server.into_future() => result,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } => {
+            tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}: dropped");
+            Ok(())
+        }
+    }
 }

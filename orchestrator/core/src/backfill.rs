@@ -27,6 +27,8 @@ pub struct BackfillRequest<'a> {
     pub to: &'a str,
     /// One run over the whole range, whatever the assets' policies.
     pub single_run: bool,
+    /// The most partitions the range may cover (`[limits] max_range_partitions`).
+    pub max_partitions: usize,
     /// Tags for every run, beside the backfill's own.
     pub tags: BTreeMap<String, String>,
 }
@@ -72,6 +74,7 @@ pub fn plan_backfill(
         from: request.from.to_owned(),
         to: request.to.to_owned(),
     };
+    plan::check_range_size(graph, request.selected, &range, request.max_partitions)?;
     let whole = plan::plan(graph, request.selected, &range)?;
     let all_single_run = request.selected.iter().all(|k| {
         graph
@@ -173,8 +176,36 @@ mod tests {
             from,
             to,
             single_run: false,
+            max_partitions: crate::partitions::DEFAULT_MAX_RANGE_PARTITIONS,
             tags: BTreeMap::from([("by".to_owned(), "test".to_owned())]),
         }
+    }
+
+    /// Issue 14: a range to year 9999 grew without bound; a range over the configured limit is
+    /// refused before anything is planned, in bounded time.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the test's own stopwatch
+    fn ranges_over_the_limit_are_refused_quickly() {
+        let g = AssetGraph::new(vec![def("raw", &[], hourly())]).unwrap();
+        let raw = keys(&["raw"]);
+        let started = std::time::Instant::now();
+        let mut big = request(&raw, "2026-11-22-00:00", "2126-10-31-23:00");
+        big.max_partitions = 10_000;
+        let e = plan_backfill(&g, &big).unwrap_err().to_string();
+        assert!(e.contains("more than 10000 partitions"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let e = plan_backfill(&g, &request(&raw, "2026-11-22-00:00", "9999-12-31-23:00"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("after the last partition the definition allows"),
+            "{e}"
+        );
+        let mut small = request(&raw, "2026-11-22-00:00", "2026-11-22-03:00");
+        small.max_partitions = 4;
+        assert_eq!(plan_backfill(&g, &small).unwrap().runs.len(), 4);
+        small.max_partitions = 3;
+        assert!(plan_backfill(&g, &small).is_err());
     }
 
     #[test]

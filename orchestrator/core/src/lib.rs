@@ -24,6 +24,10 @@ pub mod request;
 pub mod run;
 pub mod selection;
 pub mod steps;
+pub mod text;
+
+#[cfg(test)]
+mod fuzz;
 
 pub use asset::{
     AssetDep, AssetKey, AssetSpec, AssetsDefinition, Backoff, CheckSpec, Jitter, RetryPolicy,

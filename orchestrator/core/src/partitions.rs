@@ -21,9 +21,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use chrono::{
-    DateTime, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Timelike, Utc,
+    DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Timelike,
+    Utc,
 };
 use chrono_tz::Tz;
+
+use crate::text::{SHOWN_CHARS, shorten};
 
 /// A half-open interval of time, `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -162,7 +165,28 @@ pub enum PartitionError {
     },
     #[error("invalid partition mapping: {0}")]
     Mapping(String),
+    #[error(
+        "the partition range `{from}` to `{to}` holds more than {max} partitions, the most one request may cover: narrow the range, or raise `max_range_partitions` under [limits] in orch.toml"
+    )]
+    TooMany {
+        from: String,
+        to: String,
+        max: usize,
+    },
 }
+
+/// How many years after its start a time partitions definition has keys: keys beyond are
+/// refused.
+pub const MAX_YEARS: i32 = 100;
+
+/// The most partitions any range may hold, whatever the configured limit: 100,000 hours is
+/// over eleven years. Ranges are checked against the configured limit
+/// ([`DEFAULT_MAX_RANGE_PARTITIONS`] unless `orch.toml` says otherwise) before planning.
+pub const HARD_MAX_RANGE_PARTITIONS: usize = 100_000;
+
+/// The default limit on the partitions of one range (`[limits] max_range_partitions`): a
+/// year and a bit of hours.
+pub const DEFAULT_MAX_RANGE_PARTITIONS: usize = 10_000;
 
 /// How many local times in a row may be skipped before giving up (a whole day of hours, as
 /// when Samoa skipped 2011-12-30, is 24).
@@ -173,6 +197,21 @@ impl TimeWindowPartitions {
     fn start_label(&self) -> NaiveDateTime {
         let local = self.start.with_timezone(&self.timezone).naive_local();
         self.truncate(local)
+    }
+
+    /// The last label a key may have: the definition's window ends [`MAX_YEARS`] years after
+    /// its start (a key in year 9999 is a typo, not a plan).
+    fn last_label(&self) -> NaiveDateTime {
+        let first = self.start_label();
+        let end = first
+            .date()
+            .with_year(first.year() + MAX_YEARS)
+            .unwrap_or(NaiveDate::MAX)
+            .and_time(NaiveTime::MIN);
+        match self.cadence {
+            Cadence::Hourly => end - TimeDelta::hours(1),
+            Cadence::Daily => end - TimeDelta::days(1),
+        }
     }
 
     /// The label of the partition that local time `local` falls in, ignoring skipped times.
@@ -278,7 +317,7 @@ impl TimeWindowPartitions {
 
     fn invalid(&self, key: &str, expected: String) -> PartitionError {
         PartitionError::InvalidKey {
-            key: key.to_owned(),
+            key: shorten(key, SHOWN_CHARS),
             definition: self.describe(),
             expected,
         }
@@ -288,9 +327,12 @@ impl TimeWindowPartitions {
     fn parse_key(&self, key: &str) -> Result<NaiveDateTime, PartitionError> {
         let cadence = self.cadence;
         let label = parse_label(key, cadence).ok_or_else(|| {
+            let why = explain_bad_label(key, cadence)
+                .map(|why| format!("{why}; "))
+                .unwrap_or_default();
             self.invalid(
                 key,
-                format!("{cadence} keys look like {}", cadence.example_key()),
+                format!("{why}{cadence} keys look like {}", cadence.example_key()),
             )
         })?;
         if label.minute() != 0 {
@@ -305,6 +347,16 @@ impl TimeWindowPartitions {
             return Err(self.invalid(
                 key,
                 format!("it is before the first partition, {}", self.format(first)),
+            ));
+        }
+        let last = self.last_label();
+        if label > last {
+            return Err(self.invalid(
+                key,
+                format!(
+                    "it is after the last partition the definition allows, {} (partitions run {MAX_YEARS} years from their start)",
+                    self.format(last)
+                ),
             ));
         }
         if self.resolve(label).is_none() {
@@ -344,6 +396,54 @@ impl TimeWindowPartitions {
         }
         keys
     }
+}
+
+/// What is wrong with a key that does not parse, when its shape is right but a part is out
+/// of range: `month 13 does not exist (months are 01-12)`.
+fn explain_bad_label(key: &str, cadence: Cadence) -> Option<String> {
+    let b = key.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = key.get(r)?;
+        part.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let shape = match cadence {
+        Cadence::Hourly => {
+            b.len() == 16 && b[4] == b'-' && b[7] == b'-' && b[10] == b'-' && b[13] == b':'
+        }
+        Cadence::Daily => b.len() == 10 && b[4] == b'-' && b[7] == b'-',
+    };
+    if !shape {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    if !(1..=12).contains(&month) {
+        return Some(format!(
+            "month {month:02} does not exist (months are 01-12)"
+        ));
+    }
+    let days = NaiveDate::from_ymd_opt(year as i32, month, 1)
+        .and_then(|d| d.checked_add_months(chrono::Months::new(1)))
+        .and_then(|d| d.pred_opt())
+        .map(|d| d.day())?;
+    if day == 0 || day > days {
+        return Some(format!(
+            "day {day:02} does not exist in {year:04}-{month:02} (it has {days} days)"
+        ));
+    }
+    if cadence == Cadence::Hourly {
+        let (hour, minute) = (digits(11..13)?, digits(14..16)?);
+        if hour > 23 {
+            return Some(format!("hour {hour:02} does not exist (hours are 00-23)"));
+        }
+        if minute > 59 {
+            return Some(format!(
+                "minute {minute:02} does not exist (minutes are 00-59)"
+            ));
+        }
+    }
+    None
 }
 
 /// Parses a key in the cadence's exact format (zero-padded, four-digit year).
@@ -510,7 +610,7 @@ impl PartitionsDefinition {
                 .map(|(_, k)| format!("; did you mean `{k}`?"))
                 .unwrap_or_default();
             PartitionError::InvalidKey {
-                key: key.to_owned(),
+                key: shorten(key, SHOWN_CHARS),
                 definition: definition.describe(),
                 expected: format!("no such key{suggestion}"),
             }
@@ -539,12 +639,29 @@ impl PartitionsDefinition {
     }
 
     /// The keys from `from` to `to`, both included, in order (for static partitions, in the
-    /// order of the list).
+    /// order of the list); at most [`HARD_MAX_RANGE_PARTITIONS`] of them.
     pub fn keys_in_range(&self, from: &str, to: &str) -> Result<Vec<String>, PartitionError> {
+        self.keys_in_range_at_most(from, to, HARD_MAX_RANGE_PARTITIONS)
+    }
+
+    /// [`Self::keys_in_range`], refusing a range of more than `max` keys with a message that
+    /// says how to narrow it. Costs O(`max`) at most, however far apart the keys are.
+    pub fn keys_in_range_at_most(
+        &self,
+        from: &str,
+        to: &str,
+        max: usize,
+    ) -> Result<Vec<String>, PartitionError> {
+        let (from_shown, to_shown) = (shorten(from, SHOWN_CHARS), shorten(to, SHOWN_CHARS));
         let after = || PartitionError::InvalidRange {
-            from: from.to_owned(),
-            to: to.to_owned(),
-            reason: format!("`{from}` comes after `{to}`; put the earlier key first"),
+            from: from_shown.clone(),
+            to: to_shown.clone(),
+            reason: format!("`{from_shown}` comes after `{to_shown}`; put the earlier key first"),
+        };
+        let too_many = || PartitionError::TooMany {
+            from: from_shown.clone(),
+            to: to_shown.clone(),
+            max,
         };
         match self {
             PartitionsDefinition::Time(t) => {
@@ -553,13 +670,24 @@ impl PartitionsDefinition {
                 if first > last {
                     return Err(after());
                 }
-                Ok(t.labels_while(first, |label, _| label <= last))
+                let mut count = 0;
+                let keys = t.labels_while(first, |label, _| {
+                    count += 1;
+                    label <= last && count <= max + 1
+                });
+                if keys.len() > max {
+                    return Err(too_many());
+                }
+                Ok(keys)
             }
             PartitionsDefinition::Static(keys) => {
                 let first = Self::static_position(keys, from, self)?;
                 let last = Self::static_position(keys, to, self)?;
                 if first > last {
                     return Err(after());
+                }
+                if last - first >= max {
+                    return Err(too_many());
                 }
                 Ok(keys[first..=last].to_vec())
             }
@@ -923,6 +1051,61 @@ mod tests {
         expect![[r#"`2026-11-22-10:00` is not a partition of daily partitions from 2026-11-01 (UTC): daily keys look like 2026-11-22"#]]
             .assert_eq(&err(daily().validate_key("2026-11-22-10:00")));
         assert!(daily().validate_key("2026-02-30").is_err());
+    }
+
+    /// Issue 14: a month 13 got the generic "keys look like" message.
+    #[test]
+    fn impossible_dates_say_which_part_is_wrong() {
+        expect![[r#"`2026-13-01-00:00` is not a partition of hourly partitions from 2026-11-01-00:00 (UTC): month 13 does not exist (months are 01-12); hourly keys look like 2026-11-22-10:00"#]]
+            .assert_eq(&err(hourly().validate_key("2026-13-01-00:00")));
+        assert!(
+            err(daily().validate_key("2026-02-30"))
+                .contains("day 30 does not exist in 2026-02 (it has 28 days)")
+        );
+        assert!(err(daily().validate_key("2028-02-30")).contains("(it has 29 days)"));
+        assert!(err(hourly().validate_key("2026-11-22-24:00")).contains("hour 24 does not exist"));
+        assert!(
+            err(hourly().validate_key("2026-11-22-10:60")).contains("minute 60 does not exist")
+        );
+        assert!(err(daily().validate_key("2026-00-10")).contains("month 00 does not exist"));
+        // A long key comes back shortened.
+        let long = "9".repeat(100_000);
+        assert!(err(daily().validate_key(&long)).len() < 400);
+    }
+
+    /// Issue 14: keys in year 9999 were accepted.
+    #[test]
+    fn keys_stay_within_the_definitions_window() {
+        expect![[r#"`9999-12-31-23:00` is not a partition of hourly partitions from 2026-11-01-00:00 (UTC): it is after the last partition the definition allows, 2126-10-31-23:00 (partitions run 100 years from their start)"#]]
+            .assert_eq(&err(hourly().validate_key("9999-12-31-23:00")));
+        assert!(hourly().validate_key("2126-10-31-23:00").is_ok());
+        assert!(daily().validate_key("2126-11-01").is_err());
+        assert!(daily().validate_key("2126-10-31").is_ok());
+    }
+
+    /// Issue 14: a range to year 9999 grew without bound.
+    #[test]
+    #[allow(clippy::disallowed_methods)] // the test's own stopwatch
+    fn ranges_are_bounded() {
+        let started = std::time::Instant::now();
+        let e = err(hourly().keys_in_range("2026-11-01-00:00", "2126-10-31-23:00"));
+        assert!(
+            e.contains("more than 100000 partitions") && e.contains("max_range_partitions"),
+            "{e}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let e = err(hourly().keys_in_range_at_most("2026-11-01-00:00", "2026-11-01-03:00", 3));
+        assert!(e.contains("more than 3 partitions"), "{e}");
+        assert_eq!(
+            hourly()
+                .keys_in_range_at_most("2026-11-01-00:00", "2026-11-01-02:00", 3)
+                .unwrap()
+                .len(),
+            3
+        );
+        let s = PartitionsDefinition::static_keys(["a", "b", "c"]).unwrap();
+        assert!(s.keys_in_range_at_most("a", "c", 2).is_err());
+        assert_eq!(s.keys_in_range_at_most("a", "b", 2).unwrap(), ["a", "b"]);
     }
 
     #[test]

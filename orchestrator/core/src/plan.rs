@@ -213,6 +213,7 @@ pub fn plan(
             (Some(def), PartitionRequest::Range { from, to }) => {
                 match def.keys_in_range(from, to) {
                     Ok(keys) => keys,
+                    Err(e @ PartitionError::TooMany { .. }) => return Err(e.into()),
                     Err(e) => overlapping(def, window.as_ref(), e)?,
                 }
             }
@@ -375,7 +376,7 @@ fn request_window(
                 }
             }
             Err(PlanError::UnknownPartition {
-                key: key.clone(),
+                key: crate::text::shorten(key, crate::text::SHOWN_CHARS),
                 reason: first_error.map(|e| e.to_string()).unwrap_or_default(),
             })
         }
@@ -384,13 +385,18 @@ fn request_window(
             for def in defs() {
                 match def.keys_in_range(from, to) {
                     Ok(keys) => return Ok(range_window(def, &keys)?),
+                    Err(e @ PartitionError::TooMany { .. }) => return Err(e.into()),
                     Err(e) => {
                         first_error.get_or_insert(e);
                     }
                 }
             }
             Err(PlanError::UnknownPartition {
-                key: format!("{from}...{to}"),
+                key: format!(
+                    "{}...{}",
+                    crate::text::shorten(from, crate::text::SHOWN_CHARS),
+                    crate::text::shorten(to, crate::text::SHOWN_CHARS)
+                ),
                 reason: first_error.map(|e| e.to_string()).unwrap_or_default(),
             })
         }
@@ -415,6 +421,35 @@ fn range_window(
 
 /// An asset whose definition does not accept the requested key directly gets the partitions
 /// overlapping the request's window; without a window (static keys), the key is invalid.
+/// Refuses a range that covers more than `max` partitions of any selected asset (the limit
+/// `[limits] max_range_partitions` of `orch.toml`), before anything is planned: the cost of
+/// the check is O(`max`), however far apart the keys are. Keys that are not of an asset's
+/// partitioning are left to the planner's messages.
+pub fn check_range_size(
+    graph: &AssetGraph,
+    selected: &BTreeSet<AssetKey>,
+    request: &PartitionRequest,
+    max: usize,
+) -> Result<(), PartitionError> {
+    let PartitionRequest::Range { from, to } = request else {
+        return Ok(());
+    };
+    let mut seen: Vec<&PartitionsDefinition> = Vec::new();
+    for key in selected {
+        let Some(def) = graph.spec(key).and_then(|s| s.partitions.as_ref()) else {
+            continue;
+        };
+        if seen.contains(&def) {
+            continue;
+        }
+        seen.push(def);
+        if let Err(e @ PartitionError::TooMany { .. }) = def.keys_in_range_at_most(from, to, max) {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 fn overlapping(
     def: &PartitionsDefinition,
     window: Option<&TimeWindow>,

@@ -106,7 +106,7 @@ pub trait StatusLookup {
 pub enum SelectionError {
     /// The text is not a selection; `position` is the 0-based index of the offending
     /// character (in characters, not bytes).
-    #[error("invalid selection: {message} at position {position}\n  {input}\n  {}^", caret_pad(*.position))]
+    #[error("invalid selection: {message} at position {position}\n{}", excerpt(.input, *.position))]
     Parse {
         input: String,
         position: usize,
@@ -123,9 +123,24 @@ pub enum SelectionError {
     NeedsStatus { clause: String },
 }
 
-fn caret_pad(position: usize) -> String {
-    " ".repeat(position)
+/// The input with a caret under character `position`: the whole input when short, else the
+/// stretch around the position, elided on each side.
+fn excerpt(input: &str, position: usize) -> String {
+    const AROUND: usize = 40;
+    let chars: Vec<char> = input.chars().collect();
+    let from = position.saturating_sub(AROUND);
+    let to = (position + AROUND).min(chars.len());
+    let (lead, tail) = (
+        if from > 0 { "…" } else { "" },
+        if to < chars.len() { "…" } else { "" },
+    );
+    let shown: String = chars[from.min(to)..to].iter().collect();
+    let pad = " ".repeat(position - from + usize::from(from > 0));
+    format!("  {lead}{shown}{tail}\n  {pad}^")
 }
+
+/// The longest selection read, in characters (two hundred long keys, comma separated).
+pub const MAX_SELECTION_CHARS: usize = 10_000;
 
 fn did_you_mean(suggestion: Option<&AssetKey>) -> String {
     suggestion
@@ -377,6 +392,16 @@ fn list_hint<I: IntoIterator<Item = String>>(label: &str, items: I, none: &str) 
 impl Selection {
     /// Parses a selection; errors point at the offending character.
     pub fn parse(input: &str) -> Result<Selection, SelectionError> {
+        if input.len() > MAX_SELECTION_CHARS && input.chars().count() > MAX_SELECTION_CHARS {
+            return Err(SelectionError::Parse {
+                input: input.chars().take(MAX_SELECTION_CHARS + 1).collect(),
+                position: MAX_SELECTION_CHARS,
+                message: format!(
+                    "a selection has at most {MAX_SELECTION_CHARS} characters; this one has {} (select by group:, tag: or kind: instead of listing keys)",
+                    input.chars().count()
+                ),
+            });
+        }
         let parser = Parser {
             input,
             chars: input.chars().collect(),
@@ -476,7 +501,7 @@ impl Clause {
             Term::Status(wanted) => {
                 let Some(status) = status else {
                     return Err(SelectionError::NeedsStatus {
-                        clause: self.term_text.clone(),
+                        clause: crate::text::shorten(&self.term_text, crate::text::SHOWN_CHARS),
                     });
                 };
                 return Ok(graph
@@ -489,7 +514,7 @@ impl Clause {
                 return match graph.spec(key) {
                     Some(spec) => Ok(vec![&spec.key]),
                     None => Err(SelectionError::UnknownKey {
-                        key: key.to_string(),
+                        key: crate::text::shorten(&key.to_string(), crate::text::SHOWN_CHARS),
                         suggestion: graph.nearest_key(&key.to_string()).cloned(),
                     }),
                 };
@@ -550,7 +575,7 @@ impl Clause {
             Term::All | Term::Key(_) | Term::Status(_) => String::new(),
         };
         Err(SelectionError::NoMatch {
-            clause: self.term_text.clone(),
+            clause: crate::text::shorten(&self.term_text, crate::text::SHOWN_CHARS),
             hint,
         })
     }

@@ -56,8 +56,36 @@ struct FileConfig {
     notifications: NotificationsFile,
     #[serde(default)]
     automation: AutomationConfig,
+    #[serde(default)]
+    limits: LimitsFile,
     #[serde(flatten)]
     sections: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_range_partitions: Option<usize>,
+    confirm_runs_above: Option<usize>,
+}
+
+/// `[limits]` of `orch.toml`: bounds on the inputs that size work.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// The most partitions one materialization or backfill range may cover (default 10,000;
+    /// at most 100,000).
+    pub max_range_partitions: usize,
+    /// A backfill of more runs than this needs `--yes` (default 100).
+    pub confirm_runs_above: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_range_partitions: orch_core::partitions::DEFAULT_MAX_RANGE_PARTITIONS,
+            confirm_runs_above: 100,
+        }
+    }
 }
 
 /// One `[[sensor]]` table of `orch.toml`.
@@ -205,6 +233,8 @@ pub struct Config {
     pub sensors: Vec<SensorConfig>,
     /// Where notifications are posted (`ORCH_WEBHOOK_URL` overrides it).
     pub webhook_url: Option<Secret>,
+    /// Bounds on the inputs that size work (`[limits]`).
+    pub limits: Limits,
 }
 
 /// A secret setting: its `Debug` and `Display` print `***`, so it cannot reach a log by
@@ -331,7 +361,11 @@ impl Config {
         if execution.max_concurrent == 0 {
             return Err(ConfigError::Parse {
                 path,
-                message: "execution.max_concurrent must be at least 1".into(),
+                message: if env("ORCH_MAX_CONCURRENT").is_some() {
+                    "ORCH_MAX_CONCURRENT must be at least 1".into()
+                } else {
+                    "`max_concurrent` under [execution] must be at least 1".into()
+                },
             });
         }
         if let Some((name, _)) = parsed.pools.iter().find(|(_, limit)| **limit == 0) {
@@ -339,6 +373,22 @@ impl Config {
                 path,
                 message: format!("pool `{name}` has a limit of 0: no step in it could ever run"),
             });
+        }
+        let mut limits = Limits::default();
+        if let Some(n) = parsed.limits.max_range_partitions {
+            let hard = orch_core::partitions::HARD_MAX_RANGE_PARTITIONS;
+            if n == 0 || n > hard {
+                return Err(ConfigError::Parse {
+                    path,
+                    message: format!(
+                        "`max_range_partitions` under [limits] is {n}: use 1 to {hard}"
+                    ),
+                });
+            }
+            limits.max_range_partitions = n;
+        }
+        if let Some(n) = parsed.limits.confirm_runs_above {
+            limits.confirm_runs_above = n;
         }
         let mut sections = BTreeMap::new();
         for (name, value) in parsed.sections {
@@ -382,6 +432,7 @@ impl Config {
             webhook_url: env("ORCH_WEBHOOK_URL")
                 .or(parsed.notifications.webhook_url)
                 .map(Secret),
+            limits,
         })
     }
 }
@@ -431,6 +482,7 @@ impl Config {
 /// The tables the engine reads itself.
 const KNOWN_TABLES: &[&str] = &[
     "execution",
+    "limits",
     "pools",
     "assets",
     "asset",
@@ -510,5 +562,152 @@ mod tests {
             err.to_string().contains("unknown field `databse_url`"),
             "{err}"
         );
+    }
+
+    /// `[limits]` is read, bounded and named in its errors.
+    #[test]
+    fn limits_are_read_and_bounded() {
+        let root = Path::new("/project");
+        let c = Config::from_toml(root, "").unwrap();
+        assert_eq!(c.limits, Limits::default());
+        let c = Config::from_toml(
+            root,
+            "[limits]\nmax_range_partitions = 24\nconfirm_runs_above = 5\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.limits.max_range_partitions, c.limits.confirm_runs_above),
+            (24, 5)
+        );
+        let e = Config::from_toml(root, "[limits]\nmax_range_partitions = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`max_range_partitions` under [limits] is 0: use 1 to 100000"),
+            "{e}"
+        );
+        assert!(Config::from_toml(root, "[limits]\nmax_range = 1\n").is_err());
+    }
+
+    mod fuzz {
+        //! orch.toml fuzzed (proptest): any text, and tables built from the file's own keys,
+        //! load or fail with a message, never a panic. `ORCH_FUZZ_CASES` cases per property
+        //! (default 256).
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("ORCH_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256);
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        const TABLES: &[&str] = &[
+            "",
+            "[execution]",
+            "[pools]",
+            "[assets]",
+            "[daemon]",
+            "[limits]",
+            "[automation]",
+            "[notifications]",
+            "[[asset]]",
+            "[[schedule]]",
+            "[[sensor]]",
+            "[platform]",
+            "[[automation.condition]]",
+        ];
+        const KEYS: &[&str] = &[
+            "database_url",
+            "state_dir",
+            "max_concurrent",
+            "cancel_grace_secs",
+            "warehouse",
+            "builtin",
+            "example",
+            "key",
+            "deps",
+            "command",
+            "partitions",
+            "retry",
+            "checks",
+            "name",
+            "cron",
+            "timezone",
+            "selection",
+            "partition",
+            "catchup",
+            "enabled",
+            "lease_secs",
+            "heartbeat_secs",
+            "local_runs",
+            "expired_runs",
+            "max_range_partitions",
+            "confirm_runs_above",
+            "kind",
+            "path",
+            "interval_secs",
+            "webhook_url",
+            "select",
+            "condition",
+        ];
+        const VALUES: &[&str] = &[
+            "0",
+            "1",
+            "-1",
+            "18446744073709551616",
+            "1.5",
+            "true",
+            "\"\"",
+            "\"x\"",
+            "\"61 * * * *\"",
+            "\"0 0 30 2 *\"",
+            "\"*\"",
+            "\"2026-11-01\"",
+            "[]",
+            "[\"a\"]",
+            "{ daily = \"2026-11-01\", timezone = \"UTC\" }",
+            "{ hourly = \"9999-12-31\" }",
+            "{ max_attempts = 0 }",
+            "\"latest:0\"",
+            "\"requeue\"",
+            "{}",
+        ];
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn any_text_loads_or_fails_cleanly(text in "\\PC{0,300}") {
+                let _ = Config::from_toml(Path::new("/project"), &text);
+            }
+
+            #[test]
+            fn tables_of_known_keys_load_or_fail_cleanly(
+                lines in prop::collection::vec(
+                    (prop::sample::select(TABLES), prop::sample::select(KEYS), prop::sample::select(VALUES)),
+                    0..8,
+                )
+            ) {
+                let text: String = lines
+                    .iter()
+                    .map(|(t, k, v)| format!("{t}\n{k} = {v}\n"))
+                    .collect();
+                let root = Path::new("/project");
+                if let Ok(c) = Config::from_toml(root, &text) {
+                    for s in &c.schedules {
+                        let _ = crate::daemon::schedule::from_config(s);
+                    }
+                    let _ = crate::command::definitions(&c.command_assets, root);
+                    let _ = c.check_sections(&[]);
+                }
+            }
+        }
     }
 }

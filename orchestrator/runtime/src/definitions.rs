@@ -72,3 +72,55 @@ impl Definitions {
         AssetGraph::new(self.assets.clone())
     }
 }
+
+/// A graph error as a message that says where each definition comes from: for a duplicate
+/// asset key, `origin(i)` names the `i`th of `assets` (two `[[asset]]` tables of one key are
+/// otherwise "defined by `a` and by `a`").
+pub fn describe_graph_error(
+    error: &GraphError,
+    assets: &[AssetsDefinition],
+    origin: impl Fn(usize) -> String,
+) -> String {
+    let GraphError::DuplicateKey { key, .. } = error else {
+        return error.to_string();
+    };
+    let places: Vec<String> = assets
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.specs.iter().any(|s| &s.key == key))
+        .map(|(i, _)| origin(i))
+        .collect();
+    match places.as_slice() {
+        [first, second, ..] => format!(
+            "duplicate asset key `{key}`: defined by {first} and again by {second}; an asset has one definition"
+        ),
+        _ => error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::{ComputeError, Materialization};
+
+    fn def(key: &str) -> AssetsDefinition {
+        crate::asset::asset(key)
+            .compute(|_ctx| async { Ok::<_, ComputeError>(Materialization::new()) })
+            .unwrap()
+    }
+
+    /// Issue 14: two `[[asset]]` tables of one key said "defined by `a` and by `a`".
+    #[test]
+    fn duplicate_keys_name_the_origin_of_each() {
+        let defs = Definitions::new().assets([def("x"), def("a"), def("a")]);
+        let error = defs.graph().unwrap_err();
+        let origin = |i: usize| match i {
+            0 => "the compiled-in assets".to_owned(),
+            i => format!("[[asset]] number {i} in orch.toml"),
+        };
+        assert_eq!(
+            describe_graph_error(&error, &defs.assets, origin),
+            "duplicate asset key `a`: defined by [[asset]] number 1 in orch.toml and again by [[asset]] number 2 in orch.toml; an asset has one definition"
+        );
+    }
+}

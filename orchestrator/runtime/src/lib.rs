@@ -10,7 +10,7 @@
 //! [`daemon`]; [`config`]; [`command`] assets; and [`clock`], where ids and times come from.
 
 pub use orch_core::{
-    asset, context, event, graph, metadata, partitions, plan, request, run, selection, steps,
+    asset, context, event, graph, metadata, partitions, plan, request, run, selection, steps, text,
 };
 
 pub mod automation;

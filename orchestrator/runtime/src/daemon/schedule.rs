@@ -112,7 +112,7 @@ impl ScheduleDefinition {
         }
         let schedule = parse_cron(cron_expression).map_err(|reason| ScheduleError::Cron {
             schedule: name.to_owned(),
-            cron: cron_expression.to_owned(),
+            cron: crate::text::shorten(cron_expression, crate::text::SHOWN_CHARS),
             reason,
         })?;
         let tz: Tz = timezone.parse().map_err(|_| ScheduleError::Timezone {
@@ -243,6 +243,30 @@ pub fn from_config(
     Ok(schedule)
 }
 
+/// Refuses two schedules of one name, naming where each comes from (`origin(i)` says where the
+/// `i`th of `schedules` is defined): every command that loads the schedules (`schedules list`,
+/// `schedules on`, `web`, `daemon`) refuses them the same way.
+pub fn check_unique_names(
+    schedules: &[ScheduleDefinition],
+    origin: impl Fn(usize) -> String,
+) -> Result<(), ScheduleError> {
+    let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, s) in schedules.iter().enumerate() {
+        if let Some(&first) = seen.get(s.name.as_str()) {
+            return Err(ScheduleError::Invalid {
+                schedule: s.name.clone(),
+                reason: format!(
+                    "the name is used twice: by {} and by {}; give each schedule its own name",
+                    origin(first),
+                    origin(i)
+                ),
+            });
+        }
+        seen.insert(&s.name, i);
+    }
+    Ok(())
+}
+
 fn last_complete(
     def: &PartitionsDefinition,
     tick: DateTime<Utc>,
@@ -339,6 +363,21 @@ mod tests {
         );
         assert!(ScheduleDefinition::new("x y", "0 * * * *", "UTC", "*").is_err());
         assert!(ScheduleDefinition::new("x", "0 * * * *", "UTC", "a,,b").is_err());
+    }
+
+    /// Issue 14: duplicate names passed `schedules list` and `schedules on` and failed only in
+    /// `daemon`; they are refused at load, with where each comes from.
+    #[test]
+    fn duplicate_names_are_refused_with_their_origins() {
+        let a = ScheduleDefinition::new("hourly", "10 * * * *", "UTC", "*").unwrap();
+        let b = ScheduleDefinition::new("daily", "0 1 * * *", "UTC", "*").unwrap();
+        let origin = |i: usize| format!("[[schedule]] number {} in orch.toml", i + 1);
+        assert!(check_unique_names(&[a.clone(), b.clone()], origin).is_ok());
+        let err = check_unique_names(&[a.clone(), b, a], origin).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "schedule `hourly`: the name is used twice: by [[schedule]] number 1 in orch.toml and by [[schedule]] number 3 in orch.toml; give each schedule its own name"
+        );
     }
 
     #[test]

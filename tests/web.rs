@@ -1465,6 +1465,8 @@ async fn case_stale_and_automation_evaluations_show(storage: Arc<dyn Storage>) {
         run_page.contains("href=\"/assets/marts/top_songs#evaluation-"),
         "{run_page}"
     );
+}
+
 /// One request with its own Host header (`check` sends 127.0.0.1:3000).
 async fn with_host(
     state: &AppState,

@@ -653,7 +653,11 @@ async fn case_fail_expired_ends_the_steps_in_flight(storage: Arc<dyn Storage>) {
         .await
         .unwrap();
     storage
-        .fail_expired(&lease.lease(), at(200), "worker w1 stopped renewing its lease")
+        .fail_expired(
+            &lease.lease(),
+            at(200),
+            "worker w1 stopped renewing its lease",
+        )
         .await
         .unwrap()
         .expect("expired");
@@ -674,7 +678,9 @@ async fn case_fail_expired_ends_the_steps_in_flight(storage: Arc<dyn Storage>) {
     );
     let b = &events
         .iter()
-        .find(|e| e.event.step_key.as_deref() == Some("b") && e.event.kind == EventKind::StepFailure)
+        .find(|e| {
+            e.event.step_key.as_deref() == Some("b") && e.event.kind == EventKind::StepFailure
+        })
         .unwrap()
         .event;
     assert_eq!(b.asset_key, Some(key("b")));

@@ -29,9 +29,7 @@ use orch::storage::Storage;
 use tokio_util::sync::CancellationToken;
 
 pub use error::WebError;
-pub use marts::{
-    Chart, ChartData, Grain, InMemoryMarts, LastGood, MartError, MartSource, NoMarts,
-};
+pub use marts::{Chart, ChartData, Grain, InMemoryMarts, LastGood, MartError, MartSource, NoMarts};
 pub use security::Security;
 pub use views::{STREAM_WORKER, StreamWorkerDetail, WorkerView};
 

@@ -207,8 +207,13 @@ impl AutomationStorage for SqlStorage {
         let recorded = row.into_tick()?;
         if !write.runs.is_empty() {
             let at = tick.tick_time.to_rfc3339();
-            enqueue_runs(&self.db, &mut tx, write.runs, (tags::AUTOMATION_TICK, at.as_str()))
-                .await?;
+            enqueue_runs(
+                &self.db,
+                &mut tx,
+                write.runs,
+                (tags::AUTOMATION_TICK, at.as_str()),
+            )
+            .await?;
         }
         for e in write.evaluations {
             let run_ids: Vec<String> = e.run_ids.iter().map(|r| r.to_string()).collect();

@@ -331,7 +331,15 @@ impl QueueStorage for SqlStorage {
         let run = row.into_run()?;
         // No step outlives its run: the steps its worker left in flight fail with the run.
         let why = format!("the step did not finish: {reason}");
-        end_open_steps(&self.db, &mut tx, lease.run_id, now, EventKind::StepFailure, &why).await?;
+        end_open_steps(
+            &self.db,
+            &mut tx,
+            lease.run_id,
+            now,
+            EventKind::StepFailure,
+            &why,
+        )
+        .await?;
         let event = Event::new(lease.run_id, EventKind::RunFailure, now).message(reason);
         insert_events(&self.db, &mut tx, &[event]).await?;
         tx.commit().await?;

@@ -18,6 +18,7 @@ mod queue;
 mod sensors;
 mod storage;
 mod streaming;
+mod structure;
 mod util;
 mod warehouse;
 mod web;

@@ -41,12 +41,16 @@ fn at(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(1_750_000_000 + secs, 0).unwrap()
 }
 
+/// A queued run of `a`, each of its own partition (runs of one asset partition are never
+/// claimed at once).
 fn new_run(created: i64) -> NewRun {
+    let run_id = orch::new_run_id();
     NewRun {
         status: RunStatus::Queued,
         selection: "a".to_owned(),
         asset_keys: vec![AssetKey::parse("a").unwrap()],
-        ..NewRun::new(orch::new_run_id(), at(created))
+        partition_key: Some(run_id.to_string()),
+        ..NewRun::new(run_id, at(created))
     }
 }
 

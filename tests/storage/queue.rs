@@ -6,6 +6,7 @@ use super::*;
 conformance!(
     case_claim_oldest_first,
     case_claim_respects_max_concurrent_runs,
+    case_claim_never_runs_one_asset_partition_twice_at_once,
     case_renew_lease_is_fenced,
     case_expired_leases_and_fail_expired,
     case_fail_expired_ends_the_steps_in_flight,
@@ -41,7 +42,8 @@ async fn case_claim_oldest_first(storage: Arc<dyn Storage>) {
     let queued: Vec<orch::Run> = {
         let mut runs = Vec::new();
         for i in 0..3 {
-            runs.push(create(&storage, new_run(RunStatus::Queued, &["a", "b"], i)).await);
+            let (a, b) = (format!("a{i}"), format!("b{i}"));
+            runs.push(create(&storage, new_run(RunStatus::Queued, &[&a, &b], i)).await);
         }
         runs
     };
@@ -90,7 +92,8 @@ async fn case_claim_oldest_first(storage: Arc<dyn Storage>) {
 async fn case_claim_respects_max_concurrent_runs(storage: Arc<dyn Storage>) {
     let mut queued = Vec::new();
     for i in 0..5 {
-        queued.push(create(&storage, new_run(RunStatus::Queued, &["a"], i)).await);
+        let a = format!("a{i}");
+        queued.push(create(&storage, new_run(RunStatus::Queued, &[&a], i)).await);
     }
     assert_eq!(
         claim(&storage, "w", 10, &at_most(0)).await,
@@ -98,7 +101,7 @@ async fn case_claim_respects_max_concurrent_runs(storage: Arc<dyn Storage>) {
         "a limit of 0 starts nothing"
     );
     // A run already in flight (started by someone else) counts.
-    let other = create(&storage, new_run(RunStatus::Started, &["a"], 0)).await;
+    let other = create(&storage, new_run(RunStatus::Started, &["x"], 0)).await;
     let first = claim(&storage, "w", 10, &at_most(2)).await.unwrap();
     assert_eq!(first.run.run_id, queued[0].run_id);
     assert_eq!(
@@ -691,5 +694,79 @@ async fn case_fail_expired_ends_the_steps_in_flight(storage: Arc<dyn Storage>) {
             .as_deref()
             .is_some_and(|m| m.contains("stopped renewing its lease")),
         "{b:?}"
+    );
+}
+
+/// A run of an asset partition that a run in flight holds waits, while later runs of other
+/// partitions or assets are claimed past it; it is claimed once that run ends.
+async fn case_claim_never_runs_one_asset_partition_twice_at_once(storage: Arc<dyn Storage>) {
+    let partitioned = |keys: &[&str], from: &str, to: Option<&str>, created| NewRun {
+        partition_key: Some(from.into()),
+        partition_key_end: to.map(str::to_owned),
+        ..new_run(RunStatus::Queued, keys, created)
+    };
+    let busy = create(
+        &storage,
+        partitioned(&["a", "b"], "2026-11-22-10:00", None, 0),
+    )
+    .await;
+    let same = create(&storage, partitioned(&["b"], "2026-11-22-10:00", None, 1)).await;
+    let range = create(
+        &storage,
+        partitioned(&["a"], "2026-11-22-08:00", Some("2026-11-22-11:00"), 2),
+    )
+    .await;
+    let day = create(&storage, partitioned(&["a"], "2026-11-22", None, 3)).await;
+    let whole = create(&storage, new_run(RunStatus::Queued, &["b"], 4)).await;
+    let other_hour = create(&storage, partitioned(&["a"], "2026-11-22-11:00", None, 5)).await;
+    let other_asset = create(&storage, partitioned(&["c"], "2026-11-22-10:00", None, 6)).await;
+
+    let first = claim(&storage, "w", 10, &no_limits()).await.unwrap();
+    assert_eq!(first.run.run_id, busy.run_id);
+    // `same` (b at 10:00), `range` (a over 08:00-11:00), `day` (a on the 22nd) and `whole` (all
+    // of b) each share a partition with `busy`: the oldest run free of it is claimed.
+    let second = claim(&storage, "w", 11, &no_limits()).await.unwrap();
+    assert_eq!(second.run.run_id, other_hour.run_id, "a at 11:00 is free");
+    let third = claim(&storage, "w", 12, &no_limits()).await.unwrap();
+    assert_eq!(third.run.run_id, other_asset.run_id, "c is free");
+    assert_eq!(claim(&storage, "w", 13, &no_limits()).await, None);
+
+    // When `busy` ends, `same` and `whole` (b) may go; `range` and `day` still wait for a at
+    // 11:00.
+    storage
+        .transition_run(busy.run_id, RunStatus::Failure, at(14))
+        .await
+        .unwrap();
+    let next = claim(&storage, "w", 15, &no_limits()).await.unwrap();
+    assert_eq!(next.run.run_id, same.run_id);
+    assert_eq!(
+        claim(&storage, "w", 16, &no_limits()).await,
+        None,
+        "whole b waits for b at 10:00; a waits for a at 11:00"
+    );
+    for done in [same.run_id, other_hour.run_id] {
+        storage
+            .transition_run(done, RunStatus::Failure, at(17))
+            .await
+            .unwrap();
+    }
+    let mut rest = Vec::new();
+    while let Some(lease) = claim(&storage, "w", 18, &no_limits()).await {
+        rest.push(lease.run.run_id);
+    }
+    assert_eq!(
+        rest,
+        vec![range.run_id, whole.run_id],
+        "day waits for the range"
+    );
+    storage
+        .transition_run(range.run_id, RunStatus::Failure, at(19))
+        .await
+        .unwrap();
+    assert_eq!(
+        claim(&storage, "w", 20, &no_limits())
+            .await
+            .map(|l| l.run.run_id),
+        Some(day.run_id)
     );
 }

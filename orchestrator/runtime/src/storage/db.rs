@@ -13,12 +13,11 @@
 //! - the ids of appended rows ([`Tx::allocate_ids`]), taken inside the write transaction so
 //!   that rows get ids in append order whatever the database does with a multi-row insert;
 //! - the most bind parameters one statement may hold ([`Db::max_params`]);
-//! - row locks that end a `SELECT` inside a write transaction ([`Db::skip_locked`],
-//!   [`Db::for_update`]): Postgres locks rows, while SQLite's `BEGIN IMMEDIATE` already holds
-//!   the whole database;
-//! - the locks that serialize the claimers under a concurrency limit and the acquirers of one
-//!   pool's slots ([`Db::queue_lock`], [`Db::pool_lock`]): Postgres takes a transaction-scoped
-//!   advisory lock, SQLite needs none;
+//! - row locks that end a `SELECT` inside a write transaction ([`Db::for_update`]): Postgres
+//!   locks rows, while SQLite's `BEGIN IMMEDIATE` already holds the whole database;
+//! - the locks that serialize the queue's claimers and the acquirers of one pool's slots
+//!   ([`Db::queue_lock`], [`Db::pool_lock`]): Postgres takes a transaction-scoped advisory
+//!   lock, SQLite needs none;
 //! - how the queue's waiters are woken ([`Db::queue_notification`] inside the transaction that
 //!   queued runs, [`Db::queue_committed`] after it commits, [`Db::notify_queue`],
 //!   [`Db::wait_for_queue`]): Postgres `NOTIFY`, across processes; SQLite, within the process.
@@ -466,16 +465,6 @@ impl Db {
         match self {
             Db::Postgres(_) => postgres::MAX_PARAMS,
             Db::Sqlite(_) => sqlite::MAX_PARAMS,
-        }
-    }
-
-    /// Ends the `SELECT` that picks rows to claim inside a write transaction: Postgres locks
-    /// them, skipping those another claimer holds; SQLite needs nothing, `BEGIN IMMEDIATE`
-    /// holds the whole database.
-    pub(super) fn skip_locked(&self) -> &'static str {
-        match self {
-            Db::Postgres(_) => " FOR UPDATE SKIP LOCKED",
-            Db::Sqlite(_) => "",
         }
     }
 

@@ -86,10 +86,12 @@ pub enum LeaseState {
 /// The run queue.
 #[async_trait]
 pub trait QueueStorage: Send + Sync {
-    /// Claims the oldest QUEUED run, if the limits allow one more to start: in one transaction
-    /// it becomes STARTING with a lease of `lease_for` owned by `owner` and its attempt
-    /// number increased. Concurrent claimers never get the same run (Postgres: `FOR UPDATE
-    /// SKIP LOCKED`; SQLite: `BEGIN IMMEDIATE`). Also wakes nobody: see `notify_queue`.
+    /// Claims the oldest QUEUED run that shares no asset partition with a run in flight, if the
+    /// limits allow one more to start: in one transaction it becomes STARTING with a lease of
+    /// `lease_for` owned by `owner` and its attempt number increased. Claimers go one at a time
+    /// (Postgres: an advisory transaction lock; SQLite: `BEGIN IMMEDIATE`), so they never get
+    /// the same run, never pass the limit together and never start two runs of one asset
+    /// partition. Also wakes nobody: see `notify_queue`.
     async fn claim_run(
         &self,
         owner: &str,
@@ -146,6 +148,34 @@ fn in_flight_list(to: Option<RunStatus>) -> String {
             .filter(|s| to.is_none_or(|to| s.can_become(to)))
             .map(RunStatus::as_str),
     )
+}
+
+/// Queued runs read per page when looking for one to claim, and pages at most: a claim looks
+/// past at most this many blocked runs.
+const CLAIM_PAGE: i64 = 64;
+const CLAIM_PAGES: usize = 16;
+
+/// Whether runs `a` and `b` may materialize one asset partition: they share an asset and their
+/// partition ranges overlap (a run without partitions covers them all). Keys of one
+/// partitioning compare in time order as text; keys of two (a day and an hour) compare on
+/// the coarser one's length, so a day overlaps each of its hours.
+pub(super) fn overlaps(a: &Run, b: &Run) -> bool {
+    if !a.asset_keys.iter().any(|k| b.asset_keys.contains(k)) {
+        return false;
+    }
+    let (Some(a_start), Some(b_start)) = (a.partition_key.as_deref(), b.partition_key.as_deref())
+    else {
+        return true;
+    };
+    let a_end = a.partition_key_end.as_deref().unwrap_or(a_start);
+    let b_end = b.partition_key_end.as_deref().unwrap_or(b_start);
+    let cut = |s: &str, n: usize| s.get(..n).unwrap_or(s).to_owned();
+    let n = [a_start, a_end, b_start, b_end]
+        .iter()
+        .map(|k| k.len())
+        .min()
+        .unwrap_or(0);
+    cut(a_start, n) <= cut(b_end, n) && cut(b_start, n) <= cut(a_end, n)
 }
 
 /// A `runs` row with its lease.
@@ -225,36 +255,71 @@ impl QueueStorage for SqlStorage {
         debug_assert!(RunStatus::Queued.can_become(RunStatus::Starting));
         let now = micros(now);
         let mut tx = self.db.begin_write().await?;
-        if let Some(max) = limits.max_concurrent_runs {
-            // Claimers that check the limit go one at a time, so that two of them cannot both
-            // see room for one more run.
-            if let Some(lock) = self.db.queue_lock() {
-                tx.execute(lock).await?;
-            }
-            let (in_flight,): (i64,) = tx
-                .fetch_one(Sql::new(format!(
-                    "SELECT COUNT(*) FROM runs WHERE status IN ({})",
-                    in_flight_list(None)
-                )))
+        // Claimers go one at a time, so that two of them cannot both see room for one more run,
+        // nor both start runs of one asset partition.
+        if let Some(lock) = self.db.queue_lock() {
+            tx.execute(lock).await?;
+        }
+        let in_flight: Vec<RunRow> = tx
+            .fetch_all(Sql::new(format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ({})",
+                in_flight_list(None)
+            )))
+            .await?;
+        if let Some(max) = limits.max_concurrent_runs
+            && in_flight.len() >= usize::try_from(max).unwrap_or(usize::MAX)
+        {
+            tx.commit().await?;
+            return Ok(None);
+        }
+        let in_flight = in_flight
+            .into_iter()
+            .map(RunRow::into_run)
+            .collect::<Result<Vec<Run>>>()?;
+        // The oldest queued run that materializes no asset partition a run in flight holds; a
+        // run that would is left queued until that run ends (the next claim finds it).
+        let mut chosen = None;
+        let mut after = i64::MIN;
+        'pages: for _ in 0..CLAIM_PAGES {
+            let page: Vec<RunRow> = tx
+                .fetch_all(
+                    Sql::new(format!(
+                        "SELECT {RUN_COLUMNS} FROM runs \
+                         WHERE status = 'QUEUED' AND id > $1 ORDER BY id LIMIT $2"
+                    ))
+                    .bind(after)
+                    .bind(CLAIM_PAGE),
+                )
                 .await?;
-            if in_flight >= i64::from(max) {
-                tx.commit().await?;
-                return Ok(None);
+            let last = page.len() < usize::try_from(CLAIM_PAGE).unwrap_or(usize::MAX);
+            for row in page {
+                let run = row.into_run()?;
+                after = run.id;
+                if !in_flight.iter().any(|busy| overlaps(busy, &run)) {
+                    chosen = Some(run.run_id);
+                    break 'pages;
+                }
+            }
+            if last {
+                break;
             }
         }
+        let Some(run_id) = chosen else {
+            tx.commit().await?;
+            return Ok(None);
+        };
         let row: Option<ClaimRow> = tx
             .fetch_optional(
                 Sql::new(format!(
                     "UPDATE runs SET status = 'STARTING', attempt = attempt + 1, \
                      lease_owner = $1, lease_expires_at = $2, updated_at = $3 \
-                     WHERE id = (SELECT id FROM runs WHERE status = 'QUEUED' \
-                     ORDER BY id LIMIT 1{}) AND status = 'QUEUED' RETURNING {}",
-                    self.db.skip_locked(),
+                     WHERE run_id = $4 AND status = 'QUEUED' RETURNING {}",
                     claim_columns()
                 ))
                 .bind(owner)
                 .bind(now.saturating_add(duration_micros(lease_for)))
-                .bind(now),
+                .bind(now)
+                .bind(run_id.to_string()),
             )
             .await?;
         tx.commit().await?;

@@ -193,6 +193,79 @@ async fn missed_ticks_follow_the_catchup_policy() {
     );
 }
 
+/// The daemon's retention deletes the runs that ended longer ago than its setting, by its
+/// clock, and keeps the newer ones and those in flight.
+#[tokio::test]
+async fn retention_deletes_runs_that_ended_long_ago() {
+    let db = db::sqlite().await;
+    let day = |d: u32| Utc.with_ymd_and_hms(2026, 11, d, 12, 0, 0).unwrap();
+    let clock = ManualClock::new(day(1));
+    let daemon = Daemon::new(
+        db.storage.clone(),
+        hourly_graph(),
+        Resources::new(),
+        vec![],
+        DaemonConfig {
+            retention: Some(Duration::from_secs(7 * 86_400)),
+            ..fast_config("keeper")
+        },
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let mut runs = Vec::new();
+    for (ended, status) in [
+        (day(1), RunStatus::Success),
+        (day(2), RunStatus::Failure),
+        (day(20), RunStatus::Success),
+    ] {
+        let run = db
+            .storage
+            .create_run(&orch::run::NewRun {
+                status: RunStatus::Queued,
+                selection: "raw/events".into(),
+                asset_keys: vec![orch::AssetKey::parse("raw/events").unwrap()],
+                ..orch::run::NewRun::new(orch::new_run_id(), ended)
+            })
+            .await
+            .unwrap();
+        for to in [RunStatus::Starting, RunStatus::Started, status] {
+            db.storage
+                .transition_run(run.run_id, to, ended)
+                .await
+                .unwrap();
+        }
+        runs.push(run.run_id);
+    }
+    let in_flight = db
+        .storage
+        .create_run(&orch::run::NewRun {
+            status: RunStatus::Queued,
+            selection: "raw/events".into(),
+            ..orch::run::NewRun::new(orch::new_run_id(), day(1))
+        })
+        .await
+        .unwrap();
+    clock.set(day(21));
+    let pruned = daemon
+        .apply_retention(Duration::from_secs(7 * 86_400))
+        .await
+        .unwrap();
+    assert_eq!(
+        pruned.runs, 2,
+        "the runs of the 1st and the 2nd: {pruned:?}"
+    );
+    for (run, kept) in runs.iter().zip([false, false, true]) {
+        assert_eq!(db.storage.get_run(*run).await.unwrap().is_some(), kept);
+    }
+    assert!(
+        db.storage
+            .get_run(in_flight.run_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 const SLOW: &str = r#"
 [[asset]]
 key = "slow"

@@ -136,6 +136,16 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
             daemon_config.heartbeat, daemon_config.lease
         )));
     }
+    if let Some(age) = settings.retention.as_deref() {
+        let keep = orch::daemon::freshness::parse_duration(age)
+            .map_err(|e| Failure::Usage(format!("retention under [daemon] in orch.toml: {e}")))?;
+        if keep.is_zero() {
+            return Err(Failure::Usage(
+                "retention under [daemon] in orch.toml must be more than 0".into(),
+            ));
+        }
+        daemon_config.retention = Some(keep);
+    }
     daemon_config.expired = match args
         .expired_runs
         .as_deref()

@@ -128,6 +128,8 @@ enum RunsCommand {
     Cancel(runs::CancelArgs),
     /// Execute a finished run again, whole or from its failure (`--from-failure`).
     Reexecute(runs::ReexecuteArgs),
+    /// Delete finished runs older than an age, with their events and logs (retention).
+    Prune(runs::PruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +244,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Runs(RunsCommand::Logs(args)) => runs::logs(dir, args).await,
         Command::Runs(RunsCommand::Cancel(args)) => runs::cancel(dir, args).await,
         Command::Runs(RunsCommand::Reexecute(args)) => runs::reexecute(dir, args).await,
+        Command::Runs(RunsCommand::Prune(args)) => runs::prune(dir, args).await,
         Command::Daemon(args) => daemon::run(dir, args).await,
         Command::Schedules(cmd) => daemon::schedules(dir, cmd).await,
         Command::Automation(cmd) => automation::run(dir, cmd).await,

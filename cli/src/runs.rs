@@ -301,6 +301,46 @@ pub async fn cancel(dir: Option<&Path>, args: CancelArgs) -> CmdResult {
 }
 
 #[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Delete the runs that ended longer ago than this (`30d`, `12h`, `90m`).
+    #[arg(long, value_name = "AGE")]
+    older_than: String,
+    /// Runs deleted per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    batch: u32,
+}
+
+/// Event-log retention: deletes the runs that ended before `--older-than`, with their events,
+/// step logs and index rows, in batches; assets keep their latest state.
+pub async fn prune(dir: Option<&Path>, args: PruneArgs) -> CmdResult {
+    let age = orch::daemon::freshness::parse_duration(&args.older_than)
+        .map_err(|e| Failure::Usage(format!("--older-than: {e}")))?;
+    let age = chrono::Duration::from_std(age)
+        .map_err(|_| Failure::Usage(format!("--older-than `{}` is too long", args.older_than)))?;
+    let before = chrono::Utc::now()
+        .checked_sub_signed(age)
+        .ok_or_else(|| Failure::Usage(format!("--older-than `{}` is too long", args.older_than)))?;
+    let config = project::config(dir)?;
+    let storage = project::storage(&config).await?;
+    let mut total = orch::storage::Pruned::default();
+    loop {
+        let pruned = storage.prune_runs(before, args.batch).await?;
+        total += pruned;
+        if pruned.runs < u64::from(args.batch) {
+            break;
+        }
+    }
+    println!(
+        "pruned {} runs that ended before {}: {} events, {} log lines",
+        total.runs,
+        before.format("%Y-%m-%d %H:%M:%S UTC"),
+        total.events,
+        total.logs
+    );
+    Ok(())
+}
+
+#[derive(Debug, Args)]
 pub struct ReexecuteArgs {
     /// The run to execute again.
     run_id: String,

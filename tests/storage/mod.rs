@@ -19,8 +19,9 @@ use orch::event::{
 use orch::run::NewRun;
 use orch::storage::{
     Backend, Backfill, ClaimedRun, ComponentHeartbeat, DaemonHeartbeat, EventFilter,
-    FreshnessViolation, Lease, LeaseState, NewTick, NewViolation, PoolSlot, QueueLimits, RunFilter,
-    RunStorage, ScheduleState, SqlStorage, Storage, StorageError, Tick, TickRecord, TickStatus,
+    FreshnessViolation, Lease, LeaseState, NewTick, NewViolation, PoolSlot, Pruned, QueueLimits,
+    RunFilter, RunStorage, ScheduleState, SqlStorage, Storage, StorageError, Tick, TickRecord,
+    TickStatus,
 };
 use orch::{AssetKey, Metadata, MetadataValue, RunId, RunStatus};
 

@@ -10,6 +10,7 @@ conformance!(
     case_transition_path_keeps_times,
     case_unknown_run,
     case_run_status_counts,
+    case_prune_runs_keeps_runs_in_flight_and_asset_state,
 );
 
 async fn case_run_round_trip(storage: Arc<dyn Storage>) {
@@ -365,4 +366,77 @@ async fn case_run_status_counts(storage: Arc<dyn Storage>) {
     ];
     expected.sort();
     assert_eq!(counts, expected);
+}
+
+/// Retention deletes finished runs that ended before the cut with their events and logs,
+/// oldest first and in batches, never a run in flight, and the assets keep their state.
+async fn case_prune_runs_keeps_runs_in_flight_and_asset_state(storage: Arc<dyn Storage>) {
+    let finished = |status, ended: i64, created: i64| {
+        let storage = storage.clone();
+        async move {
+            let run = create(&storage, new_run(RunStatus::Queued, &["a"], created)).await;
+            storage
+                .transition_run(run.run_id, RunStatus::Starting, at(ended - 2))
+                .await
+                .unwrap();
+            storage
+                .transition_run(run.run_id, RunStatus::Started, at(ended - 1))
+                .await
+                .unwrap();
+            storage
+                .append_events(&[materialization(run.run_id, "a", Some("p"), ended - 1)])
+                .await
+                .unwrap();
+            storage
+                .append_logs(&[LogLine {
+                    run_id: run.run_id,
+                    step_key: "a".into(),
+                    stream: LogStream::Stdout,
+                    level: LogLevel::Info,
+                    timestamp: at(ended - 1),
+                    message: "hello".into(),
+                }])
+                .await
+                .unwrap();
+            if status != RunStatus::Started {
+                storage
+                    .transition_run(run.run_id, status, at(ended))
+                    .await
+                    .unwrap();
+            }
+            run
+        }
+    };
+    let old_ok = finished(RunStatus::Success, 100, 0).await;
+    let old_failed = finished(RunStatus::Failure, 110, 1).await;
+    let old_running = finished(RunStatus::Started, 120, 2).await;
+    let recent = finished(RunStatus::Success, 500, 3).await;
+
+    assert_eq!(
+        storage.prune_runs(at(50), 10).await.unwrap(),
+        Pruned::default(),
+        "nothing ended before 50"
+    );
+    // A batch of one: the oldest first.
+    let first = storage.prune_runs(at(400), 1).await.unwrap();
+    assert_eq!(first.runs, 1);
+    assert!(first.events >= 1 && first.logs == 1, "{first:?}");
+    assert_eq!(storage.get_run(old_ok.run_id).await.unwrap(), None);
+    assert!(events_of(&storage, old_ok.run_id).await.is_empty());
+    assert!(storage.get_run(old_failed.run_id).await.unwrap().is_some());
+    let second = storage.prune_runs(at(400), 10).await.unwrap();
+    assert_eq!(second.runs, 1, "the failed run; the running one stays");
+    assert_eq!(storage.prune_runs(at(400), 10).await.unwrap().runs, 0);
+    for kept in [old_running.run_id, recent.run_id] {
+        assert!(storage.get_run(kept).await.unwrap().is_some());
+        assert!(!events_of(&storage, kept).await.is_empty());
+    }
+    let listed = storage.list_runs(&RunFilter::default()).await.unwrap();
+    assert_eq!(run_ids(&listed).len(), 2);
+    // The asset keeps its latest materialization.
+    let latest = storage.latest_by_asset(&[key("a")]).await.unwrap();
+    assert!(
+        latest.iter().any(|r| r.materialization.is_some()),
+        "{latest:?}"
+    );
 }

@@ -147,6 +147,8 @@ struct DaemonFile {
     heartbeat_secs: Option<u64>,
     /// `fail` or `requeue`.
     expired_runs: Option<String>,
+    /// Finished runs older than this are deleted (`30d`).
+    retention: Option<String>,
 }
 
 /// `[automation]` in `orch.toml`: how the daemon's automation tick runs, and conditions for
@@ -184,6 +186,8 @@ pub struct DaemonSettings {
     pub lease_secs: Option<u64>,
     pub heartbeat_secs: Option<u64>,
     pub expired_runs: Option<String>,
+    /// Event-log retention: finished runs older than this are deleted with their events.
+    pub retention: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -426,6 +430,7 @@ impl Config {
                 lease_secs: parsed.daemon.lease_secs,
                 heartbeat_secs: parsed.daemon.heartbeat_secs,
                 expired_runs: parsed.daemon.expired_runs,
+                retention: parsed.daemon.retention,
             },
             sensors: parsed.sensors,
             automation: parsed.automation,
@@ -648,6 +653,7 @@ mod tests {
             "heartbeat_secs",
             "local_runs",
             "expired_runs",
+            "retention",
             "max_range_partitions",
             "confirm_runs_above",
             "kind",

@@ -71,6 +71,9 @@ pub struct DaemonConfig {
     pub schedule_interval: Duration,
     /// How often assets' freshness policies are checked.
     pub freshness_interval: Duration,
+    /// Event-log retention: finished runs that ended longer ago than this are deleted with
+    /// their events and logs, once an hour (`None`: kept for ever).
+    pub retention: Option<Duration>,
     pub expired: ExpiredPolicy,
     pub execution: ExecutionConfig,
     pub pools: BTreeMap<String, usize>,
@@ -91,12 +94,18 @@ impl Default for DaemonConfig {
             poll: Duration::from_secs(1),
             schedule_interval: Duration::from_secs(1),
             freshness_interval: Duration::from_secs(30),
+            retention: None,
             expired: ExpiredPolicy::Fail,
             execution: ExecutionConfig::default(),
             pools: BTreeMap::new(),
         }
     }
 }
+
+/// How often the retention pass runs, and how many runs it deletes per transaction and pass.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+const RETENTION_BATCH: u32 = 500;
+const RETENTION_BATCHES: usize = 20;
 
 /// A daemon's failure to start or to reach its storage for good.
 #[derive(Debug, thiserror::Error)]
@@ -505,11 +514,48 @@ impl Daemon {
             {
                 tracing::warn!(error = %e, "checking freshness failed; retrying");
             }
+            if let Some(keep) = self.config.retention
+                && self.due("orch/retention", RETENTION_INTERVAL, self.clock.now())
+                && let Err(e) = self.apply_retention(keep).await
+            {
+                tracing::warn!(error = %e, "applying the event-log retention failed; retrying");
+            }
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = tokio::time::sleep(self.until_next_evaluation()) => {}
             }
         }
+    }
+
+    /// Deletes the runs that ended more than `keep` ago, a bounded number per pass (the next
+    /// pass goes on), so that the event log does not grow without end.
+    pub async fn apply_retention(
+        &self,
+        keep: Duration,
+    ) -> Result<crate::storage::Pruned, DaemonError> {
+        let keep = chrono::Duration::from_std(keep).unwrap_or(chrono::Duration::MAX);
+        let before = self
+            .clock
+            .now()
+            .checked_sub_signed(keep)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let mut total = crate::storage::Pruned::default();
+        for _ in 0..RETENTION_BATCHES {
+            let pruned = self.storage.prune_runs(before, RETENTION_BATCH).await?;
+            total += pruned;
+            if pruned.runs < u64::from(RETENTION_BATCH) {
+                break;
+            }
+        }
+        if total.runs > 0 {
+            tracing::info!(
+                runs = total.runs,
+                events = total.events,
+                logs = total.logs,
+                "retention: deleted runs that ended before {before}"
+            );
+        }
+        Ok(total)
     }
 
     /// The interval, or less if a schedule's next tick comes sooner, so that a tick's run is

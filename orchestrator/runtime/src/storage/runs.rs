@@ -66,6 +66,28 @@ pub trait RunStorage: Send + Sync {
 
     /// The number of runs in each status, over the whole history.
     async fn run_status_counts(&self) -> Result<Vec<(RunStatus, u64)>>;
+
+    /// Deletes at most `limit` runs that ended before `before` (SUCCESS, FAILURE, CANCELED),
+    /// oldest first, with their events, step logs, asset and tag rows, in one transaction.
+    /// What the events derived stays (each asset partition's latest materialization, failure
+    /// and check results), so assets keep their state. Runs in flight are never deleted.
+    async fn prune_runs(&self, before: DateTime<Utc>, limit: u32) -> Result<Pruned>;
+}
+
+/// What [`RunStorage::prune_runs`] deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub runs: u64,
+    pub events: u64,
+    pub logs: u64,
+}
+
+impl std::ops::AddAssign for Pruned {
+    fn add_assign(&mut self, other: Pruned) {
+        self.runs += other.runs;
+        self.events += other.events;
+        self.logs += other.logs;
+    }
 }
 
 /// The columns of `runs` that make a [`Run`], in [`RunRow`]'s order.
@@ -379,5 +401,37 @@ impl RunStorage for SqlStorage {
         rows.into_iter()
             .map(|(status, n)| Ok((run_status(&status)?, super::convert::count(n))))
             .collect()
+    }
+
+    async fn prune_runs(&self, before: DateTime<Utc>, limit: u32) -> Result<Pruned> {
+        let mut tx = self.db.begin_write().await?;
+        let ids: Vec<(String,)> = tx
+            .fetch_all(
+                Sql::new(
+                    "SELECT run_id FROM runs WHERE status IN ('SUCCESS', 'FAILURE', 'CANCELED') \
+                     AND ended_at < $1 ORDER BY ended_at, id LIMIT $2",
+                )
+                .bind(micros(before))
+                .bind(i64::from(limit)),
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(Pruned::default());
+        }
+        let mut pruned = Pruned::default();
+        for table in ["run_assets", "run_tags", "step_logs", "event_log", "runs"] {
+            let mut sql = Sql::new(format!("DELETE FROM {table} WHERE run_id IN ("));
+            sql.push_bind_list(ids.iter().map(|(id,)| id.as_str()))
+                .push(")");
+            let n = tx.execute(sql.not_persistent()).await?;
+            match table {
+                "event_log" => pruned.events = n,
+                "step_logs" => pruned.logs = n,
+                "runs" => pruned.runs = n,
+                _ => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(pruned)
     }
 }

@@ -322,14 +322,8 @@ pub async fn prune(dir: Option<&Path>, args: PruneArgs) -> CmdResult {
         .ok_or_else(|| Failure::Usage(format!("--older-than `{}` is too long", args.older_than)))?;
     let config = project::config(dir)?;
     let storage = project::storage(&config).await?;
-    let mut total = orch::storage::Pruned::default();
-    loop {
-        let pruned = storage.prune_runs(before, args.batch).await?;
-        total += pruned;
-        if pruned.runs < u64::from(args.batch) {
-            break;
-        }
-    }
+    let total =
+        orch::storage::prune_in_batches(storage.as_ref(), before, args.batch, usize::MAX).await?;
     println!(
         "pruned {} runs that ended before {}: {} events, {} log lines",
         total.runs,

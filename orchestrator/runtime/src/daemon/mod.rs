@@ -539,14 +539,13 @@ impl Daemon {
             .now()
             .checked_sub_signed(keep)
             .unwrap_or(DateTime::<Utc>::MIN_UTC);
-        let mut total = crate::storage::Pruned::default();
-        for _ in 0..RETENTION_BATCHES {
-            let pruned = self.storage.prune_runs(before, RETENTION_BATCH).await?;
-            total += pruned;
-            if pruned.runs < u64::from(RETENTION_BATCH) {
-                break;
-            }
-        }
+        let total = crate::storage::prune_in_batches(
+            self.storage.as_ref(),
+            before,
+            RETENTION_BATCH,
+            RETENTION_BATCHES,
+        )
+        .await?;
         if total.runs > 0 {
             tracing::info!(
                 runs = total.runs,

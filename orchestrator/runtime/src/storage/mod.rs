@@ -52,7 +52,7 @@ pub use freshness::{FreshnessStorage, FreshnessViolation, NewViolation};
 pub use health::{ComponentHeartbeat, DaemonHeartbeat, HealthStorage};
 pub use pools::{PoolSlot, PoolStorage};
 pub use queue::{ClaimedRun, Lease, LeaseState, QueueLimits, QueueStorage};
-pub use runs::{Pruned, RunFilter, RunStorage};
+pub use runs::{Pruned, RunFilter, RunStorage, prune_in_batches};
 pub use schedules::{
     Backfill, NewTick, ScheduleState, ScheduleStorage, Tick, TickRecord, TickStatus,
 };

@@ -74,6 +74,25 @@ pub trait RunStorage: Send + Sync {
     async fn prune_runs(&self, before: DateTime<Utc>, limit: u32) -> Result<Pruned>;
 }
 
+/// Retention: [`RunStorage::prune_runs`] of `batch` runs at a time (one transaction each)
+/// until no run ended before `before` is left, or `max_batches` passed (the next call goes on).
+pub async fn prune_in_batches(
+    storage: &(impl RunStorage + ?Sized),
+    before: DateTime<Utc>,
+    batch: u32,
+    max_batches: usize,
+) -> Result<Pruned> {
+    let mut total = Pruned::default();
+    for _ in 0..max_batches {
+        let pruned = storage.prune_runs(before, batch).await?;
+        total += pruned;
+        if pruned.runs < u64::from(batch) {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// What [`RunStorage::prune_runs`] deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {

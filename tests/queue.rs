@@ -4,6 +4,8 @@
 //!
 //! - concurrent claimers over a full queue never claim one run twice,
 //! - a concurrency limit holds across all claimers,
+//! - one asset partition is never in two runs at once, over generated queues claimed
+//!   concurrently and drained in random order (`ORCH_QUEUE_CASES`, 20 by default),
 //! - a schedule tick evaluated by several daemons at once produces exactly one run,
 //! - a pool's limit holds across all acquirers of its slots,
 //! - `NOTIFY` wakes a waiter on another storage (Postgres), and only for its own schema,
@@ -726,6 +728,200 @@ async fn sqlite_wakeups_stay_in_process() {
         let clone = waiter.clone();
         let waited = woken_by(&waiter, async || clone.notify_queue().await.unwrap()).await;
         assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One asset partition, one run at a time: a property over generated queues
+
+/// A small deterministic generator (xorshift64*), so that a failing case names its seed.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A generated run: its assets and what it covers, as the independent model sees it (the
+/// hours of 2026-11-22 it may materialize).
+fn generated_run(g: &mut Gen, created: i64) -> (NewRun, BTreeSet<u32>) {
+    let assets: Vec<AssetKey> = ["a", "b", "c"]
+        .into_iter()
+        .filter(|_| g.below(2) == 0)
+        .map(|k| AssetKey::parse(k).unwrap())
+        .collect();
+    let assets = if assets.is_empty() {
+        vec![AssetKey::parse("a").unwrap()]
+    } else {
+        assets
+    };
+    let hour = |h: u32| format!("2026-11-22-{h:02}:00");
+    let (from, to, hours): (Option<String>, Option<String>, BTreeSet<u32>) = match g.below(10) {
+        // No partition: the whole asset.
+        0 => (None, None, (0..24).collect()),
+        // The day: its 24 hours.
+        1 => (Some("2026-11-22".into()), None, (0..24).collect()),
+        // A range of hours.
+        2..=4 => {
+            let start = g.below(6) as u32;
+            let end = start + g.below(3) as u32;
+            (Some(hour(start)), Some(hour(end)), (start..=end).collect())
+        }
+        // One hour.
+        _ => {
+            let h = g.below(6) as u32;
+            (Some(hour(h)), None, BTreeSet::from([h]))
+        }
+    };
+    let run = NewRun {
+        status: RunStatus::Queued,
+        selection: "generated".into(),
+        asset_keys: assets,
+        partition_key: from,
+        partition_key_end: to,
+        ..NewRun::new(orch::new_run_id(), at(created))
+    };
+    (run, hours)
+}
+
+/// Whether two generated runs may materialize one asset partition (the model: shared asset,
+/// shared hour).
+fn model_overlaps(a: &(NewRun, BTreeSet<u32>), b: &(NewRun, BTreeSet<u32>)) -> bool {
+    a.0.asset_keys.iter().any(|k| b.0.asset_keys.contains(k)) && !a.1.is_disjoint(&b.1)
+}
+
+/// Checks that no two runs in flight share an asset partition, and returns them.
+async fn check_in_flight(
+    storage: &Arc<dyn Storage>,
+    model: &HashMap<RunId, (NewRun, BTreeSet<u32>)>,
+    seed: u64,
+) -> Vec<RunId> {
+    let busy: Vec<RunId> = storage
+        .list_runs(&in_flight())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.run_id)
+        .collect();
+    for (i, a) in busy.iter().enumerate() {
+        for b in &busy[i + 1..] {
+            assert!(
+                !model_overlaps(&model[a], &model[b]),
+                "seed {seed}: runs {a} and {b} share an asset partition and are both in flight"
+            );
+        }
+    }
+    busy
+}
+
+/// Generated queues (random assets, hours, ranges, days and whole assets), claimed by four
+/// concurrent claimers each on its own storage, then by random claims and ends: never two runs
+/// of one asset partition in flight, a claim that finds nothing leaves no queued run that was
+/// free, and every run is claimed in the end. `ORCH_QUEUE_CASES` sets the number of cases.
+async fn one_asset_partition_one_run_at_a_time(db: &TestDb, cases: u64) {
+    let claimers = storages(db, 4).await;
+    let lease = Duration::from_secs(600);
+    for seed in 1..=cases {
+        let mut g = Gen(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mut model = HashMap::new();
+        for i in 0..10 {
+            let (run, hours) = generated_run(&mut g, i);
+            db.storage.create_run(&run).await.unwrap();
+            model.insert(run.run_id, (run, hours));
+        }
+        // Concurrent claimers, each until the queue gives it nothing.
+        let barrier = Arc::new(Barrier::new(claimers.len()));
+        let tasks: Vec<_> = claimers
+            .iter()
+            .enumerate()
+            .map(|(i, storage)| {
+                let (storage, barrier) = (storage.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let owner = format!("w{i}");
+                    let limits = QueueLimits::default();
+                    while storage
+                        .claim_run(&owner, at(1_000), lease, &limits)
+                        .await
+                        .unwrap()
+                        .is_some()
+                    {}
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let mut claimed: BTreeSet<RunId> = BTreeSet::new();
+        let mut busy = check_in_flight(&db.storage, &model, seed).await;
+        claimed.extend(busy.iter().copied());
+        // Random ends and claims until every run has run.
+        let mut step = 0;
+        while claimed.len() < model.len() || !busy.is_empty() {
+            step += 1;
+            assert!(step < 1_000, "seed {seed}: the queue does not drain");
+            if !busy.is_empty() && g.below(2) == 0 {
+                let done = busy[g.below(busy.len() as u64) as usize];
+                db.storage
+                    .transition_run(done, RunStatus::Failure, at(1_000 + step))
+                    .await
+                    .unwrap();
+            } else {
+                let lease = db
+                    .storage
+                    .claim_run("w", at(1_000 + step), lease, &QueueLimits::default())
+                    .await
+                    .unwrap();
+                match lease {
+                    Some(l) => {
+                        claimed.insert(l.run.run_id);
+                    }
+                    None => {
+                        // Nothing free: every queued run overlaps a run in flight.
+                        for (id, run) in &model {
+                            if !claimed.contains(id) {
+                                assert!(
+                                    busy.iter().any(|b| model_overlaps(run, &model[b])),
+                                    "seed {seed}: run {id} was free but not claimed"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            busy = check_in_flight(&db.storage, &model, seed).await;
+        }
+    }
+}
+
+fn queue_cases() -> u64 {
+    std::env::var("ORCH_QUEUE_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_one_asset_partition_is_never_in_two_runs_at_once() {
+    run(db::postgres().await, async |db| {
+        one_asset_partition_one_run_at_a_time(db, queue_cases()).await
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_one_asset_partition_is_never_in_two_runs_at_once() {
+    run(db::sqlite().await, async |db| {
+        one_asset_partition_one_run_at_a_time(db, queue_cases()).await
     })
     .await;
 }

@@ -341,6 +341,13 @@ async fn a_killed_daemon_s_run_is_resolved_when_its_lease_expires() {
         "{}",
         show.stdout()
     );
+    // The step its killed daemon left in flight ended with the run, saying why.
+    let shown = project
+        .run(&["runs", "show", failed["run_id"].as_str().unwrap(), "--json"])
+        .json();
+    let steps = shown["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "{shown}");
+    assert_eq!(steps[0]["status"], "FAILURE", "{shown}");
 
     // Cancel the re-queued run from this process: its daemon stops it.
     let retry_id = retry["run_id"].as_str().unwrap().to_owned();

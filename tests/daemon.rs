@@ -371,6 +371,46 @@ async fn a_killed_daemon_s_run_is_resolved_when_its_lease_expires() {
     db.cleanup().await;
 }
 
+/// A port nobody listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of `GET path` from `addr` (HTTP/1.1, the connection closed by the server), once
+/// the server answers; panics on any status but 200.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            stream = std::net::TcpStream::connect(addr).ok();
+            stream.is_some()
+        }),
+        "nothing listens on {addr}"
+    );
+    let mut stream = stream.unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
 fn wait_pid(project: &Project, index: usize) -> i32 {
     assert!(wait_until(Duration::from_secs(10), || lines(
         project, "pids"
@@ -498,13 +538,43 @@ partitions = { hourly = "2026-11-01-00:00" }
     let status = project.run(&["backfill", "status", &id, "--json"]).json();
     assert_eq!(status["runs"], 6);
     assert_eq!(status["by_status"]["QUEUED"], 6);
-    let mut daemon = spawn_daemon(&project, &[]);
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut daemon = spawn_daemon(&project, &["--metrics-addr", &addr]);
     assert!(
         wait_until(Duration::from_secs(30), || {
             project.run(&["backfill", "status", &id, "--json"]).json()["by_status"]["SUCCESS"] == 6
         }),
         "the backfill did not finish"
     );
+    // The daemon's metrics say what it did, and the run history's what it holds.
+    // (A run's status is stored before its daemon counts it as ended.)
+    let mut metrics = String::new();
+    wait_until(Duration::from_secs(10), || {
+        metrics = http_get(&addr, "/metrics");
+        metrics.lines().any(|l| l == "orch_daemon_runs_in_flight 0")
+    });
+    for line in [
+        "orch_daemon_runs_claimed_total 6",
+        "orch_daemon_runs_ended_total{status=\"SUCCESS\"} 6",
+        "orch_daemon_run_seconds_count{status=\"SUCCESS\"} 6",
+        "orch_daemon_step_seconds_count{status=\"success\"} 6",
+        "orch_daemon_first_step_seconds_count 6",
+        "orch_daemon_runs_in_flight 0",
+        "orch_runs{status=\"SUCCESS\"} 6",
+        "orch_runs{status=\"QUEUED\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no `{line}` in:\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("orch_daemon_heartbeat_age_seconds{daemon=\"daemon-"),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    assert_eq!(http_get(&addr, "/healthz"), "ok\n");
     let mut done = lines(&project, "done");
     done.sort();
     assert_eq!(done.len(), 6);

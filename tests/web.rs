@@ -60,6 +60,7 @@ both_backends!(
     case_a_large_run_page_stays_small,
     case_stale_and_automation_evaluations_show,
     case_rebinding_reads_without_token_and_unbounded_ranges_are_refused,
+    case_metrics_count_requests_and_read_the_run_history,
 );
 
 async fn run_case<F, Fut>(db: db::TestDb, case: F)
@@ -1691,4 +1692,79 @@ async fn case_rebinding_reads_without_token_and_unbounded_ranges_are_refused(
     .unwrap()
     .unwrap();
     assert!(stopped.elapsed() < orch_web::SHUTDOWN_GRACE + std::time::Duration::from_secs(2));
+}
+
+/// `/metrics`: requests by route pattern and status, the run history's gauges (runs by status,
+/// heartbeats, latest ticks), in the OpenMetrics format; with a token, only for its holders.
+async fn case_metrics_count_requests_and_read_the_run_history(storage: Arc<dyn Storage>) {
+    let run_id = seed(&storage).await;
+    let s = state(storage.clone(), None);
+    for uri in [
+        "/runs",
+        "/runs",
+        &format!("/runs/{run_id}"),
+        "/api/v1/runs/nope",
+    ] {
+        get(&s, uri).await;
+    }
+    let (status, text, headers) = check(&s, "GET", "/metrics", &[], None).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text"),
+        "{headers:?}"
+    );
+    for line in [
+        r#"orch_web_requests_total{method="GET",route="/runs",status="200"} 2"#,
+        r#"orch_web_requests_total{method="GET",route="/runs/{run_id}",status="200"} 1"#,
+        r#"orch_web_requests_total{method="GET",route="/api/v1/runs/{run_id}",status="400"} 1"#,
+        r#"orch_web_request_seconds_count{route="/runs"} 2"#,
+        r#"orch_runs{status="SUCCESS"} 1"#,
+        r#"orch_runs{status="QUEUED"} 1"#,
+        r#"orch_runs{status="FAILURE"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+    for prefix in [
+        r#"orch_component_heartbeat_age_seconds{kind="stream_worker",name="worker-7"} "#,
+        r#"orch_last_tick_timestamp_seconds{schedule="hourly_pipeline"} "#,
+        r#"orch_last_tick_timestamp_seconds{schedule="lake_late_files"} "#,
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(prefix)),
+            "no `{prefix}` in:\n{text}"
+        );
+    }
+    assert!(text.ends_with("# EOF\n"), "{text}");
+    // No daemon in this process: no daemon metrics.
+    assert!(!text.contains("orch_daemon_runs"), "{text}");
+    // The daemon's, when it runs in the same process (`orch dev`).
+    let daemon = orch::metrics::DaemonMetrics::new();
+    daemon.runs_claimed.inc();
+    let with_daemon = s.clone().with_daemon_metrics(daemon);
+    let (_, text) = get(&with_daemon, "/metrics").await;
+    assert!(
+        text.lines()
+            .any(|l| l == "orch_daemon_runs_claimed_total 1"),
+        "{text}"
+    );
+    assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+
+    // With a token, scrapers send it; without it they get a 401, not the sign-in page.
+    let token = "s3cret-token-0123456789";
+    let guarded = state(storage.clone(), Some(token));
+    let (status, text, _) = check(&guarded, "GET", "/metrics", &[], None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    let bearer = format!("Bearer {token}");
+    let (status, text, _) = check(
+        &guarded,
+        "GET",
+        "/metrics",
+        &[("authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
 }

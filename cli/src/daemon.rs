@@ -38,6 +38,10 @@ pub struct DaemonArgs {
     /// What to do with a run whose daemon died: `fail` it, or `requeue` it as a new run.
     #[arg(long, value_parser = ["fail", "requeue"])]
     expired_runs: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics (the daemon's and the run history's;
+    /// `metrics_addr` under [daemon] in orch.toml).
+    #[arg(long)]
+    metrics_addr: Option<String>,
 }
 
 /// `orch.toml`'s path for messages, or `orch.toml` when there is none.
@@ -166,7 +170,7 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
     let automation = project::automation(&config, &graph)?;
     let automated = automation.0.len();
     let mut daemon = Daemon::new(
-        storage,
+        storage.clone(),
         graph,
         defs.resources.clone(),
         schedules,
@@ -189,9 +193,47 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
     );
     let shutdown = CancellationToken::new();
     let cancel_runs = CancellationToken::new();
+    let metrics = match args
+        .metrics_addr
+        .as_deref()
+        .or(settings.metrics_addr.as_deref())
+    {
+        Some(addr) => {
+            let what = named(args.metrics_addr.is_some(), "metrics-addr", "metrics_addr");
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| Failure::Usage(format!("{what}: cannot listen on {addr}: {e}")))?;
+            eprintln!(
+                "orch daemon {id}: metrics on http://{}/metrics",
+                listener.local_addr()?
+            );
+            let names = daemon
+                .schedules()
+                .iter()
+                .map(|s| s.name.clone())
+                .chain(daemon.sensors().iter().map(|s| s.name().to_owned()))
+                .collect();
+            let serving = orch_web::serve_metrics(
+                listener,
+                storage.clone(),
+                daemon.metrics().clone(),
+                names,
+                shutdown.clone(),
+            );
+            Some(tokio::spawn(async move {
+                if let Err(e) = serving.await {
+                    tracing::warn!(error = %e, "the metrics server stopped");
+                }
+            }))
+        }
+        None => None,
+    };
     let signals = tokio::spawn(stop_on_signals(shutdown.clone(), cancel_runs.clone()));
     let result = Arc::new(daemon).run(shutdown, cancel_runs).await;
     signals.abort();
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     result.map_err(|e| Failure::Work(e.to_string()))
 }
 

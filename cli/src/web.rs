@@ -183,7 +183,8 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
     let bound = listener.local_addr().unwrap_or(args.web.addr);
     let state = app_state(
         &config, storage, graph, schedules, &sensors, token, bound, &args.web,
-    )?;
+    )?
+    .with_daemon_metrics(daemon.metrics().clone());
     let shutdown = CancellationToken::new();
     let cancel_runs = CancellationToken::new();
     let daemon_task = tokio::spawn(Arc::new(daemon).run(shutdown.clone(), cancel_runs.clone()));

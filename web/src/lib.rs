@@ -12,6 +12,7 @@ mod charts;
 mod error;
 mod lineage;
 pub mod marts;
+mod metrics;
 mod openapi;
 mod pages;
 mod security;
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::WebError;
 pub use marts::{Chart, ChartData, Grain, InMemoryMarts, LastGood, MartError, MartSource, NoMarts};
+pub use metrics::{WebMetrics, serve_metrics};
 pub use security::Security;
 pub use views::{STREAM_WORKER, StreamWorkerDetail, WorkerView};
 
@@ -57,6 +59,10 @@ pub struct AppState {
     pub security: Arc<Security>,
     /// The most partitions one materialization or backfill range may cover.
     pub max_range_partitions: usize,
+    /// The server's own metrics (`/metrics`).
+    pub metrics: Arc<WebMetrics>,
+    /// The daemon's metrics, when it runs in this process (`orch dev`).
+    pub daemon_metrics: Option<orch::metrics::DaemonMetrics>,
 }
 
 impl AppState {
@@ -75,7 +81,15 @@ impl AppState {
             marts: Arc::new(marts::LastGood::new(marts)),
             security: Arc::new(security),
             max_range_partitions: orch::partitions::DEFAULT_MAX_RANGE_PARTITIONS,
+            metrics: Arc::new(WebMetrics::new()),
+            daemon_metrics: None,
         }
+    }
+
+    /// Adds the metrics of a daemon running in this process to `/metrics`.
+    pub fn with_daemon_metrics(mut self, metrics: orch::metrics::DaemonMetrics) -> AppState {
+        self.daemon_metrics = Some(metrics);
+        self
     }
 
     /// The limit on a range's partitions (`[limits] max_range_partitions` of `orch.toml`).
@@ -140,7 +154,8 @@ pub fn router(state: AppState) -> Router {
         .route("/materialize", post(actions::materialize_form))
         .route("/backfill", post(actions::backfill_form))
         .route("/login", get(pages::login).post(actions::login_form))
-        .route("/static/{file}", get(pages::static_file));
+        .route("/static/{file}", get(pages::static_file))
+        .route("/metrics", get(metrics::metrics));
     let api = Router::new()
         .route("/openapi.json", get(openapi::document))
         .route("/overview", get(api::overview))
@@ -162,6 +177,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(api::not_found);
     pages
         .nest("/api/v1", api)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -291,7 +291,8 @@ pub async fn gate(
 ) -> Response {
     let security = &state.security;
     let path = request.uri().path();
-    let api = path.starts_with("/api/");
+    // Prometheus scrapes `/metrics` with a bearer token and wants a 401, not a sign-in page.
+    let api = path.starts_with("/api/") || path == "/metrics";
     if let Err(e) = security.check_host(request.headers()) {
         return if api {
             ApiError(e).into_response()

@@ -149,6 +149,8 @@ struct DaemonFile {
     expired_runs: Option<String>,
     /// Finished runs older than this are deleted (`30d`).
     retention: Option<String>,
+    /// Where the daemon serves Prometheus metrics (`127.0.0.1:9465`).
+    metrics_addr: Option<String>,
 }
 
 /// `[automation]` in `orch.toml`: how the daemon's automation tick runs, and conditions for
@@ -188,6 +190,8 @@ pub struct DaemonSettings {
     pub expired_runs: Option<String>,
     /// Event-log retention: finished runs older than this are deleted with their events.
     pub retention: Option<String>,
+    /// Where the daemon serves Prometheus metrics.
+    pub metrics_addr: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -431,6 +435,7 @@ impl Config {
                 heartbeat_secs: parsed.daemon.heartbeat_secs,
                 expired_runs: parsed.daemon.expired_runs,
                 retention: parsed.daemon.retention,
+                metrics_addr: parsed.daemon.metrics_addr,
             },
             sensors: parsed.sensors,
             automation: parsed.automation,
@@ -654,6 +659,7 @@ mod tests {
             "local_runs",
             "expired_runs",
             "retention",
+            "metrics_addr",
             "max_range_partitions",
             "confirm_runs_above",
             "kind",

@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod definitions;
 pub mod execute;
+pub mod metrics;
 pub mod notify;
 pub mod storage;
 pub mod submit;

@@ -39,6 +39,7 @@ pub use crate::clock::{Clock, ManualClock, SystemClock};
 pub use schedule::{Catchup, PartitionRule, ScheduleDefinition, ScheduleError};
 pub use sensor::{LakeListing, LakeSensor, RunFailureSensor, Sensor, SensorContext, SensorOutput};
 
+use crate::metrics::DaemonMetrics;
 use crate::notify::{Notification, Notifier};
 
 /// What to do with a run whose daemon died (its lease expired).
@@ -135,6 +136,7 @@ pub struct Daemon {
     last_evaluated: std::sync::Mutex<BTreeMap<String, DateTime<Utc>>>,
     /// The automation tick's state, when assets have conditions.
     automation: Option<tokio::sync::Mutex<crate::automation::Automation>>,
+    metrics: DaemonMetrics,
 }
 
 /// Builds the plan of a stored run: its resolved asset keys over its partitions, only its step
@@ -180,6 +182,7 @@ impl Daemon {
             notifier: None,
             last_evaluated: std::sync::Mutex::new(BTreeMap::new()),
             automation: None,
+            metrics: DaemonMetrics::new(),
         })
     }
 
@@ -236,8 +239,12 @@ impl Daemon {
         };
         let interval = automation.lock().await.settings().interval;
         loop {
-            match self.tick_automation().await {
+            let began = Instant::now();
+            let outcome = self.tick_automation().await;
+            self.metrics.evaluated("automation", began.elapsed());
+            match outcome {
                 Ok(Some(crate::automation::TickOutcome::Recorded(tick))) => {
+                    self.metrics.tick("automation", "recorded");
                     tracing::debug!(tick = %tick.tick_time, ms = tick.duration_ms, "automation tick")
                 }
                 Ok(_) => {}
@@ -248,6 +255,11 @@ impl Daemon {
                 () = tokio::time::sleep(interval) => {}
             }
         }
+    }
+
+    /// What this daemon did since it started, for `/metrics`.
+    pub fn metrics(&self) -> &DaemonMetrics {
+        &self.metrics
     }
 
     /// Where notifications (sensors', freshness violations) go.
@@ -313,6 +325,7 @@ impl Daemon {
             for request in &output.run_requests {
                 let record = self.record_sensor_run(sensor.name(), request, now).await?;
                 if let TickRecord::Recorded(tick) = &record {
+                    self.metrics.tick("sensor", tick.status.as_str());
                     tracing::info!(sensor = sensor.name(), run = ?tick.run_id.map(|r| r.to_string()), reason = %request.reason, "sensor requested a run");
                 }
                 if matches!(record, TickRecord::Recorded(_)) {
@@ -327,6 +340,9 @@ impl Daemon {
                         now,
                     )
                     .await?;
+                if let TickRecord::Recorded(tick) = &record {
+                    self.metrics.tick("sensor", tick.status.as_str());
+                }
                 if matches!(record, TickRecord::Recorded(_))
                     && let Err(e) = self.send(&item.notification).await
                 {
@@ -497,22 +513,31 @@ impl Daemon {
 
     async fn scheduler_loop(&self, stop: CancellationToken) {
         loop {
+            let began = Instant::now();
             if let Err(e) = self.tick_schedules().await {
                 tracing::warn!(error = %e, "evaluating schedules failed; retrying");
             }
+            self.metrics.evaluated("schedules", began.elapsed());
+            let began = Instant::now();
             if let Err(e) = self.reap_expired().await {
                 tracing::warn!(error = %e, "reaping expired leases failed; retrying");
             }
+            self.metrics.evaluated("reaper", began.elapsed());
+            let began = Instant::now();
             if let Err(e) = self.evaluate_sensors().await {
                 tracing::warn!(error = %e, "evaluating sensors failed; retrying");
             }
+            self.metrics.evaluated("sensors", began.elapsed());
             if self.due(
                 "orch/freshness",
                 self.config.freshness_interval,
                 self.clock.now(),
-            ) && let Err(e) = self.check_freshness().await
-            {
-                tracing::warn!(error = %e, "checking freshness failed; retrying");
+            ) {
+                let began = Instant::now();
+                if let Err(e) = self.check_freshness().await {
+                    tracing::warn!(error = %e, "checking freshness failed; retrying");
+                }
+                self.metrics.evaluated("freshness", began.elapsed());
             }
             if let Some(keep) = self.config.retention
                 && self.due("orch/retention", RETENTION_INTERVAL, self.clock.now())
@@ -643,6 +668,9 @@ impl Daemon {
                     self.record_tick_run(schedule, *tick, now).await?
                 };
                 if let TickRecord::Recorded(tick) = &record {
+                    self.metrics.tick("schedule", tick.status.as_str());
+                    let lag = (now - tick.tick_time).to_std().unwrap_or_default();
+                    self.metrics.tick_lag_seconds.observe(lag.as_secs_f64());
                     tracing::info!(schedule = %tick.schedule, tick = %tick.tick_time, status = tick.status.as_str(), run = ?tick.run_id.map(|r| r.to_string()), "tick recorded");
                 }
                 if matches!(record, TickRecord::Recorded(_)) {
@@ -697,6 +725,7 @@ impl Daemon {
                 continue;
             };
             resolved += 1;
+            self.metrics.leases_expired.inc();
             tracing::warn!(run = %failed.run_id, owner = %expired.owner, "failed a run whose lease expired");
             if let ExpiredPolicy::Requeue { max } = self.config.expired {
                 let chain: u32 = failed
@@ -725,6 +754,7 @@ impl Daemon {
                             .message(format!("re-queued: run {} lost its daemon", failed.run_id))])
                         .await?;
                     self.storage.notify_queue().await?;
+                    self.metrics.requeued.inc();
                 }
             }
         }
@@ -753,6 +783,7 @@ impl Daemon {
                     .await
                 {
                     Ok(Some(claim)) => {
+                        self.metrics.runs_claimed.inc();
                         let me = self.clone();
                         let cancel = cancel_runs.child_token();
                         running.spawn(async move { me.execute_claimed(claim, cancel).await });
@@ -784,6 +815,8 @@ impl Daemon {
         let run = claim.run.clone();
         let run_id = run.run_id;
         let launched = Instant::now();
+        self.metrics.runs_in_flight.inc();
+        let _in_flight = InFlight(&self.metrics);
         let plan = match plan_for_run(&self.graph, &run) {
             Ok(plan) => plan,
             Err(e) => {
@@ -829,24 +862,42 @@ impl Daemon {
         );
         let first_step = Arc::new(std::sync::OnceLock::new());
         let seen = first_step.clone();
+        let metrics = self.metrics.clone();
         let observer: crate::execute::EventObserver = Arc::new(move |event: &Event| {
             if event.kind == EventKind::StepStart {
-                let _ = seen.set(launched.elapsed());
+                let took = launched.elapsed();
+                if seen.set(took).is_ok() {
+                    metrics.first_step_seconds.observe(took.as_secs_f64());
+                }
             }
+            metrics.observe_event(event);
         });
         match executor
             .execute(run_id, &plan, cancel.clone(), vec![observer])
             .await
         {
-            Ok(outcome) => tracing::info!(
-                run = %run_id,
-                status = %outcome.run.status,
-                first_step_ms = first_step.get().map(|d| d.as_secs_f64() * 1000.0),
-                "run ended"
-            ),
+            Ok(outcome) => {
+                self.metrics
+                    .run_ended(outcome.run.status, launched.elapsed());
+                tracing::info!(
+                    run = %run_id,
+                    status = %outcome.run.status,
+                    first_step_ms = first_step.get().map(|d| d.as_secs_f64() * 1000.0),
+                    "run ended"
+                )
+            }
             Err(e) => tracing::error!(run = %run_id, error = %e, "run could not be carried out"),
         }
         renewals.abort();
+    }
+}
+
+/// Counts a run out of `runs_in_flight` however its execution ends.
+struct InFlight<'a>(&'a DaemonMetrics);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.runs_in_flight.dec();
     }
 }
 

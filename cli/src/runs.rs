@@ -325,11 +325,12 @@ pub async fn prune(dir: Option<&Path>, args: PruneArgs) -> CmdResult {
     let total =
         orch::storage::prune_in_batches(storage.as_ref(), before, args.batch, usize::MAX).await?;
     println!(
-        "pruned {} runs that ended before {}: {} events, {} log lines",
+        "pruned {} runs that ended before {}: {} events, {} log lines; and {} schedule, sensor and automation ticks",
         total.runs,
         before.format("%Y-%m-%d %H:%M:%S UTC"),
         total.events,
-        total.logs
+        total.logs,
+        total.ticks
     );
     Ok(())
 }

@@ -9,6 +9,7 @@ conformance!(
     case_backfill_round_trip,
     case_backfill_is_atomic,
     case_sensor_cursors,
+    case_prune_ticks_keeps_where_the_next_evaluation_starts,
 );
 
 async fn case_schedule_states(storage: Arc<dyn Storage>) {
@@ -406,4 +407,129 @@ async fn case_sensor_cursors(storage: Arc<dyn Storage>) {
         storage.sensor_cursor("other").await.unwrap().as_deref(),
         Some("")
     );
+}
+
+/// Retention of ticks: schedule and sensor ticks recorded before the cut go, except each
+/// name's latest; automation ticks before it go with their evaluations, except the latest tick
+/// and the tick of each asset's latest evaluation; a later tick still extends the latest.
+async fn case_prune_ticks_keeps_where_the_next_evaluation_starts(storage: Arc<dyn Storage>) {
+    use orch::storage::{AutomationEvaluationRecord, AutomationTickWrite, NewAutomationTick};
+    for (name, secs) in [("hourly", 10), ("hourly", 20), ("hourly", 30), ("lake", 15)] {
+        storage
+            .record_tick(&NewTick::skipped(name, at(secs), "nothing"), at(secs))
+            .await
+            .unwrap();
+    }
+    // Asset `a` is evaluated at ticks 1 and 3, `b` at tick 2; ticks 1 to 5, one per 10 s.
+    let mut previous = 0;
+    let mut ids = Vec::new();
+    for i in 1..=5i64 {
+        let evaluated: &[&str] = match i {
+            1 | 3 => &["a"],
+            2 => &["b"],
+            _ => &[],
+        };
+        let evaluations: Vec<AutomationEvaluationRecord> = evaluated
+            .iter()
+            .map(|k| AutomationEvaluationRecord {
+                tick_id: 0,
+                tick_time: None,
+                asset_key: (*k).to_owned(),
+                requested: vec![],
+                run_ids: vec![],
+                tree: format!("{{\"tick\": {i}}}"),
+            })
+            .collect();
+        let tick = storage
+            .record_automation_tick(&AutomationTickWrite {
+                tick: &NewAutomationTick {
+                    tick_time: at(i * 10),
+                    previous_id: previous,
+                    daemon: "d".into(),
+                    evaluated_at: at(i * 10),
+                    duration_ms: 1.0,
+                    assets_evaluated: 2,
+                    requested: 0,
+                },
+                runs: &[],
+                evaluations: &evaluations,
+                states: &[],
+            })
+            .await
+            .unwrap()
+            .expect("recorded");
+        previous = tick.id;
+        ids.push(tick.id);
+    }
+
+    // A cut before everything deletes nothing; a batch of one deletes one.
+    assert_eq!(storage.prune_schedule_ticks(at(5), 100).await.unwrap(), 0);
+    assert_eq!(storage.prune_automation_ticks(at(5), 100).await.unwrap(), 0);
+    assert_eq!(storage.prune_schedule_ticks(at(100), 1).await.unwrap(), 1);
+    // Everything before the cut: `hourly`'s older tick is left to delete; `lake`'s only tick
+    // and `hourly`'s latest stay.
+    assert_eq!(storage.prune_schedule_ticks(at(100), 100).await.unwrap(), 1);
+    let hourly: Vec<_> = storage
+        .schedule_ticks("hourly", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.tick_time)
+        .collect();
+    assert_eq!(hourly, vec![at(30)]);
+    assert_eq!(storage.schedule_ticks("lake", 10).await.unwrap().len(), 1);
+
+    // Automation: ticks 1 and 4 go; 2 holds `b`'s latest evaluation, 3 `a`'s, and 5 is the
+    // latest tick.
+    let deleted = storage.prune_automation_ticks(at(100), 100).await.unwrap();
+    assert_eq!(deleted, 2, "ticks 1 and 4");
+    let left: Vec<i64> = storage
+        .automation_ticks(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(left, vec![ids[4], ids[2], ids[1]]);
+    let a = storage.automation_evaluations("a", 10).await.unwrap();
+    assert_eq!(a.len(), 1, "`a`'s evaluation at tick 1 went with its tick");
+    assert_eq!(a[0].tick_id, ids[2]);
+    assert_eq!(a[0].tick_time, Some(at(30)));
+    let b = storage.automation_evaluations("b", 10).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].tick_time, Some(at(20)));
+    assert_eq!(
+        storage.prune_automation_ticks(at(100), 100).await.unwrap(),
+        0
+    );
+
+    // The next tick extends the latest one.
+    let next = storage
+        .record_automation_tick(&AutomationTickWrite {
+            tick: &NewAutomationTick {
+                tick_time: at(60),
+                previous_id: ids[4],
+                daemon: "d".into(),
+                evaluated_at: at(60),
+                duration_ms: 1.0,
+                assets_evaluated: 2,
+                requested: 0,
+            },
+            runs: &[],
+            evaluations: &[],
+            states: &[],
+        })
+        .await
+        .unwrap();
+    assert!(
+        next.is_some(),
+        "a tick after the kept latest one is recorded"
+    );
+
+    // Through the retention entry point, with runs: the counts add up.
+    let pruned = orch::storage::prune_in_batches(storage.as_ref(), at(1000), 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(pruned.runs, 0);
+    assert_eq!(pruned.ticks, 1, "tick 5 is no longer the latest");
 }

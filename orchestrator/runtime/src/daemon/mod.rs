@@ -571,12 +571,13 @@ impl Daemon {
             RETENTION_BATCHES,
         )
         .await?;
-        if total.runs > 0 {
+        if total.runs > 0 || total.ticks > 0 {
             tracing::info!(
                 runs = total.runs,
                 events = total.events,
                 logs = total.logs,
-                "retention: deleted runs that ended before {before}"
+                ticks = total.ticks,
+                "retention: deleted runs that ended and ticks recorded before {before}"
             );
         }
         Ok(total)

@@ -100,6 +100,11 @@ pub trait AutomationStorage: Send + Sync {
         asset_key: &str,
         limit: u32,
     ) -> Result<Vec<AutomationEvaluationRecord>>;
+
+    /// Retention: deletes up to `limit` ticks older than `before` with their evaluations,
+    /// keeping the latest tick (the next one extends it) and the tick of each asset's latest
+    /// evaluation (the UI shows why it last ran or did not). Returns how many ticks it deleted.
+    async fn prune_automation_ticks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 }
 
 /// The columns of `automation_ticks` that make an [`AutomationTick`], in [`TickRow`]'s order.
@@ -299,5 +304,35 @@ impl AutomationStorage for SqlStorage {
             )
             .await?;
         rows.into_iter().map(EvaluationRow::into_record).collect()
+    }
+
+    async fn prune_automation_ticks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let mut tx = self.db.begin_write().await?;
+        let ids: Vec<(i64,)> = tx
+            .fetch_all(
+                Sql::new(
+                    "SELECT id FROM automation_ticks WHERE tick_time < $1 \
+                     AND id < (SELECT max(id) FROM automation_ticks) \
+                     AND id NOT IN (SELECT max(tick_id) FROM automation_evaluations \
+                     GROUP BY asset_key) ORDER BY id LIMIT $2",
+                )
+                .bind(micros(before))
+                .bind(i64::from(limit)),
+            )
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut deleted = 0;
+        for (table, column) in [
+            ("automation_evaluations", "tick_id"),
+            ("automation_ticks", "id"),
+        ] {
+            let mut sql = Sql::new(format!("DELETE FROM {table} WHERE {column} IN ("));
+            sql.push_bind_list(ids.iter().map(|(id,)| *id)).push(")");
+            deleted = tx.execute(sql.not_persistent()).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 }

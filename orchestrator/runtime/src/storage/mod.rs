@@ -52,7 +52,7 @@ pub use freshness::{FreshnessStorage, FreshnessViolation, NewViolation};
 pub use health::{ComponentHeartbeat, DaemonHeartbeat, HealthStorage};
 pub use pools::{PoolSlot, PoolStorage};
 pub use queue::{ClaimedRun, Lease, LeaseState, QueueLimits, QueueStorage};
-pub use runs::{Pruned, RunFilter, RunStorage, prune_in_batches};
+pub use runs::{Pruned, RunFilter, RunStorage};
 pub use schedules::{
     Backfill, NewTick, ScheduleState, ScheduleStorage, Tick, TickRecord, TickStatus,
 };
@@ -206,4 +206,39 @@ mod tests {
             "sqlite://.orch/orch.db"
         );
     }
+}
+
+/// Retention: deletes the runs that ended before `before` ([`RunStorage::prune_runs`]), then
+/// the schedule, sensor and automation ticks recorded before it (each keeping what the next
+/// evaluation starts from), `batch` at a time in one transaction each, until none is left or
+/// `max_batches` batches of each passed (the next call goes on).
+pub async fn prune_in_batches(
+    storage: &(impl Storage + ?Sized),
+    before: chrono::DateTime<chrono::Utc>,
+    batch: u32,
+    max_batches: usize,
+) -> Result<Pruned> {
+    let mut total = Pruned::default();
+    for _ in 0..max_batches {
+        let pruned = storage.prune_runs(before, batch).await?;
+        total += pruned;
+        if pruned.runs < u64::from(batch) {
+            break;
+        }
+    }
+    for _ in 0..max_batches {
+        let n = storage.prune_schedule_ticks(before, batch).await?;
+        total.ticks += n;
+        if n < u64::from(batch) {
+            break;
+        }
+    }
+    for _ in 0..max_batches {
+        let n = storage.prune_automation_ticks(before, batch).await?;
+        total.ticks += n;
+        if n < u64::from(batch) {
+            break;
+        }
+    }
+    Ok(total)
 }

@@ -74,31 +74,14 @@ pub trait RunStorage: Send + Sync {
     async fn prune_runs(&self, before: DateTime<Utc>, limit: u32) -> Result<Pruned>;
 }
 
-/// Retention: [`RunStorage::prune_runs`] of `batch` runs at a time (one transaction each)
-/// until no run ended before `before` is left, or `max_batches` passed (the next call goes on).
-pub async fn prune_in_batches(
-    storage: &(impl RunStorage + ?Sized),
-    before: DateTime<Utc>,
-    batch: u32,
-    max_batches: usize,
-) -> Result<Pruned> {
-    let mut total = Pruned::default();
-    for _ in 0..max_batches {
-        let pruned = storage.prune_runs(before, batch).await?;
-        total += pruned;
-        if pruned.runs < u64::from(batch) {
-            break;
-        }
-    }
-    Ok(total)
-}
-
-/// What [`RunStorage::prune_runs`] deleted.
+/// What [`RunStorage::prune_runs`] (and [`super::prune_in_batches`]) deleted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub runs: u64,
     pub events: u64,
     pub logs: u64,
+    /// Schedule, sensor and automation ticks.
+    pub ticks: u64,
 }
 
 impl std::ops::AddAssign for Pruned {
@@ -106,6 +89,7 @@ impl std::ops::AddAssign for Pruned {
         self.runs += other.runs;
         self.events += other.events;
         self.logs += other.logs;
+        self.ticks += other.ticks;
     }
 }
 

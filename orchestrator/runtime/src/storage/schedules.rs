@@ -165,6 +165,11 @@ pub trait ScheduleStorage: Send + Sync {
 
     async fn set_sensor_cursor(&self, sensor: &str, cursor: &str, now: DateTime<Utc>)
     -> Result<()>;
+
+    /// Retention: deletes up to `limit` schedule and sensor ticks recorded before `before`,
+    /// never the latest of a schedule or sensor (where its next evaluation starts). Returns how
+    /// many it deleted.
+    async fn prune_schedule_ticks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64>;
 }
 
 /// A `schedules` row.
@@ -431,5 +436,21 @@ impl ScheduleStorage for SqlStorage {
             )
             .await?;
         Ok(())
+    }
+
+    async fn prune_schedule_ticks(&self, before: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.db
+            .execute(
+                Sql::new(
+                    "DELETE FROM schedule_ticks WHERE (schedule, tick_time) IN (\
+                     SELECT t.schedule, t.tick_time FROM schedule_ticks t \
+                     WHERE t.created_at < $1 AND t.tick_time < (SELECT max(m.tick_time) \
+                     FROM schedule_ticks m WHERE m.schedule = t.schedule) \
+                     ORDER BY t.created_at LIMIT $2)",
+                )
+                .bind(micros(before))
+                .bind(i64::from(limit)),
+            )
+            .await
     }
 }

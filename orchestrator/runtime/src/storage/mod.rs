@@ -187,27 +187,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn passwords_never_reach_messages() {
-        assert_eq!(
-            redact_url("postgres://orch:s3cret@db:5432/orch"),
-            "postgres://orch:***@db:5432/orch"
-        );
-        assert_eq!(
-            redact_url("postgres://postgres@127.0.0.1/x"),
-            "postgres://postgres@127.0.0.1/x"
-        );
-        assert_eq!(
-            redact_url("sqlite://.orch/orch.db"),
-            "sqlite://.orch/orch.db"
-        );
-    }
-}
-
 /// Retention: deletes the runs that ended before `before` ([`RunStorage::prune_runs`]), then
 /// the schedule, sensor and automation ticks recorded before it (each keeping what the next
 /// evaluation starts from), `batch` at a time in one transaction each, until none is left or
@@ -241,4 +220,25 @@ pub async fn prune_in_batches(
         }
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://orch:s3cret@db:5432/orch"),
+            "postgres://orch:***@db:5432/orch"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(
+            redact_url("sqlite://.orch/orch.db"),
+            "sqlite://.orch/orch.db"
+        );
+    }
 }

@@ -420,13 +420,15 @@ async fn case_prune_ticks_keeps_where_the_next_evaluation_starts(storage: Arc<dy
             .await
             .unwrap();
     }
-    // Asset `a` is evaluated at ticks 1 and 3, `b` at tick 2; ticks 1 to 5, one per 10 s.
+    // Asset `a` is evaluated at ticks 1 (requesting a run) and 3, `b` at ticks 1 and 2
+    // (requesting nothing); ticks 1 to 5, one per 10 s.
     let mut previous = 0;
     let mut ids = Vec::new();
     for i in 1..=5i64 {
         let evaluated: &[&str] = match i {
-            1 | 3 => &["a"],
+            1 => &["a", "b"],
             2 => &["b"],
+            3 => &["a"],
             _ => &[],
         };
         let evaluations: Vec<AutomationEvaluationRecord> = evaluated
@@ -435,7 +437,11 @@ async fn case_prune_ticks_keeps_where_the_next_evaluation_starts(storage: Arc<dy
                 tick_id: 0,
                 tick_time: None,
                 asset_key: (*k).to_owned(),
-                requested: vec![],
+                requested: if i == 1 && *k == "a" {
+                    vec!["p".to_owned()]
+                } else {
+                    vec![]
+                },
                 run_ids: vec![],
                 tree: format!("{{\"tick\": {i}}}"),
             })
@@ -461,6 +467,15 @@ async fn case_prune_ticks_keeps_where_the_next_evaluation_starts(storage: Arc<dy
         previous = tick.id;
         ids.push(tick.id);
     }
+
+    // An evaluation that requested nothing replaced the asset's previous such one; the one
+    // that requested a run stays.
+    let a = storage.automation_evaluations("a", 10).await.unwrap();
+    assert_eq!(a.len(), 2);
+    assert_eq!(a[1].requested, ["p"]);
+    let b = storage.automation_evaluations("b", 10).await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].tick_id, ids[1]);
 
     // A cut before everything deletes nothing; a batch of one deletes one.
     assert_eq!(storage.prune_schedule_ticks(at(5), 100).await.unwrap(), 0);

@@ -157,7 +157,9 @@ pub struct NodeEvaluation {
     pub condition: String,
     /// How many candidate partitions it was true for.
     pub true_count: usize,
-    /// Those partitions (the first 100; empty string for an unpartitioned asset).
+    /// Those partitions (the first 100; empty string for an unpartitioned asset). Stored with
+    /// runs of successive hours or days as ranges (see [`key_runs`]).
+    #[serde(with = "key_runs")]
     pub true_partitions: Vec<String>,
     pub children: Vec<NodeEvaluation>,
 }
@@ -172,6 +174,120 @@ pub struct AssetEvaluation {
     /// The partitions to materialize (empty string for an unpartitioned asset).
     pub requested: Vec<String>,
     pub tree: NodeEvaluation,
+}
+
+/// The serde form of a list of partition keys that stores each run of three or more successive
+/// hourly (`YYYY-MM-DD-HH:MM`, an hour apart) or daily (`YYYY-MM-DD`, a day apart) keys as
+/// `{"from": FIRST, "to": LAST, "step": "hour"|"day"}`, and every other key as itself: an
+/// evaluation's tree over a week of hourly partitions takes a few hundred bytes instead of a few
+/// kilobytes a node. Successive means the next key as text, so reading expands exactly the
+/// keys that were written; plain lists (as stored before) read as they are.
+pub mod key_runs {
+    use chrono::{NaiveDate, NaiveDateTime, TimeDelta};
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    const HOUR: &str = "%Y-%m-%d-%H:%M";
+    const DAY: &str = "%Y-%m-%d";
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Item {
+        Key(String),
+        Run {
+            from: String,
+            to: String,
+            step: Step,
+        },
+    }
+
+    #[derive(Clone, Copy, PartialEq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Step {
+        Hour,
+        Day,
+    }
+
+    /// The key after `key` by `step`, if `key` is one of that step's keys.
+    fn next(key: &str, step: Step) -> Option<String> {
+        match step {
+            Step::Hour => {
+                let t = NaiveDateTime::parse_from_str(key, HOUR).ok()?;
+                (t.format(HOUR).to_string() == key)
+                    .then(|| (t + TimeDelta::hours(1)).format(HOUR).to_string())
+            }
+            Step::Day => {
+                let d = NaiveDate::parse_from_str(key, DAY).ok()?;
+                (d.format(DAY).to_string() == key).then(|| {
+                    d.succ_opt()
+                        .map(|n| n.format(DAY).to_string())
+                        .unwrap_or_default()
+                })
+            }
+        }
+    }
+
+    pub fn serialize<S: Serializer>(keys: &[String], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut items = Vec::new();
+        let mut i = 0;
+        while i < keys.len() {
+            let mut best = (i, Step::Hour);
+            for step in [Step::Hour, Step::Day] {
+                let mut j = i;
+                while j + 1 < keys.len() && next(&keys[j], step).as_deref() == Some(&keys[j + 1]) {
+                    j += 1;
+                }
+                if j > best.0 {
+                    best = (j, step);
+                }
+            }
+            let (end, step) = best;
+            if end >= i + 2 {
+                items.push(Item::Run {
+                    from: keys[i].clone(),
+                    to: keys[end].clone(),
+                    step,
+                });
+                i = end + 1;
+            } else {
+                items.push(Item::Key(keys[i].clone()));
+                i += 1;
+            }
+        }
+        items.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<String>, D::Error> {
+        let items = Vec::<Item>::deserialize(deserializer)?;
+        let mut keys = Vec::new();
+        for item in items {
+            match item {
+                Item::Key(key) => keys.push(key),
+                Item::Run { from, to, step } => {
+                    let mut key = from;
+                    loop {
+                        let after = next(&key, step);
+                        let done = key == to;
+                        keys.push(key);
+                        if done {
+                            break;
+                        }
+                        match after {
+                            // Bounded: a run never holds more keys than an evaluation lists.
+                            Some(n) if keys.len() <= 100_000 => key = n,
+                            _ => {
+                                return Err(serde::de::Error::custom(format!(
+                                    "the run of partitions ending at `{to}` does not reach it"
+                                )));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(keys)
+    }
 }
 
 /// An evaluation of every automated asset.
@@ -647,6 +763,85 @@ mod tests {
     use super::*;
     use crate::asset::{AssetDep, AssetSpec, AssetsDefinition};
     use chrono::TimeZone;
+
+    fn node(keys: Vec<String>) -> NodeEvaluation {
+        NodeEvaluation {
+            label: "missing".into(),
+            condition: "missing".into(),
+            true_count: keys.len(),
+            true_partitions: keys,
+            children: vec![],
+        }
+    }
+
+    #[test]
+    fn a_week_of_hours_is_stored_as_one_run() {
+        let start = chrono::NaiveDate::from_ymd_opt(2026, 11, 24)
+            .unwrap()
+            .and_hms_opt(5, 0, 0)
+            .unwrap();
+        let week: Vec<String> = (0..168)
+            .map(|h| {
+                (start + chrono::TimeDelta::hours(h))
+                    .format("%Y-%m-%d-%H:%M")
+                    .to_string()
+            })
+            .collect();
+        let json = serde_json::to_string(&node(week.clone())).unwrap();
+        assert!(
+            json.contains(r#"[{"from":"2026-11-24-05:00","to":"2026-12-01-04:00","step":"hour"}]"#),
+            "{json}"
+        );
+        assert!(json.len() < 200, "{} bytes: {json}", json.len());
+        let back: NodeEvaluation = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.true_partitions, week);
+        // Lists stored before, plain, read as they are.
+        let plain = r#"{"label":"a","condition":"a","true_count":2,"true_partitions":["x","2026-11-24"],"children":[]}"#;
+        let old: NodeEvaluation = serde_json::from_str(plain).unwrap();
+        assert_eq!(old.true_partitions, ["x", "2026-11-24"]);
+        // A run that does not reach its end is refused, not looped on.
+        let bad = r#"{"label":"a","condition":"a","true_count":2,"true_partitions":[{"from":"2026-11-24","to":"2026-11-23","step":"day"}],"children":[]}"#;
+        let err = serde_json::from_str::<NodeEvaluation>(bad)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not reach"), "{err}");
+    }
+
+    proptest::proptest! {
+        /// Any list of keys (runs of hours and days, gaps, repeats, unrelated and malformed
+        /// keys, in any order) reads back exactly as written.
+        #[test]
+        fn partition_lists_round_trip(
+            parts in proptest::collection::vec(
+                (0u8..5, 0i64..400, 1usize..30, "[a-z0-9:-]{0,12}"),
+                0..12,
+            )
+        ) {
+            let base = chrono::NaiveDate::from_ymd_opt(2026, 2, 20)
+                .unwrap()
+                .and_hms_opt(0, 0, 0)
+                .unwrap();
+            let mut keys = Vec::new();
+            for (kind, at, len, text) in parts {
+                match kind {
+                    0 => keys.extend((0..len as i64).map(|h| {
+                        (base + chrono::TimeDelta::hours(at + h)).format("%Y-%m-%d-%H:%M").to_string()
+                    })),
+                    1 => keys.extend((0..len as i64).map(|d| {
+                        (base + chrono::TimeDelta::days(at + d)).format("%Y-%m-%d").to_string()
+                    })),
+                    2 => keys.extend((0..len as i64).rev().map(|h| {
+                        (base + chrono::TimeDelta::hours(at + 2 * h)).format("%Y-%m-%d-%H:%M").to_string()
+                    })),
+                    3 => keys.push(String::new()),
+                    _ => keys.push(text),
+                }
+            }
+            let json = serde_json::to_string(&node(keys.clone())).unwrap();
+            let back: NodeEvaluation = serde_json::from_str(&json).unwrap();
+            proptest::prop_assert_eq!(back.true_partitions, keys);
+        }
+    }
 
     fn key(s: &str) -> AssetKey {
         AssetKey::parse(s).unwrap()

@@ -1,6 +1,8 @@
 //! The automation tick's records: ticks, evaluations and per-asset state (migration 0009).
 //! Tables `automation_ticks`, `automation_evaluations` and `automation_state`. A tick is
 //! recorded exactly once across daemons by two unique keys: its time, and the tick it follows.
+//! An asset's evaluations that requested runs are kept (until retention); of those that
+//! requested nothing only the latest, which replaces the one before.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -222,6 +224,19 @@ impl AutomationStorage for SqlStorage {
         }
         for e in write.evaluations {
             let run_ids: Vec<String> = e.run_ids.iter().map(|r| r.to_string()).collect();
+            if e.requested.is_empty() {
+                // An evaluation that requested nothing replaces the asset's previous such one:
+                // the latest says why it does not run now; those that requested runs are kept
+                // (until retention), each saying why its runs were requested.
+                tx.execute(
+                    Sql::new(
+                        "DELETE FROM automation_evaluations WHERE asset_key = $1 \
+                         AND requested = '[]'",
+                    )
+                    .bind(e.asset_key.as_str()),
+                )
+                .await?;
+            }
             tx.execute(
                 Sql::new(
                     "INSERT INTO automation_evaluations (tick_id, asset_key, requested, \

@@ -1650,6 +1650,24 @@ async fn case_rebinding_reads_without_token_and_unbounded_ranges_are_refused(
         assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {text}");
         assert!(text.contains("more than 24 partitions"), "{uri}: {text}");
     }
+    // A backfill of more runs than `confirm_runs_above` needs `confirm`.
+    let confirming = state(storage.clone(), None).with_confirm_runs_above(3);
+    let six = r#"{"selection": "raw/plays", "from": "2026-11-01-00:00", "to": "2026-11-01-05:00"}"#;
+    let (status, text, _) =
+        check(&confirming, "POST", "/api/v1/backfills", &[JSON], Some(six)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("would queue 6 runs, more than 3"), "{text}");
+    let confirmed = six.replace('}', r#", "confirm": true}"#);
+    let (status, text, _) = check(
+        &confirming,
+        "POST",
+        "/api/v1/backfills",
+        &[JSON],
+        Some(&confirmed),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    assert!(text.contains(r#""run_count":6"#), "{text}");
     let month = r#"{"selection": "raw/plays", "partition": "2026-13-01-00:00"}"#;
     let (status, text, _) = check(&limited, "POST", "/api/v1/runs", &[JSON], Some(month)).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");

@@ -96,7 +96,8 @@ fn app_state(
     Ok(
         AppState::new(storage, graph, schedules, marts(config), security)
             .with_sensors(sensors.iter().map(|s| s.name().to_owned()).collect())
-            .with_max_range_partitions(config.limits.max_range_partitions),
+            .with_max_range_partitions(config.limits.max_range_partitions)
+            .with_confirm_runs_above(config.limits.confirm_runs_above),
     )
 }
 

@@ -111,6 +111,9 @@ pub struct BackfillRequest {
     pub selection: String,
     pub from: String,
     pub to: String,
+    /// Queue it even if it makes more runs than `confirm_runs_above`.
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 pub async fn backfill(state: &AppState, request: &BackfillRequest) -> Result<Backfill, WebError> {
@@ -135,6 +138,13 @@ pub async fn backfill(state: &AppState, request: &BackfillRequest) -> Result<Bac
         },
     )
     .map_err(plan_error)?;
+    let limit = state.confirm_runs_above;
+    if planned.runs.len() > limit && !request.confirm {
+        return Err(WebError::BadRequest(format!(
+            "this backfill would queue {} runs, more than {limit} (`confirm_runs_above` under [limits] in orch.toml): confirm it (`\"confirm\": true`, or the form's checkbox), or narrow from/to",
+            planned.runs.len()
+        )));
+    }
     Ok(launch_backfill(state.storage.as_ref(), &planned).await?)
 }
 

@@ -59,6 +59,8 @@ pub struct AppState {
     pub security: Arc<Security>,
     /// The most partitions one materialization or backfill range may cover.
     pub max_range_partitions: usize,
+    /// A backfill of more runs than this needs `confirm`.
+    pub confirm_runs_above: usize,
     /// The server's own metrics (`/metrics`).
     pub metrics: Arc<WebMetrics>,
     /// The daemon's metrics, when it runs in this process (`orch dev`).
@@ -81,6 +83,7 @@ impl AppState {
             marts: Arc::new(marts::LastGood::new(marts)),
             security: Arc::new(security),
             max_range_partitions: orch::partitions::DEFAULT_MAX_RANGE_PARTITIONS,
+            confirm_runs_above: orch::config::Limits::default().confirm_runs_above,
             metrics: Arc::new(WebMetrics::new()),
             daemon_metrics: None,
         }
@@ -95,6 +98,12 @@ impl AppState {
     /// The limit on a range's partitions (`[limits] max_range_partitions` of `orch.toml`).
     pub fn with_max_range_partitions(mut self, max: usize) -> AppState {
         self.max_range_partitions = max;
+        self
+    }
+
+    /// How many runs a backfill may queue without `confirm` (`[limits] confirm_runs_above`).
+    pub fn with_confirm_runs_above(mut self, runs: usize) -> AppState {
+        self.confirm_runs_above = runs;
         self
     }
 

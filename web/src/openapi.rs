@@ -331,7 +331,8 @@ pub fn spec() -> Value {
                 "get": get("Backfills with their progress", json!([]), list_of("backfills", r("Backfill")), &[]),
                 "post": post("Launch a backfill: one run per partition", json!([]), Some((json!({
                     "type": "object", "required": ["selection", "from", "to"],
-                    "properties": { "selection": selection, "from": key.clone(), "to": key } }), true)), 201, r("Backfill"), &[400])
+                    "properties": { "selection": selection, "from": key.clone(), "to": key,
+                        "confirm": { "type": "boolean", "description": "queue it though it makes more runs than `confirm_runs_above` (400 without it)" } } }), true)), 201, r("Backfill"), &[400])
             },
             "/api/v1/backfills/{id}": { "get": get("A backfill's progress", json!([path_param("id", "the backfill id", string())]), r("Backfill"), &[404]) },
             "/api/v1/stream-workers": { "get": get("Streaming workers seen in the last hour", json!([]), list_of("workers", r("Worker")), &[]) },

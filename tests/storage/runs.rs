@@ -384,7 +384,10 @@ async fn case_prune_runs_keeps_runs_in_flight_and_asset_state(storage: Arc<dyn S
                 .await
                 .unwrap();
             storage
-                .append_events(&[materialization(run.run_id, "a", Some("p"), ended - 1)])
+                .append_events(&[
+                    materialization(run.run_id, "a", Some("p"), ended - 1),
+                    check(run.run_id, "a", "rows", true, ended - 1),
+                ])
                 .await
                 .unwrap();
             storage
@@ -408,6 +411,11 @@ async fn case_prune_runs_keeps_runs_in_flight_and_asset_state(storage: Arc<dyn S
         }
     };
     let old_ok = finished(RunStatus::Success, 100, 0).await;
+    // A check only the oldest run evaluated: its result is the check's latest.
+    storage
+        .append_events(&[check(old_ok.run_id, "a", "fresh", true, 99)])
+        .await
+        .unwrap();
     let old_failed = finished(RunStatus::Failure, 110, 1).await;
     let old_running = finished(RunStatus::Started, 120, 2).await;
     let recent = finished(RunStatus::Success, 500, 3).await;
@@ -433,6 +441,20 @@ async fn case_prune_runs_keeps_runs_in_flight_and_asset_state(storage: Arc<dyn S
     }
     let listed = storage.list_runs(&RunFilter::default()).await.unwrap();
     assert_eq!(run_ids(&listed).len(), 2);
+    // Check results go with their runs, but the latest of each check stays.
+    let checks = storage.check_results(&key("a"), 100).await.unwrap();
+    let kept: Vec<(&str, RunId)> = checks
+        .iter()
+        .map(|c| (c.evaluation.check_name.as_str(), c.run_id))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("rows", recent.run_id),
+            ("rows", old_running.run_id),
+            ("fresh", old_ok.run_id)
+        ]
+    );
     // The asset keeps its latest materialization.
     let latest = storage.latest_by_asset(&[key("a")]).await.unwrap();
     assert!(

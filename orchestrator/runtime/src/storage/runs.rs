@@ -422,6 +422,18 @@ impl RunStorage for SqlStorage {
             return Ok(Pruned::default());
         }
         let mut pruned = Pruned::default();
+        // The runs' check results, but the latest of each check on each partition (the
+        // asset's current check state).
+        let mut sql = Sql::new(
+            "DELETE FROM asset_check_results WHERE EXISTS (SELECT 1 FROM asset_check_results n \
+             WHERE n.asset_key = asset_check_results.asset_key \
+             AND n.partition_key = asset_check_results.partition_key \
+             AND n.check_name = asset_check_results.check_name \
+             AND n.id > asset_check_results.id) AND run_id IN (",
+        );
+        sql.push_bind_list(ids.iter().map(|(id,)| id.as_str()))
+            .push(")");
+        tx.execute(sql.not_persistent()).await?;
         for table in ["run_assets", "run_tags", "step_logs", "event_log", "runs"] {
             let mut sql = Sql::new(format!("DELETE FROM {table} WHERE run_id IN ("));
             sql.push_bind_list(ids.iter().map(|(id,)| id.as_str()))

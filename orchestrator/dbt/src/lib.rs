@@ -147,6 +147,11 @@ impl DbtProject {
 
     /// The common arguments of every dbt command.
     fn args(&self, command: &str) -> Vec<String> {
+        self.args_in(command, &self.target_path)
+    }
+
+    /// The common arguments, with the artifacts written to `target`.
+    fn args_in(&self, command: &str, target: &Path) -> Vec<String> {
         let mut args = vec![
             command.to_owned(),
             "--project-dir".into(),
@@ -154,7 +159,7 @@ impl DbtProject {
             "--profiles-dir".into(),
             self.profiles_dir.display().to_string(),
             "--target-path".into(),
-            self.target_path.display().to_string(),
+            target.display().to_string(),
             "--log-path".into(),
             self.log_path.display().to_string(),
         ];
@@ -177,6 +182,15 @@ impl DbtProject {
     /// The manifest, after `dbt parse` if it is missing or older than a file of the project.
     pub fn manifest(&self) -> Result<Manifest, String> {
         let path = self.manifest_path();
+        // One process at a time checks, parses and reads: two `orch` commands started together
+        // would both parse, one reading what the other writes.
+        std::fs::create_dir_all(&self.target_path)
+            .map_err(|e| format!("cannot create {}: {e}", self.target_path.display()))?;
+        let lock_path = self.target_path.join(".manifest.lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
         let stale = match std::fs::metadata(&path).and_then(|m| m.modified()) {
             Err(_) => Some("missing"),
             Ok(written) => newest_source(&self.project_dir)
@@ -187,14 +201,29 @@ impl DbtProject {
             eprintln!("orch: running dbt parse ({} is {why})", path.display());
             self.parse()?;
         }
-        Manifest::load(&path)
+        // A dbt step of another process rewrites manifest.json in place as it builds: a read
+        // that finds half a file waits for the rest (10 s at most).
+        let mut tries = 0;
+        loop {
+            match Manifest::load(&path) {
+                Err(e) if tries < 40 && e.contains("not a dbt manifest") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                }
+                result => return result,
+            }
+        }
     }
 
-    /// Runs `dbt parse`, which writes `manifest.json`.
+    /// Runs `dbt parse`, which writes `manifest.json`: into a folder of its own, then moved
+    /// into place at once, so that a reader never sees half of it.
     pub fn parse(&self) -> Result<(), String> {
         let dbt = self.dbt()?;
+        let private = self
+            .target_path
+            .join(format!(".parse-{}", std::process::id()));
         let out = std::process::Command::new(&dbt)
-            .args(self.args("parse"))
+            .args(self.args_in("parse", &private))
             .envs(self.envs())
             .output()
             .map_err(|e| {
@@ -204,6 +233,7 @@ impl DbtProject {
                 )
             })?;
         if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&private);
             let text = String::from_utf8_lossy(&out.stdout);
             let detail: Vec<&str> = text
                 .lines()
@@ -221,7 +251,16 @@ impl DbtProject {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
-        Ok(())
+        let written = private.join("manifest.json");
+        let moved = std::fs::rename(&written, self.manifest_path()).map_err(|e| {
+            format!(
+                "cannot move {} into {}: {e}",
+                written.display(),
+                self.target_path.display()
+            )
+        });
+        let _ = std::fs::remove_dir_all(&private);
+        moved
     }
 }
 
@@ -671,6 +710,64 @@ fn strip_ansi(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Several processes load the manifest at once on a fresh checkout while a dbt step of
+    /// another rewrites it in place: every load gets the whole manifest (a fake `dbt` writes it
+    /// in two halves, 300 ms apart).
+    #[test]
+    fn concurrent_loads_never_read_half_a_manifest() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("project");
+        std::fs::create_dir_all(&project).unwrap();
+        std::fs::write(project.join("dbt_project.yml"), "name: p\n").unwrap();
+        let halves = (
+            r#"{"metadata": {"project_name": "p", "adapter_type": "duckdb"},"#,
+            r#" "nodes": {}, "sources": {}}"#,
+        );
+        let dbt = dir.path().join("dbt");
+        std::fs::write(
+            &dbt,
+            format!(
+                "#!/bin/sh\nwhile [ $# -gt 0 ]; do case \"$1\" in --target-path) t=\"$2\"; shift 2;; *) shift;; esac; done\n\
+                 mkdir -p \"$t\"\nprintf '%s' '{}' > \"$t/manifest.json\"\nsleep 0.3\nprintf '%s' '{}' >> \"$t/manifest.json\"\n",
+                halves.0, halves.1
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&dbt, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let state = dir.path().join("state");
+        let loads: Vec<_> = (0..4)
+            .map(|_| {
+                let dbt_project = DbtProject::new(&project, &state).executable(&dbt);
+                std::thread::spawn(move || dbt_project.manifest())
+            })
+            .collect();
+        for load in loads {
+            let manifest = load.join().unwrap().expect("a whole manifest");
+            assert_eq!(manifest.project_name, "p");
+        }
+        // A step rewriting it in place (as `dbt build` does) while another process loads it.
+        let path = state.join("target").join("manifest.json");
+        std::fs::write(&path, halves.0).unwrap();
+        let finish = {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(600));
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap();
+                std::io::Write::write_all(&mut f, halves.1.as_bytes()).unwrap();
+            })
+        };
+        let manifest = DbtProject::new(&project, &state)
+            .executable(&dbt)
+            .manifest()
+            .expect("the load waits for the rest");
+        assert_eq!(manifest.project_name, "p");
+        finish.join().unwrap();
+    }
 
     #[test]
     fn colour_codes_go() {

@@ -877,6 +877,45 @@ async fn case_runs_keyset_pagination_and_filters(storage: Arc<dyn Storage>) {
     }
     all.reverse();
     assert_eq!(seen, all, "pages cover every run once, newest first");
+    // And back: from the last page, `prev` cursors walk to the newest run.
+    let ids_of = |page: &serde_json::Value| -> Vec<String> {
+        page["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["run_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = get_json(&s, "/api/v1/runs?limit=50").await;
+    assert!(first["prev"].is_null(), "the first page has no newer page");
+    let second = get_json(
+        &s,
+        &format!("/api/v1/runs?limit=50&before={}", first["next"]),
+    )
+    .await;
+    let third = get_json(
+        &s,
+        &format!("/api/v1/runs?limit=50&before={}", second["next"]),
+    )
+    .await;
+    assert_eq!(ids_of(&third), all[100..].to_vec());
+    let back = get_json(
+        &s,
+        &format!("/api/v1/runs?limit=50&after={}", third["prev"]),
+    )
+    .await;
+    assert_eq!(
+        ids_of(&back),
+        ids_of(&second),
+        "one page back is the page before"
+    );
+    let back = get_json(&s, &format!("/api/v1/runs?limit=50&after={}", back["prev"])).await;
+    assert_eq!(ids_of(&back), all[..50].to_vec());
+    assert!(back["prev"].is_null(), "nothing newer than the newest");
+    assert_eq!(back["next"], first["next"]);
+    let (status, text) = get(&s, "/api/v1/runs?after=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("bad cursor `after=x`"), "{text}");
     let failed = get_json(&s, "/api/v1/runs?status=failure&limit=500").await;
     assert_eq!(failed["runs"].as_array().unwrap().len(), 40);
     let by_asset = get_json(
@@ -895,6 +934,21 @@ async fn case_runs_keyset_pagination_and_filters(storage: Arc<dyn Storage>) {
     assert!(
         body.contains("status=queued&#38;limit=10&#38;before="),
         "the next link keeps the filter"
+    );
+    assert!(
+        !body.contains("id=\"prev-page\""),
+        "no newer page on the first"
+    );
+    let next = body
+        .split("id=\"next-page\" href=\"/runs?")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .replace("&#38;", "&");
+    let (_, second) = get(&s, &format!("/runs?{next}")).await;
+    assert!(
+        second.contains("status=queued&#38;limit=10&#38;after="),
+        "the second page links back with the filter"
     );
 }
 

@@ -248,6 +248,19 @@ async fn case_list_runs_filters(storage: Arc<dyn Storage>) {
         ..RunFilter::default()
     };
     assert_eq!(list(f).await, ids(&[&r2]));
+    // The other way: the runs just newer than a cursor, still newest first.
+    let f = RunFilter {
+        after_id: Some(r1.id),
+        limit: Some(2),
+        ..RunFilter::default()
+    };
+    assert_eq!(list(f).await, ids(&[&r3, &r2]));
+    let f = RunFilter {
+        after_id: Some(r1.id),
+        before_id: Some(r4.id),
+        ..RunFilter::default()
+    };
+    assert_eq!(list(f).await, ids(&[&r3, &r2]));
     let f = RunFilter {
         limit: Some(0),
         ..RunFilter::default()

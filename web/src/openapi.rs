@@ -256,7 +256,7 @@ fn schemas() -> Value {
         "Sensor": sensor,
         "Backfill": backfill,
         "Worker": worker,
-        "RunsPage": object(&["runs"], json!({ "runs": { "type": "array", "items": r("Run") }, "next": int_or_null })),
+        "RunsPage": object(&["runs"], json!({ "runs": { "type": "array", "items": r("Run") }, "next": int_or_null, "prev": int_or_null })),
         "RunDetail": object(&["run", "steps"], json!({ "run": r("Run"), "steps": { "type": "array", "items": r("Step") } })),
         "Overview": object(
             &["run_counts", "recent_runs", "failing_assets", "asset_count", "schedules", "workers", "daemons"],
@@ -300,6 +300,7 @@ pub fn spec() -> Value {
                     query("tag", "key=value", string()),
                     query("launched_by", "what launched the runs: schedule, sensor, backfill, automation, web, cli, dev (not with `tag`)", string()),
                     query("before", "the `next` cursor of the previous page", json!({ "type": "integer" })),
+                    query("after", "the `prev` cursor of the next page: the newer runs nearest to it", json!({ "type": "integer" })),
                     query("limit", "runs on the page", json!({ "type": "integer", "minimum": 1, "maximum": 500, "default": 50 }))]),
                     r("RunsPage"), &[400]),
                 "post": post("Materialize a selection (queues a run)", json!([]), Some((json!({

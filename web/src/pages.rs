@@ -119,6 +119,7 @@ struct RunsPage<'a> {
     q: RunsQuery,
     runs: Vec<RunView>,
     next: Option<String>,
+    prev: Option<String>,
     /// This page's own query string, for its live refresh (first page only).
     refresh: Option<String>,
     error: Option<String>,
@@ -144,16 +145,24 @@ pub async fn runs(
     State(state): State<AppState>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, PageError> {
-    let (runs, next, error) = match views::runs_page(&state, &q).await {
-        Ok(page) => (page.runs, page.next.map(|n| q.with_before(n)), None),
-        Err(e) => (Vec::new(), None, Some(inline_error(e)?)),
+    let (runs, next, prev, error) = match views::runs_page(&state, &q).await {
+        Ok(page) => (
+            page.runs,
+            page.next.map(|n| q.with_before(n)),
+            page.prev.map(|p| q.with_after(p)),
+            None,
+        ),
+        Err(e) => (Vec::new(), None, None, Some(inline_error(e)?)),
     };
-    let refresh = (error.is_none() && q.before.as_deref().is_none_or(str::is_empty))
-        .then(|| q.query_string());
+    let first_page = [&q.before, &q.after]
+        .iter()
+        .all(|c| c.as_deref().is_none_or(str::is_empty));
+    let refresh = (error.is_none() && first_page).then(|| q.query_string());
     let page = RunsPage {
         title: "Runs",
         csrf: state.security.csrf(),
         next,
+        prev,
         runs,
         refresh,
         error,

@@ -31,6 +31,9 @@ pub struct RunFilter {
     pub tag: Option<(String, String)>,
     /// Keyset pagination: only runs with `id` below this.
     pub before_id: Option<i64>,
+    /// Keyset pagination the other way: only runs with `id` above this, the `limit` nearest
+    /// to it (still listed newest first).
+    pub after_id: Option<i64>,
     /// At most this many runs; `None` means no limit.
     pub limit: Option<u32>,
 }
@@ -251,12 +254,28 @@ impl RunStorage for SqlStorage {
         if let Some(before) = filter.before_id {
             sql.push(" AND id < ").push_bind(before);
         }
-        sql.push(" ORDER BY id DESC");
+        if let Some(after) = filter.after_id {
+            sql.push(" AND id > ").push_bind(after);
+        }
+        // Paging towards newer runs takes the nearest ones first, then lists them newest
+        // first like every page.
+        sql.push(if filter.after_id.is_some() {
+            " ORDER BY id ASC"
+        } else {
+            " ORDER BY id DESC"
+        });
         if let Some(limit) = filter.limit {
             sql.push(" LIMIT ").push_bind(i64::from(limit));
         }
         let rows: Vec<RunRow> = self.db.fetch_all(sql).await?;
-        rows.into_iter().map(RunRow::into_run).collect()
+        let mut runs = rows
+            .into_iter()
+            .map(RunRow::into_run)
+            .collect::<Result<Vec<_>>>()?;
+        if filter.after_id.is_some() {
+            runs.reverse();
+        }
+        Ok(runs)
     }
 
     async fn transition_run(&self, run_id: RunId, to: RunStatus, at: DateTime<Utc>) -> Result<Run> {

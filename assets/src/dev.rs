@@ -64,6 +64,30 @@ pub async fn bootstrap(
     })
 }
 
+/// `orch dev --realtime`: generates events for `users` users in real time into the platform's
+/// lake until `cancel` fires, writing the open hour once a minute, so that the lake sensor and
+/// automation carry them to the marts within a minute or two. Each start has its own seed
+/// (from `now`), so its files never replace an earlier start's. Returns (files, rows) written.
+pub async fn realtime(
+    platform: &PlatformConfig,
+    users: u32,
+    now: DateTime<Utc>,
+    cancel: CancellationToken,
+) -> Result<(usize, usize), String> {
+    let lake = orch_lake::Lake::open(&platform.lake).map_err(|e| e.to_string())?;
+    let seed = u64::try_from(now.timestamp()).unwrap_or(1);
+    let start = now.duration_trunc(Duration::seconds(1)).unwrap_or(now);
+    let mut config = orch_eventsim::Config::new(seed, users, start, start + Duration::days(366));
+    config.speed = orch_eventsim::Speed::RealTime { factor: 1.0 };
+    config.validate().map_err(|e| e.to_string())?;
+    let mut sink = LakeSink::new(lake, seed);
+    let result = orch_eventsim::run(&config, &mut sink, &cancel).await;
+    // What was generated before a stop is written either way.
+    sink.finish().await.map_err(|e| e.to_string())?;
+    result.map_err(|e| e.to_string())?;
+    Ok((sink.files, sink.rows))
+}
+
 /// Whether the lake folder holds no raw file yet.
 async fn lake_is_empty(dir: &Path) -> Result<bool, String> {
     let lake = orch_lake::Lake::open(&dir.display().to_string()).map_err(|e| e.to_string())?;

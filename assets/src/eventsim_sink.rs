@@ -33,6 +33,8 @@ pub struct LakeSink {
     next_seq: BTreeMap<orch_lake::Topic, i64>,
     buffered: usize,
     last_write: Instant,
+    /// How often a paced run writes its open hours (a minute).
+    write_every: Duration,
     /// The newest event time seen: the hours before its hour are complete.
     newest_ms: i64,
     pub files: usize,
@@ -49,11 +51,18 @@ impl LakeSink {
             next_seq: BTreeMap::new(),
             buffered: 0,
             last_write: Instant::now(),
+            write_every: WRITE_EVERY,
             newest_ms: i64::MIN,
             files: 0,
             rows: 0,
             bytes: 0,
         }
+    }
+
+    /// Writes the open hours this often in a paced run (instead of once a minute).
+    pub fn write_every(mut self, every: Duration) -> LakeSink {
+        self.write_every = every;
+        self
     }
 
     /// Writes every buffered row. Call once the run is over.
@@ -90,7 +99,11 @@ impl LakeSink {
             }
         }
         self.buffered = self.pending.values().map(HourlyBatches::len).sum();
-        self.last_write = Instant::now();
+        // Only a write of every hour restarts the minute: writing the complete hours, as every
+        // flush does, must not keep the open hour from being written once a minute.
+        if before.is_none() {
+            self.last_write = Instant::now();
+        }
         Ok(())
     }
 }
@@ -128,7 +141,7 @@ impl Sink for LakeSink {
     /// Writes the hours that are complete, and every open hour at most once a minute, so that a
     /// paced run does not leave a file per flush.
     async fn flush(&mut self) -> Result<(), SinkError> {
-        if self.last_write.elapsed() >= WRITE_EVERY {
+        if self.last_write.elapsed() >= self.write_every {
             self.write(None).await
         } else {
             self.write(Hour::from_ts_ms(self.newest_ms)).await
@@ -229,6 +242,33 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
+
+    /// A paced run writes its open hour every `write_every` though it flushes every second
+    /// (each flush writes the complete hours; that must not restart the wait).
+    #[tokio::test]
+    async fn a_paced_run_writes_its_open_hour_as_it_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = orch_lake::Lake::open(&dir.path().display().to_string()).unwrap();
+        let mut sink = LakeSink::new(lake, 7).write_every(Duration::from_millis(300));
+        let start = Utc.with_ymd_and_hms(2026, 11, 22, 10, 0, 0).unwrap();
+        let config = orch_eventsim::Config::new(7, 5000, start, start + chrono::Duration::hours(1));
+        let events: Vec<_> = orch_eventsim::Simulation::new(&config)
+            .unwrap()
+            .take(40)
+            .collect();
+        assert!(events.len() >= 20, "{} events", events.len());
+        for event in &events {
+            sink.send(event).await.unwrap();
+            sink.flush().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        assert!(
+            sink.files > 0 && sink.rows > 0,
+            "nothing written in {} ms of flushes: {} files",
+            events.len() * 25,
+            sink.files
+        );
+    }
 
     /// The typed conversion makes exactly what the lake's decoder makes of the event's JSON,
     /// for every event of a busy generated day (every page, guests, level changes).

@@ -40,6 +40,11 @@ pub struct DevArgs {
     /// Users of the generated site.
     #[arg(long, default_value_t = 1000)]
     users: u32,
+    /// Keep generating events in real time into the lake (eventsim at real speed, its open
+    /// hour written every minute), so that automation carries them to the dashboards while you
+    /// watch; `--users 20000` makes them move visibly.
+    #[arg(long)]
+    realtime: bool,
 }
 
 fn token() -> Option<String> {
@@ -197,6 +202,16 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
         platform.lake
     );
     let web_task = tokio::spawn(orch_web::serve(listener, state, web_shutdown));
+    let realtime = args.realtime.then(|| {
+        eprintln!(
+            "orch dev: generating events for {} users in real time into {} (the open hour is written every minute)",
+            args.users, platform.lake
+        );
+        let (platform, stop) = (platform.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            orch_platform::dev::realtime(&platform, args.users, Utc::now(), stop).await
+        })
+    });
     let _ = tokio::signal::ctrl_c().await;
     eprintln!(
         "stopping: the web server now, the daemon after its runs in flight (Ctrl-C again cancels them)"
@@ -207,6 +222,15 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
         cancel_runs.cancel();
     });
     let _ = web_task.await;
+    if let Some(task) = realtime {
+        match task.await {
+            Ok(Ok((files, rows))) => {
+                eprintln!("orch dev: real-time events: {rows} rows in {files} file(s)")
+            }
+            Ok(Err(e)) => eprintln!("orch dev: real-time events stopped: {e}"),
+            Err(e) => eprintln!("orch dev: real-time events stopped: {e}"),
+        }
+    }
     match daemon_task.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(Failure::Work(e.to_string())),

@@ -552,7 +552,9 @@ partitions = { hourly = "2026-11-01-00:00" }
     let mut metrics = String::new();
     wait_until(Duration::from_secs(10), || {
         metrics = http_get(&addr, "/metrics");
+        // (And its first heartbeat is written by a task of its own, which may come later.)
         metrics.lines().any(|l| l == "orch_daemon_runs_in_flight 0")
+            && metrics.contains("orch_daemon_heartbeat_age_seconds{daemon=\"daemon-")
     });
     for line in [
         "orch_daemon_runs_claimed_total 6",

@@ -1840,3 +1840,72 @@ async fn case_metrics_count_requests_and_read_the_run_history(storage: Arc<dyn S
     .await;
     assert_eq!(status, StatusCode::OK, "{text}");
 }
+
+/// A request whose client goes away is dropped with its work: a chart that never finishes is
+/// abandoned as soon as its client closes the connection (the server does not run it on).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_leaves_is_dropped_with_its_work() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::AsyncWriteExt;
+    struct Dropped(Arc<AtomicBool>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    struct Forever {
+        started: Arc<AtomicBool>,
+        dropped: Arc<AtomicBool>,
+    }
+    #[async_trait::async_trait]
+    impl orch_web::MartSource for Forever {
+        async fn chart(&self, _: Chart) -> Result<orch_web::ChartData, orch_web::MartError> {
+            let _guard = Dropped(self.dropped.clone());
+            self.started.store(true, Ordering::SeqCst);
+            std::future::pending().await
+        }
+    }
+    let (started, dropped) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let db = db::sqlite().await;
+    let state = AppState::new(
+        db.storage.clone(),
+        test_graph(),
+        vec![],
+        Arc::new(Forever {
+            started: started.clone(),
+            dropped: dropped.clone(),
+        }),
+        Security::new(None),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let server = tokio::spawn(orch_web::serve(listener, state, shutdown.clone()));
+    let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(b"GET /api/v1/marts/top_songs HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let until = |flag: Arc<AtomicBool>| async move {
+        for _ in 0..100 {
+            if flag.load(Ordering::SeqCst) {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        false
+    };
+    assert!(until(started.clone()).await, "the chart never started");
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(client);
+    assert!(
+        until(dropped.clone()).await,
+        "the request's work went on after its client left"
+    );
+    shutdown.cancel();
+    let _ = server.await;
+    db.cleanup().await;
+}

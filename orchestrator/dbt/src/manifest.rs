@@ -238,7 +238,8 @@ fn freshness_secs(source: &Value, which: &str) -> Option<u64> {
         "day" => 86_400,
         _ => return None,
     };
-    Some(count * unit)
+    // A count past any duration (it would overflow) is no freshness rule.
+    count.checked_mul(unit)
 }
 
 /// The documented columns of a node, by name.
@@ -443,5 +444,90 @@ mod tests {
                 .contains("not a dbt manifest")
         );
         assert!(Manifest::parse("{}").unwrap_err().contains("no `nodes`"));
+    }
+
+    /// Fuzzing: any text, and the manifest above with any of its values replaced by any JSON,
+    /// parse or fail with an error; never a panic. `ORCH_FUZZ_CASES` cases per property
+    /// (default 256).
+    mod fuzz {
+        use proptest::prelude::*;
+        use serde_json::Value;
+
+        use super::{MANIFEST, Manifest};
+
+        fn config() -> ProptestConfig {
+            let cases = std::env::var("ORCH_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(256);
+            ProptestConfig {
+                cases,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn any_json() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                (-1e12f64..1e12).prop_map(Value::from),
+                ".{0,12}".prop_map(Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    prop::collection::btree_map("[a-z_]{1,10}", inner, 0..4)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// Every value's JSON pointer, the document's own included.
+        fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+            match value {
+                Value::Object(map) => {
+                    for (k, v) in map {
+                        let key = k.replace('~', "~0").replace('/', "~1");
+                        pointers(v, format!("{at}/{key}"), out);
+                    }
+                }
+                Value::Array(items) => {
+                    for (i, v) in items.iter().enumerate() {
+                        pointers(v, format!("{at}/{i}"), out);
+                    }
+                }
+                _ => {}
+            }
+            out.push(at);
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            #[test]
+            fn any_text_parses_or_fails_cleanly(text in ".{0,300}") {
+                let _ = Manifest::parse(&text);
+            }
+
+            #[test]
+            fn any_value_replaced_parses_or_fails_cleanly(
+                edits in prop::collection::vec((any::<prop::sample::Index>(), any_json()), 1..6)
+            ) {
+                let mut doc: Value = serde_json::from_str(MANIFEST).unwrap();
+                for (pick, value) in edits {
+                    let mut all = Vec::new();
+                    pointers(&doc, String::new(), &mut all);
+                    let at = pick.get(&all).clone();
+                    if at.is_empty() {
+                        doc = value;
+                    } else if let Some(slot) = doc.pointer_mut(&at) {
+                        *slot = value;
+                    }
+                }
+                let _ = Manifest::parse(&doc.to_string());
+            }
+        }
     }
 }

@@ -18,12 +18,8 @@ use crate::plan::{self, PartitionRequest};
 use crate::selection::{Selection, SelectionError};
 
 fn config() -> ProptestConfig {
-    let cases = std::env::var("ORCH_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
     ProptestConfig {
-        cases,
+        cases: crate::fuzz_cases(),
         failure_persistence: None,
         ..ProptestConfig::default()
     }

@@ -44,3 +44,12 @@ pub use plan::{PartitionRequest, Plan, PlanError, Step, StepPartition};
 pub use request::{Launcher, RequestError, RunRequest};
 pub use run::{Run, RunId, RunStatus};
 pub use selection::{AssetStatus, Selection, SelectionError, StatusLookup};
+
+/// How many cases each fuzzing property of the test suites runs: `ORCH_FUZZ_CASES`, 256 by
+/// default (a few seconds in all; set it higher for a longer run).
+pub fn fuzz_cases() -> u32 {
+    std::env::var("ORCH_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}

@@ -456,12 +456,8 @@ mod tests {
         use super::{MANIFEST, Manifest};
 
         fn config() -> ProptestConfig {
-            let cases = std::env::var("ORCH_FUZZ_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(256);
             ProptestConfig {
-                cases,
+                cases: orch_core::fuzz_cases(),
                 failure_persistence: None,
                 ..ProptestConfig::default()
             }

@@ -607,12 +607,8 @@ mod tests {
         use proptest::prelude::*;
 
         fn config() -> ProptestConfig {
-            let cases = std::env::var("ORCH_FUZZ_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(256);
             ProptestConfig {
-                cases,
+                cases: orch_core::fuzz_cases(),
                 failure_persistence: None,
                 ..ProptestConfig::default()
             }

@@ -293,10 +293,13 @@ impl MartSource for InMemoryMarts {
 
 /// A source that answers a chart it cannot read now (the warehouse file held by a load or a
 /// dbt build: DuckDB admits one process) with the rows it read last, so that a dashboard does
-/// not fail while dbt writes. A mart that is not built stays an error.
+/// not fail while dbt writes. A mart that is not built stays an error. The last rows are kept
+/// per chart and grain: a chart asked at a grain is read at that grain, and its fallback is
+/// the rows last read at that grain.
 pub struct LastGood {
     inner: std::sync::Arc<dyn MartSource>,
-    last: RwLock<BTreeMap<Chart, ChartData>>,
+    /// `None`: read through [`MartSource::chart`]; `Some`: through [`MartSource::chart_at`].
+    last: RwLock<BTreeMap<(Chart, Option<Grain>), ChartData>>,
 }
 
 impl LastGood {
@@ -306,24 +309,32 @@ impl LastGood {
             last: RwLock::new(BTreeMap::new()),
         }
     }
-}
 
-#[async_trait]
-impl MartSource for LastGood {
-    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
-        match self.inner.chart(chart).await {
+    /// Keeps a successful read, or answers a failed one with the rows last read under `key`.
+    fn remember(
+        &self,
+        key: (Chart, Option<Grain>),
+        read: Result<ChartData, MartError>,
+    ) -> Result<ChartData, MartError> {
+        match read {
             Ok(data) => {
                 self.last
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
-                    .insert(chart, data.clone());
+                    .insert(key, data.clone());
                 Ok(data)
             }
             Err(e @ MartError::Query { .. }) => {
                 let last = self.last.read().unwrap_or_else(|e| e.into_inner());
-                match last.get(&chart) {
+                match last.get(&key) {
                     Some(data) => {
-                        tracing::info!(chart = chart.name(), error = %e, "serving the last rows read");
+                        let (chart, grain) = key;
+                        tracing::info!(
+                            chart = chart.name(),
+                            grain = grain.map(Grain::name),
+                            error = %e,
+                            "serving the last rows read"
+                        );
                         Ok(data.clone())
                     }
                     None => Err(e),
@@ -331,6 +342,19 @@ impl MartSource for LastGood {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+#[async_trait]
+impl MartSource for LastGood {
+    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+        let read = self.inner.chart(chart).await;
+        self.remember((chart, None), read)
+    }
+
+    async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError> {
+        let read = self.inner.chart_at(chart, grain).await;
+        self.remember((chart, Some(grain)), read)
     }
 }
 
@@ -388,5 +412,56 @@ mod tests {
         assert_eq!(marts.chart(Chart::TopSongs).await.unwrap().rows.len(), 1);
         flaky.busy.store(true, Ordering::SeqCst);
         assert_eq!(marts.chart(Chart::TopSongs).await.unwrap().rows.len(), 1);
+    }
+
+    /// Answers each grain with its own rows until `busy` is set, then fails as a locked
+    /// warehouse does.
+    struct PerGrain {
+        busy: AtomicBool,
+    }
+
+    #[async_trait]
+    impl MartSource for PerGrain {
+        async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+            self.chart_at(chart, Grain::default()).await
+        }
+
+        async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError> {
+            if self.busy.load(Ordering::SeqCst) {
+                return Err(MartError::Query {
+                    mart: chart.mart().to_owned(),
+                    message: "cannot open the warehouse: the file is locked".into(),
+                });
+            }
+            Ok(ChartData {
+                rows: vec![(grain.name().into(), 1.0)],
+            })
+        }
+    }
+
+    fn label(data: ChartData) -> String {
+        data.rows[0].0.clone()
+    }
+
+    #[tokio::test]
+    async fn the_grain_reaches_the_source_and_its_last_rows_are_kept_per_grain() {
+        let source = Arc::new(PerGrain {
+            busy: AtomicBool::new(false),
+        });
+        let marts = LastGood::new(source.clone());
+        for grain in Grain::ALL {
+            let data = marts.chart_at(Chart::Plays, grain).await.unwrap();
+            assert_eq!(label(data), grain.name());
+        }
+        assert_eq!(label(marts.chart(Chart::Plays).await.unwrap()), "day");
+        source.busy.store(true, Ordering::SeqCst);
+        for grain in [Grain::Minute, Grain::Hour, Grain::Year] {
+            let data = marts.chart_at(Chart::Plays, grain).await.unwrap();
+            assert_eq!(label(data), grain.name(), "the last rows of its own grain");
+        }
+        assert!(
+            marts.chart_at(Chart::Logins, Grain::Hour).await.is_err(),
+            "nothing read yet for that chart"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! it (like dbt docs): the model's columns with their types, descriptions, constraints and the
 //! tests on each. The documented part comes from `manifest.json` and is stored in the asset's
 //! spec (`dbt/columns`); the types come from `catalog.json` (`dbt/catalog`), which orch writes
-//! after a build when it is missing or older than the manifest, and are read when shown, so a
+//! after a build when it is missing, lacks a relation built, or was written for other project
+//! files (once per change of the project), and are read when shown, so a
 //! catalog written after the definitions were loaded is seen at once.
 
 use std::collections::HashMap;

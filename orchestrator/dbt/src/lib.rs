@@ -105,17 +105,73 @@ impl DbtProject {
         self.target_path.join("catalog.json")
     }
 
-    /// Whether the catalog is missing or older than the manifest (the project changed since).
-    fn catalog_stale(&self) -> bool {
-        let modified = |p: PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-        match (
-            modified(self.catalog_path()),
-            modified(self.manifest_path()),
-        ) {
-            (None, _) => true,
-            (Some(catalog), Some(manifest)) => catalog < manifest,
-            (Some(_), None) => false,
+    /// Where the catalog's key is kept: the [`DbtProject::project_digest`] it was written for.
+    fn catalog_key_path(&self) -> PathBuf {
+        self.target_path.join("catalog.key")
+    }
+
+    /// Why the catalog must be written again after a build that built the nodes `built`, if it
+    /// must: it is missing, it was written for another state of the project (its key, beside
+    /// it, is not today's digest), or it lacks a relation built (a model built for the first
+    /// time since). Not because the build rewrote `manifest.json`, which every build does.
+    fn catalog_stale(&self, built: &[String]) -> Option<&'static str> {
+        let Ok(text) = std::fs::read_to_string(self.catalog_path()) else {
+            return Some("it was missing");
+        };
+        let key = std::fs::read_to_string(self.catalog_key_path()).unwrap_or_default();
+        if key.trim() != self.project_digest() {
+            return Some("the project changed since it was written");
         }
+        let catalog: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let Some(nodes) = catalog.get("nodes").and_then(Value::as_object) else {
+            return Some("it was not a catalog");
+        };
+        if built.iter().any(|id| !nodes.contains_key(id)) {
+            return Some("a relation built was not in it");
+        }
+        None
+    }
+
+    /// A digest of what the catalog documents: the project's own files (their paths and
+    /// contents, as [`newest_source`] chooses them), the profile's target and dbt's
+    /// environment. FNV-1a, written out so that it stays the same across Rust releases.
+    fn project_digest(&self) -> String {
+        let mut files = Vec::new();
+        source_files(&self.project_dir, &mut |path, _| {
+            files.push(path.to_path_buf())
+        });
+        files.sort();
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |bytes: &[u8]| {
+            for b in bytes.iter().chain([&0xff]) {
+                hash ^= u64::from(*b);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for file in &files {
+            let relative = file.strip_prefix(&self.project_dir).unwrap_or(file);
+            feed(relative.to_string_lossy().as_bytes());
+            feed(&std::fs::read(file).unwrap_or_default());
+        }
+        feed(self.target.as_deref().unwrap_or_default().as_bytes());
+        for (k, v) in &self.env {
+            feed(k.as_bytes());
+            feed(v.as_bytes());
+        }
+        format!("{hash:016x}")
+    }
+
+    /// Locks the file that serializes the work on the manifest (and the catalog) between
+    /// processes, until the returned file is dropped.
+    fn lock_manifest(&self) -> Result<std::fs::File, String> {
+        std::fs::create_dir_all(&self.target_path)
+            .map_err(|e| format!("cannot create {}: {e}", self.target_path.display()))?;
+        let lock_path = self.target_path.join(".manifest.lock");
+        let lock = std::fs::File::create(&lock_path)
+            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
+        lock.lock()
+            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        Ok(lock)
     }
 
     /// The `dbt` to run, installing it first if the project says how.
@@ -184,13 +240,7 @@ impl DbtProject {
         let path = self.manifest_path();
         // One process at a time checks, parses and reads: two `orch` commands started together
         // would both parse, one reading what the other writes.
-        std::fs::create_dir_all(&self.target_path)
-            .map_err(|e| format!("cannot create {}: {e}", self.target_path.display()))?;
-        let lock_path = self.target_path.join(".manifest.lock");
-        let lock = std::fs::File::create(&lock_path)
-            .map_err(|e| format!("cannot open {}: {e}", lock_path.display()))?;
-        lock.lock()
-            .map_err(|e| format!("cannot lock {}: {e}", lock_path.display()))?;
+        let _lock = self.lock_manifest()?;
         let stale = match std::fs::metadata(&path).and_then(|m| m.modified()) {
             Err(_) => Some("missing"),
             Ok(written) => newest_source(&self.project_dir)
@@ -267,6 +317,17 @@ impl DbtProject {
 /// The newest modification time of the project's own files (not its artifacts).
 fn newest_source(dir: &Path) -> Option<SystemTime> {
     let mut newest = None;
+    source_files(dir, &mut |_, entry| {
+        if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
+            newest = newest.max(Some(modified));
+        }
+    });
+    newest
+}
+
+/// Calls `f` with each of the project's own files under `dir`: its `.sql`, `.yml`, `.yaml`,
+/// `.csv` and `.md` files outside `target`, `logs`, `dbt_packages` and hidden folders.
+fn source_files(dir: &Path, f: &mut dyn FnMut(&Path, &std::fs::DirEntry)) {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
@@ -285,18 +346,14 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
                 }
                 continue;
             }
-            if !matches!(
+            if matches!(
                 path.extension().and_then(|e| e.to_str()),
                 Some("sql" | "yml" | "yaml" | "csv" | "md")
             ) {
-                continue;
-            }
-            if let Ok(modified) = entry.metadata().and_then(|m| m.modified()) {
-                newest = newest.max(Some(modified));
+                f(&path, &entry);
             }
         }
     }
-    newest
 }
 
 /// How the project's nodes become assets.
@@ -445,7 +502,8 @@ struct BuildLog {
     /// Metadata a model's post-hooks logged (`orch:meta <unique_id> <key> <text>`), in order.
     meta: HashMap<String, Vec<(String, String)>>,
     errors: Vec<String>,
-    built: usize,
+    /// The models, seeds and snapshots built, by unique id.
+    built: Vec<String>,
 }
 
 /// The environment variables that carry a build's partition window (`dbt/macros/window.sql`).
@@ -522,9 +580,12 @@ async fn build(
     let log = std::mem::take(&mut *state.lock().unwrap_or_else(|e| e.into_inner()));
     match result {
         Ok(_) => {
-            ctx.log().info(format!("dbt built {} node(s)", log.built));
-            if project.catalog_stale() {
-                write_catalog(&project, &dbt, &ctx).await;
+            ctx.log()
+                .info(format!("dbt built {} node(s)", log.built.len()));
+            match refresh_catalog(&project, &dbt, &log.built).await {
+                Ok(None) => {}
+                Ok(Some(written)) => ctx.log().info(written),
+                Err(e) => ctx.log().warn(e),
             }
             Ok(Output::Reported)
         }
@@ -541,11 +602,28 @@ async fn build(
 }
 
 /// Writes `catalog.json` (`dbt docs generate --no-compile`: the columns and types of every
-/// relation, read from the warehouse), after a build that found it missing or older than the
-/// manifest, i.e. once per change of the project: about 3.5 s on DuckDB, most of it dbt's
-/// start-up, so not after every hourly build. A failure is a warning: the documentation then
-/// shows the declared types.
-async fn write_catalog(project: &DbtProject, dbt: &Path, ctx: &AssetContext) {
+/// relation, read from the warehouse) after a build of the nodes `built`, when
+/// [`DbtProject::catalog_stale`] says so: once per change of the project, about 3.5 s on
+/// DuckDB, most of it dbt's start-up, so not after every hourly build. Under the manifest's
+/// lock, so that two steps ending together write it once. Returns what it wrote, or why it
+/// could not; a failure is a warning: the documentation then shows the declared types.
+async fn refresh_catalog(
+    project: &Arc<DbtProject>,
+    dbt: &Path,
+    built: &[String],
+) -> Result<Option<String>, String> {
+    let built = built.to_vec();
+    let checking = Arc::clone(project);
+    let checked = tokio::task::spawn_blocking(move || {
+        let lock = checking.lock_manifest()?;
+        let why = checking.catalog_stale(&built);
+        Ok::<_, String>((lock, why, checking.project_digest()))
+    })
+    .await
+    .map_err(|e| format!("checking the catalog: {e}"))??;
+    let (_lock, Some(why), digest) = checked else {
+        return Ok(None);
+    };
     let started = std::time::Instant::now();
     // `dbt docs generate` with the common flags after the subcommand.
     let mut command = tokio::process::Command::new(dbt);
@@ -557,13 +635,12 @@ async fn write_catalog(project: &DbtProject, dbt: &Path, ctx: &AssetContext) {
         .current_dir(&project.project_dir)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
-    match command.output().await {
-        Ok(out) if out.status.success() => ctx.log().info(format!(
-            "wrote {} in {:.1} s (dbt docs generate --no-compile: the catalog was missing or older than the manifest)",
-            project.catalog_path().display(),
-            started.elapsed().as_secs_f64()
-        )),
-        Ok(out) => ctx.log().warn(format!(
+    let out = command
+        .output()
+        .await
+        .map_err(|e| format!("cannot run dbt docs generate: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
             "dbt docs generate failed; the documentation shows declared types only:\n{}",
             String::from_utf8_lossy(&out.stdout)
                 .lines()
@@ -574,11 +651,16 @@ async fn write_catalog(project: &DbtProject, dbt: &Path, ctx: &AssetContext) {
                 .rev()
                 .collect::<Vec<_>>()
                 .join("\n")
-        )),
-        Err(e) => ctx
-            .log()
-            .warn(format!("cannot run dbt docs generate: {e}")),
+        ));
     }
+    let key = project.catalog_key_path();
+    std::fs::write(&key, format!("{digest}\n"))
+        .map_err(|e| format!("cannot write {}: {e}", key.display()))?;
+    Ok(Some(format!(
+        "wrote {} in {:.1} s (dbt docs generate --no-compile: {why})",
+        project.catalog_path().display(),
+        started.elapsed().as_secs_f64()
+    )))
 }
 
 /// Handles one line of dbt's JSON log: records results, returns what to keep as the step's log.
@@ -656,7 +738,7 @@ fn on_log_line(
                 {
                     m = m.meta("dbt/materialized", materialized);
                 }
-                state.built += 1;
+                state.built.push(unique_id.to_owned());
                 ctx.report_materialization(key.clone(), m);
             }
         }
@@ -767,6 +849,84 @@ mod tests {
             .expect("the load waits for the rest");
         assert_eq!(manifest.project_name, "p");
         finish.join().unwrap();
+    }
+
+    /// The catalog is written once per change of the project, not after every build (each of
+    /// which rewrites `manifest.json`): a fake `dbt docs generate` counts its calls and writes a
+    /// catalog of the relations listed in a file.
+    #[tokio::test]
+    async fn the_catalog_is_written_once_per_change_of_the_project() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let project_dir = dir.path().join("project");
+        std::fs::create_dir_all(project_dir.join("models")).unwrap();
+        std::fs::write(project_dir.join("dbt_project.yml"), "name: p\n").unwrap();
+        let model = project_dir.join("models").join("a.sql");
+        std::fs::write(&model, "select 1 as x\n").unwrap();
+        let (calls, relations) = (dir.path().join("calls"), dir.path().join("relations"));
+        std::fs::write(&relations, r#""model.p.a": {}"#).unwrap();
+        let dbt = dir.path().join("dbt");
+        std::fs::write(
+            &dbt,
+            format!(
+                "#!/bin/sh\necho \"$1 $2\" >> '{}'\n                 while [ $# -gt 0 ]; do case \"$1\" in --target-path) t=\"$2\"; shift 2;; *) shift;; esac; done\n                 mkdir -p \"$t\"\nprintf '{{\"nodes\": {{%s}}}}' \"$(cat '{}')\" > \"$t/catalog.json\"\n",
+                calls.display(),
+                relations.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&dbt, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let project =
+            Arc::new(DbtProject::new(&project_dir, &dir.path().join("state")).executable(&dbt));
+        let manifest = project.manifest_path();
+        let generated = || {
+            std::fs::read_to_string(&calls)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| *l == "docs generate")
+                .count()
+        };
+        // A build: dbt rewrites the manifest, then the step refreshes the catalog.
+        let build = |built: &'static [&'static str]| {
+            let project = Arc::clone(&project);
+            let (dbt, manifest) = (dbt.clone(), manifest.clone());
+            async move {
+                std::fs::create_dir_all(manifest.parent().unwrap()).unwrap();
+                std::fs::write(&manifest, "{}").unwrap();
+                let built: Vec<String> = built.iter().map(|s| (*s).to_owned()).collect();
+                refresh_catalog(&project, &dbt, &built).await.unwrap()
+            }
+        };
+        let written = build(&["model.p.a"])
+            .await
+            .expect("the catalog was missing");
+        assert!(written.contains("it was missing"), "{written}");
+        assert_eq!(generated(), 1);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(build(&["model.p.a"]).await, None, "an unchanged project");
+        assert_eq!(build(&[]).await, None);
+        assert_eq!(generated(), 1);
+        std::fs::write(&model, "select 2 as x\n").unwrap();
+        let written = build(&["model.p.a"]).await.expect("a changed model");
+        assert!(written.contains("the project changed"), "{written}");
+        assert_eq!(generated(), 2);
+        assert_eq!(build(&["model.p.a"]).await, None);
+        // A model added to the project, then built for the first time.
+        std::fs::write(project_dir.join("models").join("b.sql"), "select 3 as y\n").unwrap();
+        std::fs::write(&relations, r#""model.p.a": {}, "model.p.b": {}"#).unwrap();
+        assert!(build(&["model.p.a"]).await.is_some(), "a new file");
+        assert_eq!(build(&["model.p.a", "model.p.b"]).await, None);
+        // A relation built that the catalog lacks (written before its first build).
+        std::fs::write(&relations, r#""model.p.a": {}"#).unwrap();
+        std::fs::write(project_dir.join("models").join("b.sql"), "select 4 as y\n").unwrap();
+        assert!(build(&["model.p.a"]).await.is_some());
+        std::fs::write(&relations, r#""model.p.a": {}, "model.p.b": {}"#).unwrap();
+        let written = build(&["model.p.b"])
+            .await
+            .expect("b is not in the catalog");
+        assert!(written.contains("not in it"), "{written}");
+        assert_eq!(build(&["model.p.a", "model.p.b"]).await, None);
+        assert_eq!(generated(), 5);
     }
 
     #[test]

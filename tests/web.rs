@@ -1909,3 +1909,48 @@ async fn a_request_whose_client_leaves_is_dropped_with_its_work() {
     let _ = server.await;
     db.cleanup().await;
 }
+
+/// The grain picker reaches the marts: a source that answers each grain with its own rows is
+/// read at the grain asked, by the API and by the dashboards (through the last-good cache the
+/// state wraps every source in).
+#[tokio::test]
+async fn the_grain_asked_is_the_grain_read() {
+    struct PerGrain;
+    #[async_trait::async_trait]
+    impl orch_web::MartSource for PerGrain {
+        async fn chart(&self, chart: Chart) -> Result<orch_web::ChartData, orch_web::MartError> {
+            self.chart_at(chart, orch_web::Grain::default()).await
+        }
+        async fn chart_at(
+            &self,
+            _: Chart,
+            grain: orch_web::Grain,
+        ) -> Result<orch_web::ChartData, orch_web::MartError> {
+            Ok(orch_web::ChartData {
+                rows: vec![(format!("period of grain {}", grain.name()), 1.0)],
+            })
+        }
+    }
+    let db = db::sqlite().await;
+    let s = AppState::new(
+        db.storage.clone(),
+        test_graph(),
+        vec![],
+        Arc::new(PerGrain),
+        Security::new(None),
+    );
+    for grain in ["minute", "hour", "week", "year"] {
+        let m = get_json(&s, &format!("/api/v1/marts/plays?grain={grain}")).await;
+        assert_eq!(m["grain"], grain);
+        assert_eq!(m["rows"][0][0], format!("period of grain {grain}"), "{m}");
+        let (status, page) = get(&s, &format!("/dashboards?grain={grain}")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            page.contains(&format!("period of grain {grain}")),
+            "/dashboards?grain={grain} draws the rows of its grain"
+        );
+    }
+    let m = get_json(&s, "/api/v1/marts/plays").await;
+    assert_eq!(m["rows"][0][0], "period of grain day", "day by default");
+    db.cleanup().await;
+}

@@ -1,6 +1,6 @@
 //! The dbt project (`dbt/`) on DuckDB: installed into orch's own venv by `scripts/dbt-venv`,
-//! built over a small fixture of raw events, with every dbt test passing and the marts' numbers
-//! checked.
+//! built over a small fixture of raw events, with every dbt test passing, the marts' numbers
+//! and the snapshot's history checked, and every model, source and column documented.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -158,6 +158,43 @@ fn the_dbt_project_builds_on_duckdb_with_every_test_passing() {
         "registered the day before"
     );
 
+    // The snapshot keeps the profile's history: user 5 (free) upgrades in a third hour, and
+    // the next build's snapshot closes the free version and opens a paid one.
+    let profile = |python: &Path| {
+        query(
+            python,
+            &db,
+            "select level, dbt_valid_to is not null from snapshots.snap_user_profile where user_id = '5' order by dbt_valid_from",
+        )
+    };
+    assert_eq!(profile(&python), serde_json::json!([["free", false]]));
+    run(Command::new(&python).arg("-c").arg(format!(
+        "import duckdb\nc = duckdb.connect({db:?})\n\
+         c.execute(\"insert into raw.status_change_events select * exclude (page, method, status, artist, song, duration) \
+         replace (ts + 7200000 as ts, 'paid' as level, 'e-up5' as _event_id, 9001 as _source_offset) \
+         from raw.page_view_events where userId = '5' order by ts limit 1\")\n\
+         c.execute(\"insert into raw.page_view_events select * replace (ts + 7200000 + 1000 as ts, 'paid' as level, 'e-pv5' as _event_id, 9002 as _source_offset) \
+         from raw.page_view_events where userId = '5' order by ts limit 1\")\n",
+        db = db.display().to_string()
+    )));
+    let out = dbt_build(&dbt, dir.path(), None);
+    assert!(out.contains("Completed successfully"), "{out}");
+    assert_eq!(
+        profile(&python),
+        serde_json::json!([["free", true], ["paid", false]]),
+        "two versions of user 5, the older one closed (dbt_valid_to set)"
+    );
+    let versions = query(
+        &python,
+        &db,
+        "select count(*), count(distinct user_id) from snapshots.snap_user_profile",
+    );
+    assert_eq!(
+        versions,
+        serde_json::json!([[21, 20]]),
+        "only user 5 changed"
+    );
+
     // Every model and every column of the warehouse is described (manifest against catalog).
     let project = repo().join("dbt");
     run(Command::new(&dbt)
@@ -195,6 +232,47 @@ fn the_dbt_project_builds_on_duckdb_with_every_test_passing() {
         catalog["nodes"].as_object().unwrap().len() > 40,
         "every model and the snapshot"
     );
+    // The raw sources too: each table and each column the warehouse has (the catalog), and
+    // each column of the lake's Parquet schema for its topic, shared or the topic's own.
+    let source_column = |id: &str, column: &str| -> String {
+        let columns = manifest["sources"][id]["columns"].as_object().unwrap();
+        columns
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(column))
+            .and_then(|(_, c)| c["description"].as_str())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let sources = catalog["sources"].as_object().unwrap();
+    assert_eq!(
+        sources.len(),
+        4,
+        "the four raw tables: {:?}",
+        sources.keys()
+    );
+    for (id, source) in sources {
+        if manifest["sources"][id]["description"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty()
+        {
+            undocumented.push(id.clone());
+        }
+        for column in source["columns"].as_object().unwrap().keys() {
+            if source_column(id, column).is_empty() {
+                undocumented.push(format!("{id}.{column}"));
+            }
+        }
+    }
+    for topic in orch_lake::Topic::ALL {
+        let id = format!("source.orch_platform.raw.{}", topic.as_str());
+        assert!(manifest["sources"][&id].is_object(), "{id} in the manifest");
+        for field in topic.schema().fields() {
+            if source_column(&id, field.name()).is_empty() {
+                undocumented.push(format!("{id}.{} (lake schema)", field.name()));
+            }
+        }
+    }
     assert_eq!(
         undocumented,
         Vec::<String>::new(),

@@ -2,15 +2,16 @@
 //! three hours into the lake, `orch materialize --select '*'` builds every model, and each mart
 //! that answers at every grain (logins, plays, active users, top songs and artists, locations)
 //! and the user segments are checked against counts computed here, in Rust, straight from the
-//! lake's events. Then the documentation: `orch assets show` prints a mart's columns with their
-//! types (from the catalog written after the build), descriptions and tests, and the staging
-//! loads carry the dbt source freshness check.
+//! lake's events (every count, stream hours and popularity score), and the dashboards' API
+//! answers at the grain asked. Then the documentation: `orch assets show` prints a mart's
+//! columns with their types (from the catalog written after the build), descriptions and
+//! tests, and the staging loads carry the dbt source freshness check.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, TimeZone, Timelike, Utc};
 use orch_lake::arrow_array::cast::AsArray;
-use orch_lake::arrow_array::types::{Int64Type, TimestampMillisecondType};
+use orch_lake::arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType};
 use orch_lake::arrow_array::{Array, RecordBatch};
 use orch_lake::{Hour, Lake, Topic};
 use orch_warehouse::{DuckDbWarehouse, Warehouse};
@@ -58,6 +59,8 @@ struct Event {
     registration: Option<i64>,
     text: BTreeMap<&'static str, Option<String>>,
     success: Option<bool>,
+    /// The song's length in seconds (listens; `NextSong` page views).
+    duration: Option<f64>,
 }
 
 fn events(lake: &Lake, topic: Topic) -> Vec<Event> {
@@ -81,6 +84,9 @@ fn events(lake: &Lake, topic: Topic) -> Vec<Event> {
         let sessions = b.column_by_name("sessionId").unwrap();
         let sessions = sessions.as_primitive::<Int64Type>();
         let success = b.column_by_name("success").map(|c| c.as_boolean().clone());
+        let durations = b
+            .column_by_name("duration")
+            .map(|c| c.as_primitive::<Float64Type>().clone());
         let ids = b.column_by_name("_event_id").unwrap();
         let ids = ids.as_string::<i32>();
         let text = |name: &str, i: usize| {
@@ -94,7 +100,7 @@ fn events(lake: &Lake, topic: Topic) -> Vec<Event> {
                 continue;
             }
             let mut t = BTreeMap::new();
-            for name in ["artist", "song", "state"] {
+            for name in ["artist", "song", "state", "level"] {
                 t.insert(name, text(name, i));
             }
             out.push(Event {
@@ -104,6 +110,9 @@ fn events(lake: &Lake, topic: Topic) -> Vec<Event> {
                 registration: (!reg.is_null(i)).then(|| reg.value(i)),
                 text: t,
                 success: success.as_ref().map(|s| s.value(i)),
+                duration: durations
+                    .as_ref()
+                    .and_then(|d| (!d.is_null(i)).then(|| d.value(i))),
             });
         }
     }
@@ -139,6 +148,53 @@ fn by_period(
         )
     })
     .collect()
+}
+
+/// `key -> values` from a query whose last `n` columns are numbers (read as `f64`) and whose
+/// other columns, joined by `|`, are the key.
+fn numbers(db: &std::path::Path, sql: &str, n: usize) -> BTreeMap<String, Vec<f64>> {
+    query(db, sql)
+        .into_iter()
+        .map(|r| {
+            let (key, values) = r.split_at(r.len() - n);
+            let key: Vec<String> = key
+                .iter()
+                .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                .collect();
+            let values = values
+                .iter()
+                .map(|v| {
+                    v.as_f64()
+                        .unwrap_or_else(|| panic!("{sql}: {v} is not a number"))
+                })
+                .collect();
+            (key.join("|"), values)
+        })
+        .collect()
+}
+
+/// `got` equals `want` key for key, each number within `tolerance`.
+fn assert_close(
+    got: &BTreeMap<String, Vec<f64>>,
+    want: &BTreeMap<String, Vec<f64>>,
+    tolerance: f64,
+    what: &str,
+) {
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{what}: the same rows"
+    );
+    for (key, values) in got {
+        let expected = &want[key];
+        assert_eq!(values.len(), expected.len(), "{what} {key}");
+        for (g, w) in values.iter().zip(expected) {
+            assert!(
+                (g - w).abs() <= tolerance,
+                "{what} {key}: {values:?}, computed from the lake {expected:?}"
+            );
+        }
+    }
 }
 
 /// The ten largest counts per (grain, period) of `key`'s values.
@@ -274,6 +330,133 @@ fn every_grain_and_the_segments_match_the_lake_and_every_mart_is_documented() {
         .collect();
     assert_eq!(got, want, "mart_active_users");
 
+    // Every column of mart_active_users, and the stream hours of mart_plays: paid and free
+    // users among the active ones (their level at the page view), listeners (distinct users
+    // with a play) and their stream hours; a period with plays but no page view counts too.
+    #[derive(Default)]
+    struct Activity {
+        active: BTreeSet<i64>,
+        paid: BTreeSet<i64>,
+        free: BTreeSet<i64>,
+        listeners: BTreeSet<i64>,
+        seconds: f64,
+    }
+    let mut activity: BTreeMap<String, Activity> = BTreeMap::new();
+    let mut streamed: BTreeMap<String, f64> = BTreeMap::new();
+    for g in GRAINS {
+        for e in &views {
+            let Some(u) = e.user else { continue };
+            let a = activity
+                .entry(format!("{g}|{}", period(g, e.ts)))
+                .or_default();
+            a.active.insert(u);
+            match e.text["level"].as_deref() {
+                Some("paid") => a.paid.insert(u),
+                Some("free") => a.free.insert(u),
+                other => panic!("level {other:?}"),
+            };
+        }
+        for e in &listens {
+            let key = format!("{g}|{}", period(g, e.ts));
+            *streamed.entry(key.clone()).or_default() += e.duration.unwrap();
+            let Some(u) = e.user else { continue };
+            let a = activity.entry(key).or_default();
+            a.listeners.insert(u);
+            a.seconds += e.duration.unwrap();
+        }
+    }
+    let want: BTreeMap<String, Vec<f64>> = activity
+        .into_iter()
+        .map(|(k, a)| {
+            let n = |s: &BTreeSet<i64>| s.len() as f64;
+            let row = vec![
+                n(&a.active),
+                n(&a.paid),
+                n(&a.free),
+                n(&a.listeners),
+                a.seconds / 3600.0,
+            ];
+            (k, row)
+        })
+        .collect();
+    let got = numbers(
+        &db,
+        "select grain, strftime(period_start, '%Y-%m-%d %H:%M:%S'), active_users, paid_users, \
+         free_users, listeners, cast(stream_hours as double) from marts.mart_active_users",
+        5,
+    );
+    assert_close(&got, &want, 1e-6, "mart_active_users");
+    let want: BTreeMap<String, Vec<f64>> = streamed
+        .into_iter()
+        .map(|(k, seconds)| (k, vec![seconds / 3600.0]))
+        .collect();
+    let got = numbers(
+        &db,
+        "select grain, strftime(period_start, '%Y-%m-%d %H:%M:%S'), cast(stream_hours as double) \
+         from marts.mart_plays",
+        1,
+    );
+    assert_close(&got, &want, 1e-6, "mart_plays stream_hours");
+
+    // The dashboards' API reads the grain asked from the real marts, through the web layer
+    // (which wraps the source in its last-good cache): `?grain=hour` answers the lake's plays
+    // per hour, `?grain=minute` per minute (the latest 120), not the day's.
+    let config = orch::config::Config::load(project.path()).unwrap();
+    let platform = orch_platform::PlatformConfig::from_config(&config).unwrap();
+    let source = orch_platform::marts::WarehouseMarts::for_platform(&platform).unwrap();
+    let series = |grain: &str| -> BTreeMap<String, f64> {
+        let mut plays: BTreeMap<String, f64> = BTreeMap::new();
+        for e in &listens {
+            *plays.entry(period(grain, e.ts)).or_default() += 1.0;
+        }
+        plays
+    };
+    let answered = rt().block_on(async {
+        use tower::ServiceExt;
+        let storage = crate::util::db::sqlite().await;
+        let state = orch_web::AppState::new(
+            storage.storage.clone(),
+            std::sync::Arc::new(orch::AssetGraph::new(vec![]).unwrap()),
+            vec![],
+            std::sync::Arc::new(source),
+            orch_web::Security::new(None),
+        );
+        let mut answered = BTreeMap::new();
+        for grain in ["minute", "hour", "day"] {
+            let request = axum::http::Request::get(format!("/api/v1/marts/plays?grain={grain}"))
+                .header(axum::http::header::HOST, "127.0.0.1:3000")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = orch_web::router(state.clone())
+                .oneshot(request)
+                .await
+                .unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+            let json: Value = serde_json::from_slice(&body).unwrap();
+            let rows: BTreeMap<String, f64> = json["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_f64().unwrap()))
+                .collect();
+            answered.insert(grain, rows);
+        }
+        storage.cleanup().await;
+        answered
+    });
+    assert_eq!(answered["hour"], series("hour"), "?grain=hour");
+    assert_eq!(answered["hour"].len(), 3, "three hours");
+    assert_eq!(answered["day"], series("day"), "?grain=day");
+    let minutes: BTreeMap<String, f64> = series("minute").into_iter().rev().take(120).collect();
+    assert_eq!(
+        answered["minute"], minutes,
+        "?grain=minute: the latest 120 minutes"
+    );
+
     // Top ten songs and artists of every period: the same play counts in rank order.
     let ranked = |mart: &str| {
         let mut m: BTreeMap<(String, String), Vec<i64>> = BTreeMap::new();
@@ -315,16 +498,89 @@ fn every_grain_and_the_segments_match_the_lake_and_every_mart_is_documented() {
         "a leader in plays and listeners scores 100"
     );
 
+    // Every row of the top songs and artists: its plays, listeners, stream hours and
+    // popularity score (macros/grains.sql: 60 x plays / the period's most plays + 40 x
+    // listeners / the period's most listeners, over every song or artist of the period,
+    // rounded to 2 places), recomputed from the lake's events.
+    let popularity = |key: &dyn Fn(&Event) -> String| {
+        /// Plays, listeners and seconds played of a song or artist in a period.
+        type Played = (i64, BTreeSet<i64>, f64);
+        let mut per: BTreeMap<String, BTreeMap<String, Played>> = BTreeMap::new();
+        for e in &listens {
+            for g in GRAINS {
+                let p = per
+                    .entry(format!("{g}|{}", period(g, e.ts)))
+                    .or_default()
+                    .entry(key(e))
+                    .or_default();
+                p.0 += 1;
+                p.1.extend(e.user);
+                p.2 += e.duration.unwrap();
+            }
+        }
+        let mut out: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for (period, items) in per {
+            let most_plays = items.values().map(|p| p.0).max().unwrap() as f64;
+            let most_listeners = items.values().map(|p| p.1.len()).max().unwrap() as f64;
+            for (item, (plays, listeners, seconds)) in items {
+                let (plays, listeners) = (plays as f64, listeners.len() as f64);
+                let score = 60.0 * plays / most_plays
+                    + if most_listeners > 0.0 {
+                        40.0 * listeners / most_listeners
+                    } else {
+                        0.0
+                    };
+                out.insert(
+                    format!("{period}|{item}"),
+                    vec![plays, listeners, seconds / 3600.0, score],
+                );
+            }
+        }
+        out
+    };
+    let name = |v: &Option<String>| v.clone().unwrap_or_default();
+    let songs =
+        popularity(&|e: &Event| format!("{}|{}", name(&e.text["artist"]), name(&e.text["song"])));
+    let artists = popularity(&|e: &Event| name(&e.text["artist"]));
+    for (mart, item, all) in [
+        ("mart_top_songs_by_period", "artist, song", &songs),
+        ("mart_top_artists_by_period", "artist", &artists),
+    ] {
+        let got = numbers(
+            &db,
+            &format!(
+                "select grain, strftime(period_start, '%Y-%m-%d %H:%M:%S'), {item}, plays, listeners, \
+                 cast(stream_hours as double), cast(popularity_score as double) from marts.{mart}"
+            ),
+            4,
+        );
+        assert!(got.len() > 100, "{mart}: {} rows", got.len());
+        let want: BTreeMap<String, Vec<f64>> = got
+            .keys()
+            .map(|k| {
+                let row = all
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{mart}: {k} is not in the lake"));
+                (k.clone(), row.clone())
+            })
+            .collect();
+        // Rounded to 2 places by the mart: within half a hundredth of the exact score.
+        assert_close(&got, &want, 0.005 + 1e-9, mart);
+    }
+
     // Plays per state.
     let mut states: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut state_hours: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for e in &listens {
         let Some(state) = &e.text["state"] else {
             continue;
         };
         for g in GRAINS {
-            *states
-                .entry((format!("{g}|{}", period(g, e.ts)), state.clone()))
-                .or_default() += 1;
+            let p = format!("{g}|{}", period(g, e.ts));
+            state_hours
+                .entry(format!("{p}|{state}"))
+                .or_insert_with(|| vec![0.0])[0] += e.duration.unwrap() / 3600.0;
+            *states.entry((p, state.clone())).or_default() += 1;
         }
     }
     let got: BTreeMap<(String, String), i64> = query(
@@ -340,6 +596,18 @@ fn every_grain_and_the_segments_match_the_lake_and_every_mart_is_documented() {
     })
     .collect();
     assert_eq!(got, states, "mart_locations_by_period");
+    let got = numbers(
+        &db,
+        "select grain, strftime(period_start, '%Y-%m-%d %H:%M:%S'), state, \
+         cast(stream_hours as double) from marts.mart_locations_by_period",
+        1,
+    );
+    assert_close(
+        &got,
+        &state_hours,
+        1e-6,
+        "mart_locations_by_period stream_hours",
+    );
 
     // Segments, by the rule written in the model, as of the latest event with a user id.
     let with_user: Vec<&Event> = views

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,13 +27,20 @@ use crate::util::{Project, db, wait_until};
 const PARTITIONS: u32 = 2;
 
 fn broker() -> Tansu {
-    Tansu::start().unwrap_or_else(|e| {
+    broker_logging_to(None)
+}
+
+fn broker_logging_to(log: Option<&Path>) -> Tansu {
+    Tansu::start_logging_to(log).unwrap_or_else(|e| {
         panic!("the streaming tests need the tansu broker: {e}");
     })
 }
 
 fn broker_with_topics() -> Tansu {
-    let broker = broker();
+    topics_on(broker())
+}
+
+fn topics_on(broker: Tansu) -> Tansu {
     for topic in Topic::ALL {
         broker.create_topic(topic.as_str(), PARTITIONS).unwrap();
     }
@@ -113,13 +121,13 @@ impl Worker {
             "heartbeat.interval.ms=500",
         ]);
         cmd.args(extra);
+        cmd.env("ORCH_LOG", "warn,orch_streaming=info");
         for (key, value) in env {
             cmd.env(key, value);
         }
         if let Some(gcs) = gcs {
             cmd.env("STORAGE_EMULATOR_HOST", &gcs.endpoint);
         }
-        cmd.env("ORCH_LOG", "warn,orch_streaming=info");
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1001,6 +1009,25 @@ fn tansu_high_watermark_leaves_out_the_last_batch() {
     assert_eq!(read, (0..end).collect::<Vec<_>>());
 }
 
+/// `text` without its terminal colour codes (tansu colours its log even into a file).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // An escape sequence ends with its first letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A small xorshift for the fault schedule: the seed printed reproduces it.
 struct Dice(u64);
 
@@ -1050,9 +1077,12 @@ async fn faults_leave_every_record_in_the_lake_once(on_gcs: bool) {
         | 1;
     eprintln!("fault test: {secs} s of faults, ORCH_FAULT_TEST_SEED={seed}");
     let mut dice = Dice(seed);
-    let broker = broker_with_topics();
-    let gcs = on_gcs.then(FakeGcs::start);
     let project = Project::empty();
+    // The group coordinator's log and the workers' librdkafka group debugging: printed when the
+    // group stops making progress.
+    let coordinator_log = project.path().join("tansu.log");
+    let broker = topics_on(broker_logging_to(Some(&coordinator_log)));
+    let gcs = on_gcs.then(FakeGcs::start);
     let lake_url = match &gcs {
         Some(_) => format!("gs://{BUCKET}/faults"),
         None => project.path().join("lake").display().to_string(),
@@ -1087,7 +1117,12 @@ async fn faults_leave_every_record_in_the_lake_once(on_gcs: bool) {
                 "crash_after_commit=0.01,fail_put=0.02".to_owned(),
             ),
             ("ORCH_STREAM_FAULTS_SEED", (seed ^ starts).to_string()),
+            (
+                "ORCH_LOG",
+                "warn,orch_streaming=info,librdkafka=debug".to_owned(),
+            ),
         ];
+        let extra = [&extra[..], &["-X", "debug=cgrp"]].concat();
         Worker::start_with(&project, &broker, &lake_url, id, gcs.as_ref(), &extra, &env)
     };
     let ids = ["w0", "w1", "w2"];
@@ -1219,10 +1254,15 @@ async fn faults_leave_every_record_in_the_lake_once(on_gcs: bool) {
         if behind.is_empty() {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the logs did not reach the ends: {behind:?}"
-        );
+        if Instant::now() >= deadline {
+            let log = std::fs::read_to_string(&coordinator_log).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!(
+                "the group coordinator's last lines:\n{}",
+                strip_ansi(&lines[lines.len().saturating_sub(300)..].join("\n"))
+            );
+            panic!("the logs did not reach the ends (seed {seed}): {behind:?}");
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // And their last batches' files are all there (a crash after the last commit is redone).

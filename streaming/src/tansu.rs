@@ -39,6 +39,18 @@ pub enum TansuError {
     Failed(String),
 }
 
+/// The broker's output: appended to `log`, else discarded.
+fn log_output(log: Option<&Path>) -> Stdio {
+    log.and_then(|path| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .ok()
+    })
+    .map_or_else(Stdio::null, Stdio::from)
+}
+
 impl Tansu {
     /// The broker binary: `ORCH_TANSU`, else `~/.cache/orch/bin/tansu` (where
     /// `scripts/ensure-tansu` links it).
@@ -57,6 +69,13 @@ impl Tansu {
     /// Starts a broker with memory storage on a free port and waits until it accepts
     /// connections.
     pub fn start() -> Result<Tansu, TansuError> {
+        Tansu::start_logging_to(None)
+    }
+
+    /// [`Tansu::start`], with the broker's group coordinator logging to `log` (appended to):
+    /// joins, syncs, heartbeats, members dropped for a missed heartbeat. For tests that need
+    /// to say why a consumer group made no progress. `RUST_LOG`, when set, is tansu's filter.
+    pub fn start_logging_to(log: Option<&Path>) -> Result<Tansu, TansuError> {
         let binary = Tansu::find().ok_or(TansuError::NotInstalled)?;
         let port = free_port().map_err(|source| TansuError::Io {
             what: "cannot find a free port".into(),
@@ -72,9 +91,14 @@ impl Tansu {
                 &url,
             ])
             .args(["--storage-engine", "memory://tansu/"])
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG")
+                    .unwrap_or_else(|_| "warn,tansu_broker::coordinator=info".to_owned()),
+            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log_output(log))
+            .stderr(log_output(log))
             .spawn()
             .map_err(|source| TansuError::Io {
                 what: format!("cannot start {}", binary.display()),

@@ -439,7 +439,10 @@ fn new_writer(topic: Topic, path: &str) -> Result<ArrowWriter<Vec<u8>>, LakeErro
     ArrowWriter::try_new(
         Vec::new(),
         topic.schema(),
-        Some(crate::store::writer_properties(topic)),
+        Some(crate::store::writer_properties(
+            topic,
+            crate::store::ZSTD_LEVEL,
+        )),
     )
     .map_err(|e| LakeError::BadBatch {
         path: path.to_owned(),

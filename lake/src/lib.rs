@@ -53,7 +53,8 @@ pub use error::LakeError;
 pub use event::{Event, InvalidEvent, Payload, Song, User, Validation, decode, decode_with};
 pub use layout::{FileName, Hour};
 pub use store::{
-    EncodedFile, FileMeta, Lake, LakeOptions, ROW_GROUP_ROWS, WrittenFile, ZSTD_LEVEL, redact_url,
+    EncodedFile, FileMeta, Lake, LakeOptions, ROW_GROUP_ROWS, STREAMING_ZSTD_LEVEL, WrittenFile,
+    ZSTD_LEVEL, redact_url,
 };
 pub use topic::{Topic, col, timestamp_type};
 

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use hdrhistogram::Histogram;
 use orch_lake::{CommitEntry, Lake, Topic, WrittenFile};
@@ -239,14 +239,17 @@ impl Worker {
                     }
                 }
                 message = consumer.recv() => {
+                    // One reading of the clock for the records of a turn (their lineage's
+                    // ingestion time).
+                    let now = Utc::now();
                     match message {
-                        Ok(message) => self.on_message(&message),
+                        Ok(message) => self.on_message(&message, now),
                         Err(error) => tracing::warn!(%error, "consumer error"),
                     }
                     // Then what else is ready, without going round the loop for each record.
                     for _ in 0..MESSAGES_PER_TURN {
                         match consumer.recv().now_or_never() {
-                            Some(Ok(message)) => self.on_message(&message),
+                            Some(Ok(message)) => self.on_message(&message, now),
                             Some(Err(error)) => tracing::warn!(%error, "consumer error"),
                             None => break,
                         }
@@ -381,7 +384,7 @@ impl Worker {
     }
 
     /// A record: kept in its partition's buffer, or skipped.
-    fn on_message(&mut self, message: &BorrowedMessage<'_>) {
+    fn on_message(&mut self, message: &BorrowedMessage<'_>, now: DateTime<Utc>) {
         let Ok(topic) = message.topic().parse::<Topic>() else {
             return;
         };
@@ -428,7 +431,7 @@ impl Worker {
             message.key(),
             message.payload().unwrap_or_default(),
             message.timestamp().to_millis(),
-            Utc::now(),
+            now,
         );
         match appended {
             Ok(Appended::Valid) => {}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use orch_lake::{
     CommitEntry, CommitOutcome, DeadLetter, EncodedFile, FileName, Hour, Lake, LakeError,
-    LoggedFile, WrittenFile,
+    LoggedFile, STREAMING_ZSTD_LEVEL, WrittenFile,
 };
 
 use crate::buffer::Flush;
@@ -31,11 +31,12 @@ pub fn encode_flush(flush: &Flush) -> Result<Vec<EncodedFile>, LakeError> {
             continue;
         };
         let name = FileName::kafka(SOURCE, flush.partition, first, last)?;
-        files.push(EncodedFile::parquet(
+        files.push(EncodedFile::parquet_at(
             flush.topic,
             hour.hour,
             &name,
             std::slice::from_ref(&hour.batch),
+            STREAMING_ZSTD_LEVEL,
         )?);
     }
     let mut by_hour: BTreeMap<Hour, Vec<DeadLetter>> = BTreeMap::new();

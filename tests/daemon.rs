@@ -316,6 +316,17 @@ async fn a_killed_daemon_s_run_is_resolved_when_its_lease_expires() {
         "the run never started"
     );
     let first_pid: i32 = wait_pid(&project, 0);
+    // The daemon writes its events in batches: kill it once its STEP_START is stored (a step
+    // whose start was never recorded has nothing to end; seen on a loaded machine).
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let runs = project.run(&["runs", "list", "--json"]).json();
+            let id = runs[0]["run_id"].as_str().unwrap_or_default().to_owned();
+            let shown = project.run(&["runs", "show", &id, "--json"]).json();
+            shown["steps"].as_array().is_some_and(|s| s.len() == 1)
+        }),
+        "the step's start was never recorded"
+    );
     signal(first.id(), libc::SIGKILL);
     let _ = first.wait();
     assert!(

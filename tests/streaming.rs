@@ -1009,25 +1009,6 @@ fn tansu_high_watermark_leaves_out_the_last_batch() {
     assert_eq!(read, (0..end).collect::<Vec<_>>());
 }
 
-/// `text` without its terminal colour codes (tansu colours its log even into a file).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // An escape sequence ends with its first letter.
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// A small xorshift for the fault schedule: the seed printed reproduces it.
 struct Dice(u64);
 
@@ -1259,7 +1240,7 @@ async fn faults_leave_every_record_in_the_lake_once(on_gcs: bool) {
             let lines: Vec<&str> = log.lines().collect();
             eprintln!(
                 "the group coordinator's last lines:\n{}",
-                strip_ansi(&lines[lines.len().saturating_sub(300)..].join("\n"))
+                lines[lines.len().saturating_sub(300)..].join("\n")
             );
             panic!("the logs did not reach the ends (seed {seed}): {behind:?}");
         }

@@ -412,7 +412,6 @@ fn every_grain_and_the_segments_match_the_lake_and_every_mart_is_documented() {
         plays
     };
     let answered = rt().block_on(async {
-        use tower::ServiceExt;
         let storage = crate::util::db::sqlite().await;
         let state = orch_web::AppState::new(
             storage.storage.clone(),
@@ -423,20 +422,17 @@ fn every_grain_and_the_segments_match_the_lake_and_every_mart_is_documented() {
         );
         let mut answered = BTreeMap::new();
         for grain in ["minute", "hour", "day"] {
-            let request = axum::http::Request::get(format!("/api/v1/marts/plays?grain={grain}"))
-                .header(axum::http::header::HOST, "127.0.0.1:3000")
-                .body(axum::body::Body::empty())
-                .unwrap();
-            let response = orch_web::router(state.clone())
-                .oneshot(request)
-                .await
-                .unwrap();
-            let status = response.status();
-            let body = axum::body::to_bytes(response.into_body(), usize::MAX)
-                .await
-                .unwrap();
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-            let json: Value = serde_json::from_slice(&body).unwrap();
+            let (status, body) = crate::web::with_host(
+                &state,
+                "GET",
+                &format!("/api/v1/marts/plays?grain={grain}"),
+                "127.0.0.1:3000",
+                &[],
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let json: Value = serde_json::from_str(&body).unwrap();
             let rows: BTreeMap<String, f64> = json["rows"]
                 .as_array()
                 .unwrap()

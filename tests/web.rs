@@ -1523,7 +1523,7 @@ async fn case_stale_and_automation_evaluations_show(storage: Arc<dyn Storage>) {
 }
 
 /// One request with its own Host header (`check` sends 127.0.0.1:3000).
-async fn with_host(
+pub(crate) async fn with_host(
     state: &AppState,
     method: &str,
     uri: &str,

@@ -91,6 +91,8 @@ impl Tansu {
                 &url,
             ])
             .args(["--storage-engine", "memory://tansu/"])
+            // Plain text in the log file, without terminal colours.
+            .env("NO_COLOR", "1")
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG")

@@ -1859,7 +1859,11 @@ async fn a_request_whose_client_leaves_is_dropped_with_its_work() {
     }
     #[async_trait::async_trait]
     impl orch_web::MartSource for Forever {
-        async fn chart(&self, _: Chart) -> Result<orch_web::ChartData, orch_web::MartError> {
+        async fn chart_at(
+            &self,
+            _: Chart,
+            _: orch_web::Grain,
+        ) -> Result<orch_web::ChartData, orch_web::MartError> {
             let _guard = Dropped(self.dropped.clone());
             self.started.store(true, Ordering::SeqCst);
             std::future::pending().await
@@ -1918,9 +1922,6 @@ async fn the_grain_asked_is_the_grain_read() {
     struct PerGrain;
     #[async_trait::async_trait]
     impl orch_web::MartSource for PerGrain {
-        async fn chart(&self, chart: Chart) -> Result<orch_web::ChartData, orch_web::MartError> {
-            self.chart_at(chart, orch_web::Grain::default()).await
-        }
         async fn chart_at(
             &self,
             _: Chart,

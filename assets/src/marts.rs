@@ -132,10 +132,6 @@ fn sql(chart: Chart) -> &'static str {
 
 #[async_trait]
 impl MartSource for WarehouseMarts {
-    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
-        self.chart_at(chart, Grain::default()).await
-    }
-
     async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError> {
         let mart = chart.mart().to_owned();
         let table = TableRef::new("marts", &mart);

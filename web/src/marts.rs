@@ -248,13 +248,13 @@ pub enum MartError {
 /// Where the dashboards read the marts.
 #[async_trait]
 pub trait MartSource: Send + Sync + 'static {
-    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError>;
+    /// A chart at a grain (for [`Chart::BY_GRAIN`]; the others ignore it). Required, so that
+    /// a source or a wrapper cannot drop the grain by forgetting it.
+    async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError>;
 
-    /// A chart at a grain (for [`Chart::BY_GRAIN`]; the others ignore it). By default the
-    /// chart as [`MartSource::chart`] draws it.
-    async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError> {
-        let _ = grain;
-        self.chart(chart).await
+    /// A chart at the default grain.
+    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+        self.chart_at(chart, Grain::default()).await
     }
 }
 
@@ -279,7 +279,8 @@ impl InMemoryMarts {
 
 #[async_trait]
 impl MartSource for InMemoryMarts {
-    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+    /// The rows set for `chart`, whatever the grain.
+    async fn chart_at(&self, chart: Chart, _grain: Grain) -> Result<ChartData, MartError> {
         self.charts
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -298,8 +299,7 @@ impl MartSource for InMemoryMarts {
 /// the rows last read at that grain.
 pub struct LastGood {
     inner: std::sync::Arc<dyn MartSource>,
-    /// `None`: read through [`MartSource::chart`]; `Some`: through [`MartSource::chart_at`].
-    last: RwLock<BTreeMap<(Chart, Option<Grain>), ChartData>>,
+    last: RwLock<BTreeMap<(Chart, Grain), ChartData>>,
 }
 
 impl LastGood {
@@ -313,7 +313,7 @@ impl LastGood {
     /// Keeps a successful read, or answers a failed one with the rows last read under `key`.
     fn remember(
         &self,
-        key: (Chart, Option<Grain>),
+        key: (Chart, Grain),
         read: Result<ChartData, MartError>,
     ) -> Result<ChartData, MartError> {
         match read {
@@ -331,7 +331,7 @@ impl LastGood {
                         let (chart, grain) = key;
                         tracing::info!(
                             chart = chart.name(),
-                            grain = grain.map(Grain::name),
+                            grain = grain.name(),
                             error = %e,
                             "serving the last rows read"
                         );
@@ -347,14 +347,9 @@ impl LastGood {
 
 #[async_trait]
 impl MartSource for LastGood {
-    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
-        let read = self.inner.chart(chart).await;
-        self.remember((chart, None), read)
-    }
-
     async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError> {
         let read = self.inner.chart_at(chart, grain).await;
-        self.remember((chart, Some(grain)), read)
+        self.remember((chart, grain), read)
     }
 }
 
@@ -364,7 +359,7 @@ pub struct NoMarts;
 
 #[async_trait]
 impl MartSource for NoMarts {
-    async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+    async fn chart_at(&self, chart: Chart, _grain: Grain) -> Result<ChartData, MartError> {
         Err(MartError::NotBuilt {
             mart: chart.mart().to_owned(),
         })
@@ -385,7 +380,7 @@ mod tests {
 
     #[async_trait]
     impl MartSource for Flaky {
-        async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
+        async fn chart_at(&self, chart: Chart, _grain: Grain) -> Result<ChartData, MartError> {
             if self.busy.load(Ordering::SeqCst) {
                 return Err(MartError::Query {
                     mart: chart.mart().to_owned(),
@@ -422,10 +417,6 @@ mod tests {
 
     #[async_trait]
     impl MartSource for PerGrain {
-        async fn chart(&self, chart: Chart) -> Result<ChartData, MartError> {
-            self.chart_at(chart, Grain::default()).await
-        }
-
         async fn chart_at(&self, chart: Chart, grain: Grain) -> Result<ChartData, MartError> {
             if self.busy.load(Ordering::SeqCst) {
                 return Err(MartError::Query {

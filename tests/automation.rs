@@ -71,8 +71,12 @@ fn start(
     let config = DaemonConfig {
         id: id.to_owned(),
         local_runs,
-        // The test's clock runs fast: a lease must outlive a slow renewal under load.
-        lease: Duration::from_secs(3600),
+        // The test's clock runs fast: one loop iteration (about 120 ms of real time) moves it by
+        // an hour, while a lease is renewed every `heartbeat` of real time. An hour-long lease
+        // therefore expired whenever a run outlived one iteration under load (CI), and the reaper
+        // failed it. A day outlives the whole test (12 hours of clock); only `b` runs runs and
+        // it is never killed, so no expiry is waited for.
+        lease: Duration::from_secs(86_400),
         poll: Duration::from_millis(20),
         schedule_interval: Duration::from_millis(20),
         heartbeat: Duration::from_millis(200),

@@ -18,7 +18,9 @@
   - Vault tables (incremental): `orch/scope` `window`, what the load did, and, when the vault
     already holds events after the window (an hour that arrived after later hours were loaded),
     `orch/later_rows` with how many, and a line in the step's log saying what that means.
-  - Everything else (the star schema, the marts): `orch/scope` `all hours`, rebuilt from the
+  - The marts by period (incremental, macros/grains.sql): `orch/scope` `periods`, and which
+    periods the build recomputed.
+  - Everything else (the star schema, the other marts): `orch/scope` `all hours`, rebuilt from the
     whole vault by every build, with the reason (the model's `meta.orch_why`, or the default).
 #}
 {% macro orch_report_scope() -%}
@@ -26,7 +28,14 @@
         {%- set materialized = config.get('materialized') -%}
         {%- set start = window_bound('window_start') -%}
         {%- set end = window_bound('window_end') -%}
-        {%- if materialized == 'incremental' -%}
+        {%- if materialized == 'incremental' and config.get('meta', {}).get('orch_scope') == 'periods' -%}
+            {%- do log("orch:meta " ~ model.unique_id ~ " orch/scope periods", info=True) -%}
+            {%- if start is not none and end is not none -%}
+                {%- do log("orch:meta " ~ model.unique_id ~ " orch/rebuilt the periods, at every grain from minute to year, that hold " ~ start ~ " to " ~ end ~ ": each recomputed from all of its rows, later hours included", info=True) -%}
+            {%- else -%}
+                {%- do log("orch:meta " ~ model.unique_id ~ " orch/rebuilt every period (no window)", info=True) -%}
+            {%- endif -%}
+        {%- elif materialized == 'incremental' -%}
             {%- do log("orch:meta " ~ model.unique_id ~ " orch/scope window", info=True) -%}
             {%- if start is not none and end is not none -%}
                 {%- do log("orch:meta " ~ model.unique_id ~ " orch/rebuilt insert-only load of " ~ start ~ " to " ~ end ~ ": keys not yet in the vault added, no row of another hour changed", info=True) -%}

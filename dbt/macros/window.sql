@@ -28,7 +28,7 @@
     {%- endif -%}
 {%- endmacro %}
 
-{# The incremental strategy that replaces an hour's rows on each adapter. #}
-{% macro hourly_strategy() -%}
+{# The incremental strategy that replaces the rows of the keys a build recomputes, per adapter. #}
+{% macro replace_strategy() -%}
     {%- if target.type == 'bigquery' -%}merge{%- else -%}delete+insert{%- endif -%}
 {%- endmacro %}

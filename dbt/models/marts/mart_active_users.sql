@@ -1,5 +1,6 @@
 -- Active users (anyone with a user id who viewed a page) at every grain (minute, hour, day,
 -- week, month, year), paid and free, with the listeners among them and their stream hours.
+{{ period_mart_config(unique_key=['grain', 'period_start']) }}
 with activity as (
     select user_id, level, event_ts from {{ ref('fact_page_views') }} where user_id is not null
 ),

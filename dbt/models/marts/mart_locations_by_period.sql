@@ -1,6 +1,7 @@
 -- Where users listen from, at every grain (minute, hour, day, week, month, year): plays,
 -- listeners and stream hours per state and period (mart_location_analytics has cities, by
 -- day). States keep the minute grain small: at most one row per state and minute.
+{{ period_mart_config(unique_key='row_key') }}
 with listens as (
     select f.event_ts, l.state, f.user_id, f.duration_seconds
     from {{ ref('fact_listens') }} f

@@ -1,6 +1,8 @@
 -- How many users logged in, at every grain (minute, hour, day, week, month, year): successful
--- and failed log-in attempts and the distinct users who logged in, per period. Rebuilt whole
--- from fact_auth by every build, so a late hour is counted wherever it falls.
+-- and failed log-in attempts and the distinct users who logged in, per period. Each build
+-- recomputes, from every row of fact_auth in them, the periods its window falls in, so a late
+-- hour is counted wherever it falls.
+{{ period_mart_config(unique_key=['grain', 'period_start']) }}
 with auth as (
     select event_ts, user_id, success from {{ ref('fact_auth') }}
 ),

@@ -1,5 +1,6 @@
 -- Songs played at every grain (minute, hour, day, week, month, year): plays, listeners,
 -- sessions with a play and stream hours, per period.
+{{ period_mart_config(unique_key=['grain', 'period_start']) }}
 with listens as (
     select event_ts, user_id, session_key, duration_seconds from {{ ref('fact_listens') }}
 ),

@@ -1,6 +1,7 @@
 -- The ten most played artists of every period at every grain (minute, hour, day, week, month,
 -- year), with their popularity score in the period (macros/grains.sql). Ties in plays are
 -- broken by listeners, then by the artist's key.
+{{ period_mart_config(unique_key=['grain', 'period_start', 'rank_in_period']) }}
 with listens as (
     select event_ts, artist_key, user_id, duration_seconds from {{ ref('fact_listens') }}
 ),

@@ -2,6 +2,7 @@
 -- year), with their popularity score in the period (macros/grains.sql: 60 % plays, 40 %
 -- listeners, relative to the period's leader). Ties in plays are broken by listeners, then by
 -- the song's key, so the ranking is the same whatever order the hours were loaded in.
+{{ period_mart_config(unique_key=['grain', 'period_start', 'rank_in_period']) }}
 with listens as (
     select event_ts, song_key, user_id, duration_seconds from {{ ref('fact_listens') }}
 ),

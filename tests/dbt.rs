@@ -362,3 +362,166 @@ fn the_dbt_project_compiles_to_bigquery_sql() {
         "{stdout}"
     );
 }
+
+/// One process's dbt builds (a daemon's): the first starts a long-lived dbt worker, which
+/// parses the project once, and the next builds reuse it; the warehouse and the
+/// materializations are those the command line (`workers(false)`) gives, build by build, over
+/// hours built out of order and one built again; a changed project starts a new worker.
+#[test]
+fn dbt_builds_in_one_process_share_a_worker_and_match_the_command_line() {
+    use std::sync::Arc;
+
+    use orch::event::EventKind;
+    use orch::execute::Executor;
+    use orch::partitions::PartitionsDefinition;
+    use orch::plan::{self, PartitionRequest};
+    use orch::storage::EventFilter;
+    use orch::{
+        AssetGraph, ComputeError, Materialization, Resources, RunRequest, RunStatus, Selection,
+        asset,
+    };
+    use orch_dbt::{DbtAssetOptions, DbtProject, dbt_assets};
+
+    let dbt = dbt();
+    let python = dbt.with_file_name("python");
+    let hours = ["2026-11-22-10:00", "2026-11-22-11:00", "2026-11-22-10:00"];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // (worker on?) -> (per build: the assets' row counts and scope metadata; step log lines)
+    let mut results = Vec::new();
+    let dirs: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    for (dir, workers) in dirs.iter().zip([true, false]) {
+        // A copy of the project, so that this test can change it without touching `dbt/`.
+        let project_dir = dir.path().join("project");
+        copy_dir(&repo().join("dbt"), &project_dir);
+        let warehouse = dir.path().join("warehouse.duckdb");
+        run(Command::new(&python)
+            .arg(repo().join("tests/fixtures/dbt_raw.py"))
+            .arg(&warehouse));
+        let project = DbtProject::new(&project_dir, &dir.path().join("state"))
+            .executable(&dbt)
+            .env("ORCH_DUCKDB_PATH", warehouse.display().to_string())
+            .workers(workers);
+        let manifest = project.manifest().expect("manifest");
+        let project = Arc::new(project);
+        let partitions = PartitionsDefinition::hourly("2026-11-22-00:00", "UTC").unwrap();
+        let mut defs = vec![
+            dbt_assets(
+                Arc::clone(&project),
+                &manifest,
+                &DbtAssetOptions {
+                    partitions: Some(partitions.clone()),
+                    ..DbtAssetOptions::default()
+                },
+            )
+            .unwrap(),
+        ];
+        for topic in ["listen", "page_view", "auth", "status_change"] {
+            defs.push(
+                asset(&format!("staging/{topic}_events"))
+                    .partitions(partitions.clone())
+                    .compute(|_ctx| async { Ok::<_, ComputeError>(Materialization::new()) })
+                    .unwrap(),
+            );
+        }
+        let graph = Arc::new(AssetGraph::new(defs).unwrap());
+        let mut builds = Vec::new();
+        let mut logs = Vec::new();
+        rt.block_on(async {
+            let db = crate::util::db::sqlite().await;
+            for (i, hour) in hours.iter().enumerate() {
+                if i == 2 {
+                    // A change to the project: the worker that parsed it before is not reused.
+                    let readme = project_dir.join("models/marts/marts.yml");
+                    let text = std::fs::read_to_string(&readme).unwrap();
+                    std::fs::write(&readme, format!("{text}\n# changed\n")).unwrap();
+                }
+                let request = PartitionRequest::Key((*hour).to_owned());
+                let selected = Selection::all().resolve(&graph).unwrap();
+                let plan = plan::plan(&graph, &selected, &request).unwrap();
+                let executor = Executor::new(
+                    graph.clone(),
+                    db.storage.clone(),
+                    Resources::new(),
+                    orch::config::ExecutionConfig::default(),
+                    Default::default(),
+                );
+                let created = executor
+                    .create_run(&plan, &RunRequest::new("*", request.clone()))
+                    .await
+                    .unwrap();
+                let outcome = executor
+                    .execute(created.run_id, &plan, Default::default(), Vec::new())
+                    .await
+                    .unwrap();
+                let lines = db.storage.step_logs(created.run_id, None).await.unwrap();
+                assert_eq!(
+                    outcome.run.status,
+                    RunStatus::Success,
+                    "build {i} ({hour}, workers {workers}):\n{}",
+                    lines
+                        .iter()
+                        .map(|l| l.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
+                let events = db
+                    .storage
+                    .run_events(created.run_id, &EventFilter::default())
+                    .await
+                    .unwrap();
+                let mut built = std::collections::BTreeMap::new();
+                for e in events
+                    .iter()
+                    .filter(|e| e.event.kind == EventKind::AssetMaterialization)
+                {
+                    let meta = &e.event.body.metadata;
+                    built.insert(
+                        e.event.asset_key.as_ref().unwrap().to_string(),
+                        format!(
+                            "{:?} {:?} {:?}",
+                            meta.get(orch::metadata::ROW_COUNT),
+                            meta.get("orch/scope"),
+                            meta.get("dbt/status")
+                        ),
+                    );
+                }
+                builds.push(built);
+                logs.push(
+                    lines
+                        .into_iter()
+                        .map(|l| l.message)
+                        .filter(|m| m.contains("dbt worker"))
+                        .collect::<Vec<_>>(),
+                );
+            }
+            db.cleanup().await;
+        });
+        results.push((builds, logs));
+    }
+    let (with_worker, worker_logs) = &results[0];
+    let (command_line, cli_logs) = &results[1];
+    assert_eq!(with_worker, command_line);
+    assert!(with_worker[0].len() > 30, "{:?}", with_worker[0]);
+    let started = |i: usize| {
+        worker_logs[i]
+            .iter()
+            .filter(|l| l.starts_with("started a dbt worker"))
+            .count()
+    };
+    assert_eq!(
+        (started(0), started(1), started(2)),
+        (1, 0, 1),
+        "{worker_logs:?}"
+    );
+    assert!(cli_logs.iter().all(Vec::is_empty), "{cli_logs:?}");
+    let tables = "select table_schema || '.' || table_name from information_schema.tables where table_schema in ('core', 'marts') and table_type = 'BASE TABLE' order by 1";
+    let a = dirs[0].path().join("warehouse.duckdb");
+    let b = dirs[1].path().join("warehouse.duckdb");
+    let names = query(&python, &a, tables);
+    assert_eq!(names, query(&python, &b, tables));
+    for name in names.as_array().unwrap() {
+        let name = name[0].as_str().unwrap();
+        let sql = format!("select * from {name} order by all");
+        assert_eq!(query(&python, &a, &sql), query(&python, &b, &sql), "{name}");
+    }
+}

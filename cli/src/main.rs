@@ -5,6 +5,7 @@ mod assets;
 mod automation;
 mod bench;
 mod bench_automation;
+mod bench_dbt;
 mod bench_stream;
 mod daemon;
 mod eventsim;
@@ -151,6 +152,9 @@ enum BenchCommand {
     /// Declarative automation: the time and memory of one tick over ASSETS hourly assets with
     /// a year of history each, every one with a condition.
     Automation(bench_automation::AutomationBenchArgs),
+    /// dbt: the time of one hour's dbt build, build after build in one process (with the
+    /// long-lived dbt worker, or one dbt process each with ORCH_DBT_WORKER=0).
+    Dbt(bench_dbt::DbtBenchArgs),
 }
 
 /// Output switches shared by listing commands.
@@ -263,6 +267,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Bench(BenchCommand::DaemonMemory(args)) => bench::daemon_memory(args).await,
         Command::Bench(BenchCommand::Stream(args)) => bench_stream::stream(args).await,
         Command::Bench(BenchCommand::Automation(args)) => bench_automation::automation(args).await,
+        Command::Bench(BenchCommand::Dbt(args)) => bench_dbt::dbt(dir, args).await,
         Command::Eventsim(args) => eventsim::run_eventsim(args).await,
         Command::Web(args) => web::web(dir, args).await,
         Command::Dev(args) => web::dev(dir, args).await,

@@ -298,6 +298,13 @@ impl StepLogger {
         self.line(LogStream::Log, LogLevel::Error, message.into());
     }
 
+    /// A line a tool printed on its standard output, at `level`: what
+    /// [`AssetContext::run_command_with`] stores, for a tool the compute talks to otherwise
+    /// (a long-lived process serving several steps).
+    pub fn stdout(&self, level: LogLevel, message: impl Into<String>) {
+        self.line(LogStream::Stdout, level, message.into());
+    }
+
     fn line(&self, stream: LogStream, level: LogLevel, message: String) {
         self.host.log(stream, level, message);
     }

@@ -13,6 +13,7 @@
 
 pub mod docs;
 mod manifest;
+mod worker;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use std::time::SystemTime;
 use serde_json::Value;
 
 pub use manifest::{DbtColumn, DbtNode, DbtSource, DbtTest, Manifest};
+pub use worker::{WORKER_ENV, enabled_by_env as worker_enabled_by_env};
 
 use orch_core::asset::{
     AssetDep, AssetKey, AssetSpec, AssetsDefinition, BackfillPolicy, CheckSpec, Severity,
@@ -47,6 +49,10 @@ pub struct DbtProject {
     pub env: Vec<(String, String)>,
     executable: Executable,
     resolved: OnceLock<Result<PathBuf, String>>,
+    /// Whether builds run in long-lived dbt workers (`worker.rs`) rather than one `dbt`
+    /// process each.
+    use_workers: bool,
+    workers: worker::Pool,
 }
 
 #[derive(Debug, Clone)]
@@ -71,7 +77,16 @@ impl DbtProject {
             env: Vec::new(),
             executable: Executable::Path(PathBuf::from("dbt")),
             resolved: OnceLock::new(),
+            use_workers: true,
+            workers: worker::Pool::default(),
         }
+    }
+
+    /// Whether builds run in long-lived dbt workers (the default; `ORCH_DBT_WORKER=0` turns
+    /// them off too) or one `dbt` process each.
+    pub fn workers(mut self, on: bool) -> DbtProject {
+        self.use_workers = on;
+        self
     }
 
     /// Runs this `dbt` program.
@@ -199,6 +214,63 @@ impl DbtProject {
                 }
             })
             .clone()
+    }
+
+    /// A worker for a build with `dbt`, when workers are on and `dbt` is a Python console
+    /// script: an idle one that parsed the project as it is, or a new one (which parses it).
+    /// `None` means: run the command line. A worker that cannot start turns workers off for
+    /// this state of the project, with a warning saying why.
+    async fn checkout_worker(&self, dbt: &Path, ctx: &AssetContext) -> Option<worker::Worker> {
+        if !self.use_workers || !worker::enabled_by_env() {
+            return None;
+        }
+        let python = worker::python_of(dbt)?;
+        let digest = self.project_digest();
+        if self.workers.off(&digest) {
+            return None;
+        }
+        if let Some(worker) = self.workers.take(&digest) {
+            return Some(worker);
+        }
+        let script = match worker::script_in(&self.target_path) {
+            Ok(script) => script,
+            Err(e) => {
+                ctx.log().warn(format!("no dbt worker ({e}): running the dbt command line"));
+                return None;
+            }
+        };
+        let started = std::time::Instant::now();
+        let mut common = self.args("parse");
+        common.remove(0);
+        let envs = self.envs();
+        let start = worker::Worker::start(
+            &python,
+            &script,
+            &common,
+            &envs,
+            &self.project_dir,
+            digest.clone(),
+        );
+        let started_worker = tokio::select! {
+            w = start => w,
+            () = ctx.canceled() => return None,
+        };
+        match started_worker {
+            Ok(worker) => {
+                ctx.log().info(format!(
+                    "started a dbt worker in {:.1} s (it parsed the project; later builds reuse it)",
+                    started.elapsed().as_secs_f64()
+                ));
+                Some(worker)
+            }
+            Err(e) => {
+                ctx.log().warn(format!(
+                    "the dbt worker could not start ({e}): running the dbt command line until the project changes"
+                ));
+                self.workers.turn_off(digest);
+                None
+            }
+        }
     }
 
     /// The common arguments of every dbt command.
@@ -561,14 +633,6 @@ async fn build(
             .map(|w| format!(" for {} to {}", w.start, w.end))
             .unwrap_or_default()
     ));
-    let mut command = std::process::Command::new(&dbt);
-    command
-        .args(&args)
-        .envs(project.envs())
-        .env_remove(WINDOW_START_ENV)
-        .env_remove(WINDOW_END_ENV)
-        .envs(window)
-        .current_dir(&project.project_dir);
     let state = Arc::new(Mutex::new(BuildLog::default()));
     let handler = {
         let state = Arc::clone(&state);
@@ -576,7 +640,57 @@ async fn build(
         let index = Arc::clone(&index);
         move |line: &str| on_log_line(&ctx, &index, &state, line)
     };
-    let result = ctx.run_command_with(command, handler).await;
+    let result: Result<(), String> = match project.checkout_worker(&dbt, &ctx).await {
+        Some(mut worker) => {
+            let logger = ctx.log().clone();
+            let mut on_line = move |line: &str| {
+                if let Some((level, text)) = handler(line) {
+                    logger.stdout(level, text);
+                }
+            };
+            let env: Vec<(&str, Option<String>)> = [WINDOW_START_ENV, WINDOW_END_ENV]
+                .into_iter()
+                .map(|name| {
+                    let value = window.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+                    (name, value)
+                })
+                .collect();
+            let outcome = tokio::select! {
+                outcome = worker.invoke(&args, &env, &mut on_line) => Some(outcome),
+                () = ctx.canceled() => None,
+            };
+            match outcome {
+                // Dropping the worker kills it, as a canceled step kills its `dbt`.
+                None => Err("canceled".to_owned()),
+                Some(Ok(done)) => {
+                    project.workers.give_back(worker);
+                    if done.success {
+                        Ok(())
+                    } else {
+                        Err(done
+                            .error
+                            .unwrap_or_else(|| "dbt reported a failure".to_owned()))
+                    }
+                }
+                Some(Err(e)) => Err(e),
+            }
+        }
+        None if ctx.is_canceled() => Err("canceled".to_owned()),
+        None => {
+            let mut command = std::process::Command::new(&dbt);
+            command
+                .args(&args)
+                .envs(project.envs())
+                .env_remove(WINDOW_START_ENV)
+                .env_remove(WINDOW_END_ENV)
+                .envs(window)
+                .current_dir(&project.project_dir);
+            ctx.run_command_with(command, handler)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.message().to_owned())
+        }
+    };
     let log = std::mem::take(&mut *state.lock().unwrap_or_else(|e| e.into_inner()));
     match result {
         Ok(_) => {
@@ -590,10 +704,9 @@ async fn build(
             Ok(Output::Reported)
         }
         Err(_) if ctx.is_canceled() => Err(ComputeError::canceled()),
-        Err(e) if log.errors.is_empty() => Err(ComputeError::fatal(format!(
-            "dbt build failed: {}",
-            e.message()
-        ))),
+        Err(e) if log.errors.is_empty() => {
+            Err(ComputeError::fatal(format!("dbt build failed: {e}")))
+        }
         Err(_) => Err(ComputeError::fatal(format!(
             "dbt build failed: {}",
             log.errors.join("\n")

@@ -235,7 +235,8 @@ impl DbtProject {
         let script = match worker::script_in(&self.target_path) {
             Ok(script) => script,
             Err(e) => {
-                ctx.log().warn(format!("no dbt worker ({e}): running the dbt command line"));
+                ctx.log()
+                    .warn(format!("no dbt worker ({e}): running the dbt command line"));
                 return None;
             }
         };
@@ -651,7 +652,10 @@ async fn build(
             let env: Vec<(&str, Option<String>)> = [WINDOW_START_ENV, WINDOW_END_ENV]
                 .into_iter()
                 .map(|name| {
-                    let value = window.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone());
+                    let value = window
+                        .iter()
+                        .find(|(n, _)| *n == name)
+                        .map(|(_, v)| v.clone());
                     (name, value)
                 })
                 .collect();

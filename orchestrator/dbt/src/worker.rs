@@ -135,7 +135,12 @@ impl Worker {
     ) -> Result<Done, String> {
         let env: serde_json::Map<String, Value> = env
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone().map_or(Value::Null, Value::String)))
+            .map(|(k, v)| {
+                (
+                    (*k).to_owned(),
+                    v.clone().map_or(Value::Null, Value::String),
+                )
+            })
             .collect();
         let mut request = json!({ "args": args, "env": env }).to_string();
         request.push('\n');
@@ -201,7 +206,11 @@ impl Pool {
 
     /// Whether workers are off for the project as it is (`digest`).
     pub(crate) fn off(&self, digest: &str) -> bool {
-        self.off.lock().unwrap_or_else(|e| e.into_inner()).as_deref() == Some(digest)
+        self.off
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_deref()
+            == Some(digest)
     }
 
     pub(crate) fn turn_off(&self, digest: String) {

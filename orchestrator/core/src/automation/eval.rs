@@ -548,7 +548,16 @@ impl<'a> Evaluator<'a> {
                     .slots
                     .iter()
                     .enumerate()
-                    .map(|(i, slot)| !r[i] && (t[i] || before.is_some_and(|b| b.contains(slot))))
+                    .map(|(i, slot)| {
+                        if r[i] {
+                            // A trigger and a reset in the same tick: the reset wins unless a
+                            // dependency was materialized after the asset (its run read the
+                            // older data, so that update does not handle the trigger).
+                            t[i] && self.deps_newer(ctx, i, slot)
+                        } else {
+                            t[i] || before.is_some_and(|b| b.contains(slot))
+                        }
+                    })
                     .collect();
                 remember(state, path, &ctx.slots, &out);
                 out
@@ -575,6 +584,22 @@ impl<'a> Evaluator<'a> {
             children,
         };
         (set, tree)
+    }
+
+    /// Whether a dependency of candidate `i` was materialized after the asset's own latest
+    /// materialization (by event id: the order the run history stored them in).
+    fn deps_newer(&self, ctx: &AssetCtx<'_>, i: usize, slot: &str) -> bool {
+        let facts = self.input.facts;
+        let Some(own) = facts.materialized(ctx.key, ctx.part(slot)) else {
+            return false;
+        };
+        ctx.deps.iter().any(|(dep, p, slots)| {
+            slots[i].iter().any(|s| {
+                facts
+                    .materialized(dep, dep_part(*p, s))
+                    .is_some_and(|m| m.event_id > own.event_id)
+            })
+        })
     }
 
     fn newly_updated(&self, asset: &AssetKey, slot: &str) -> bool {
@@ -992,6 +1017,35 @@ mod tests {
         w.facts.in_progress.clear();
         w.materialize("b", "", t(10, 5));
         assert_eq!(w.tick(t(10, 6)), req(&[]));
+    }
+
+    /// `b`'s run ends and `a` is materialized again before the next tick: both are new in that
+    /// tick. `b` read the older `a`, so it runs again; when `a` and then `b` are materialized
+    /// (one run), it does not.
+    #[test]
+    fn an_upstream_newer_than_the_update_that_would_handle_it_still_triggers() {
+        let g = graph(vec![spec("a", &[], false), spec("b", &["a"], false)]);
+        let mut w = World::new(g, &[("b", Condition::eager())]);
+        w.materialize("a", "", t(10, 0));
+        w.materialize("b", "", t(10, 0));
+        assert_eq!(w.tick(t(10, 1)), req(&[]));
+        w.materialize("a", "", t(10, 1));
+        assert_eq!(w.tick(t(10, 2)), req(&[("b", &[""])]));
+        w.facts.in_progress.insert(key("b"), [String::new()].into());
+        // While `b` runs, `a` changes; `b` ends, then `a` again, all before the next tick.
+        w.materialize("a", "", t(10, 2));
+        assert_eq!(w.tick(t(10, 3)), req(&[]));
+        w.facts.in_progress.clear();
+        w.materialize("b", "", t(10, 3));
+        w.materialize("a", "", t(10, 3));
+        assert_eq!(w.tick(t(10, 4)), req(&[("b", &[""])]));
+        w.materialize("b", "", t(10, 4));
+        assert_eq!(w.tick(t(10, 5)), req(&[]));
+        // `a` then `b` in one run, seen in one tick: handled.
+        w.materialize("a", "", t(10, 5));
+        w.materialize("b", "", t(10, 5));
+        assert_eq!(w.tick(t(10, 6)), req(&[]));
+        assert_eq!(w.tick(t(10, 7)), req(&[]));
     }
 
     #[test]

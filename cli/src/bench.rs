@@ -243,7 +243,7 @@ pub struct LaunchArgs {
 }
 
 /// Latencies in milliseconds, summarized.
-fn summary(mut ms: Vec<f64>) -> (f64, f64, f64) {
+pub(crate) fn summary(mut ms: Vec<f64>) -> (f64, f64, f64) {
     ms.sort_by(f64::total_cmp);
     let pick = |q: f64| ms[((ms.len() as f64 - 1.0) * q).round() as usize];
     (pick(0.5), pick(0.99), ms[ms.len() - 1])
@@ -265,9 +265,19 @@ pub async fn launch(args: LaunchArgs) -> CmdResult {
     let mut table = Table::new(&["BACKEND", "FROM", "SAMPLES", "P50", "P99", "MAX"]);
     for scratch in args.db.scratches().await? {
         let result = launch_round(&scratch.url, args.runs).await;
+        let automated = match &result {
+            Ok(_) => Some(automation_round(&scratch.url, args.runs.min(10)).await),
+            Err(_) => None,
+        };
         (scratch.cleanup)().await;
         let (queued, ticks) = result?;
-        for (from, samples) in [("queued run", queued), ("schedule tick", ticks)] {
+        let (upstream, requested) = automated.expect("run after a launch round that worked")?;
+        for (from, samples) in [
+            ("queued run", queued),
+            ("schedule tick", ticks),
+            ("automation request", requested),
+            ("upstream change (eager)", upstream),
+        ] {
             let n = samples.len();
             let (p50, p99, max) = summary(samples);
             table.row(vec![
@@ -281,7 +291,120 @@ pub async fn launch(args: LaunchArgs) -> CmdResult {
         }
     }
     print!("{}", table.render());
+    println!(
+        "automation: an eager asset downstream of one materialized by a queued run; its tick every {} ms \
+         (\"automation request\": from the tick that requested the run, \"upstream change\": from the upstream's \
+         materialization, which waits for the next tick)",
+        orch::automation::AutomationSettings::default()
+            .interval
+            .as_millis()
+    );
     return Ok(());
+
+    /// An asset `bench/up` materialized by queued runs and an eager `bench/down`: for each
+    /// upstream materialization, the time to the downstream run's first step from the
+    /// upstream's compute and from the automation tick that requested the run.
+    async fn automation_round(url: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>), Failure> {
+        use orch::automation::{AutomationSettings, Condition};
+        use orch::daemon::{Daemon, DaemonConfig, SystemClock};
+        let storage = orch::storage::open(url).await?;
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(&'static str, chrono::DateTime<chrono::Utc>)>();
+        let work = |name: &'static str| {
+            let tx = tx.clone();
+            move |_ctx: orch::AssetContext| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send((name, chrono::Utc::now()));
+                    Ok::<_, ComputeError>(Materialization::new())
+                }
+            }
+        };
+        let up = asset("bench/up")
+            .compute(work("up"))
+            .map_err(|e| Failure::Work(e.to_string()))?;
+        let down = asset("bench/down")
+            .deps(["bench/up"])
+            .automation(Condition::eager())
+            .compute(work("down"))
+            .map_err(|e| Failure::Work(e.to_string()))?;
+        let graph =
+            Arc::new(AssetGraph::new(vec![up, down]).map_err(|e| Failure::Work(e.to_string()))?);
+        let conditions = graph
+            .specs()
+            .filter_map(|s| s.automation.clone().map(|c| (s.key.clone(), c)))
+            .collect();
+        let daemon = Daemon::new(
+            storage.clone(),
+            graph.clone(),
+            Resources::new(),
+            Vec::new(),
+            DaemonConfig {
+                local_runs: 2,
+                ..DaemonConfig::default()
+            },
+            Arc::new(SystemClock),
+        )
+        .and_then(|d| d.with_automation(conditions, AutomationSettings::default()))
+        .map_err(|e| Failure::Work(e.to_string()))?;
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(Arc::new(daemon).run(stop.clone(), CancellationToken::new()));
+        let request =
+            RunRequest::new("bench/up", PartitionRequest::None).launched_by(&Launcher::Cli);
+        let (mut upstream, mut requested) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
+        let ms = |d: chrono::TimeDelta| d.num_microseconds().unwrap_or_default() as f64 / 1000.0;
+        let next = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<_>| {
+            rx.recv()
+                .await
+                .ok_or_else(|| Failure::Work("the daemon stopped".into()))
+        };
+        while upstream.len() < runs {
+            orch::submit::submit(
+                storage.as_ref(),
+                &graph,
+                &request,
+                orch::submit::Submit::Queue,
+            )
+            .await
+            .map_err(|e| Failure::Work(e.to_string()))?;
+            let (_, changed) = next(&mut rx).await?;
+            let (name, first_step) = next(&mut rx).await?;
+            if name != "down" {
+                return Err(Failure::Work(format!(
+                    "expected bench/down to run, not bench/{name}"
+                )));
+            }
+            let tick = storage
+                .automation_ticks(5)
+                .await?
+                .into_iter()
+                .find(|t| t.requested > 0)
+                .ok_or_else(|| Failure::Work("no automation tick requested the run".into()))?;
+            upstream.push(ms(first_step - changed));
+            requested.push(ms(first_step - tick.evaluated_at));
+            // The next change once this run ended: a change while `bench/down` runs may be
+            // read by that run, and counts as handled by it.
+            while storage
+                .run_status_counts()
+                .await?
+                .iter()
+                .any(|(status, n)| {
+                    *n > 0
+                        && matches!(
+                            status,
+                            orch::RunStatus::Queued
+                                | orch::RunStatus::Starting
+                                | orch::RunStatus::Started
+                        )
+                })
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        stop.cancel();
+        let _ = task.await;
+        Ok((upstream, requested))
+    }
 
     async fn launch_round(url: &str, runs: usize) -> Result<(Vec<f64>, Vec<f64>), Failure> {
         let storage = orch::storage::open(url).await?;

@@ -6,6 +6,7 @@ mod automation;
 mod bench;
 mod bench_automation;
 mod bench_dbt;
+mod bench_freshness;
 mod bench_stream;
 mod daemon;
 mod eventsim;
@@ -155,6 +156,9 @@ enum BenchCommand {
     /// dbt: the time of one hour's dbt build, build after build in one process (with the
     /// long-lived dbt worker, or one dbt process each with ORCH_DBT_WORKER=0).
     Dbt(bench_dbt::DbtBenchArgs),
+    /// Freshness: the platform on automation with events in real time; the age of the newest
+    /// event in the marts, sampled every few seconds, at p50, p99 and max.
+    Freshness(bench_freshness::FreshnessBenchArgs),
 }
 
 /// Output switches shared by listing commands.
@@ -268,6 +272,9 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Bench(BenchCommand::Stream(args)) => bench_stream::stream(args).await,
         Command::Bench(BenchCommand::Automation(args)) => bench_automation::automation(args).await,
         Command::Bench(BenchCommand::Dbt(args)) => bench_dbt::dbt(dir, args).await,
+        Command::Bench(BenchCommand::Freshness(args)) => {
+            bench_freshness::freshness(dir, args).await
+        }
         Command::Eventsim(args) => eventsim::run_eventsim(args).await,
         Command::Web(args) => web::web(dir, args).await,
         Command::Dev(args) => web::dev(dir, args).await,

@@ -228,3 +228,32 @@ pub fn automation(
     conditions.extend(from_file);
     Ok((conditions, settings))
 }
+
+/// The daemon of one process (`orch dev`, `orch bench freshness`): the project's execution
+/// settings and pools, its schedules, sensors and automation, on the system clock.
+pub fn local_daemon(
+    config: &Config,
+    defs: &Definitions,
+    graph: Arc<AssetGraph>,
+    storage: Arc<dyn Storage>,
+    schedules: Vec<orch::daemon::ScheduleDefinition>,
+    sensors: Vec<std::sync::Arc<dyn orch::daemon::Sensor>>,
+) -> Result<orch::daemon::Daemon, Failure> {
+    let daemon_config = orch::daemon::DaemonConfig {
+        execution: config.execution.clone(),
+        pools: config.pools.clone(),
+        ..orch::daemon::DaemonConfig::default()
+    };
+    let automation = automation(config, &graph)?;
+    orch::daemon::Daemon::new(
+        storage,
+        graph,
+        defs.resources.clone(),
+        schedules,
+        daemon_config,
+        Arc::new(orch::daemon::SystemClock),
+    )
+    .and_then(|d| d.with_sensors(sensors))
+    .and_then(|d| d.with_automation(automation.0, automation.1))
+    .map_err(|e| Failure::Usage(e.to_string()))
+}

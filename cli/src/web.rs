@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use clap::Args;
-use orch::daemon::{Daemon, DaemonConfig, SystemClock};
 use orch_web::{AppState, MartSource, NoMarts, Security};
 use tokio_util::sync::CancellationToken;
 
@@ -169,23 +168,14 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
             args.users
         );
     }
-    let daemon_config = DaemonConfig {
-        execution: config.execution.clone(),
-        pools: config.pools.clone(),
-        ..DaemonConfig::default()
-    };
-    let automation = crate::project::automation(&config, &graph)?;
-    let daemon = Daemon::new(
-        storage.clone(),
+    let daemon = project::local_daemon(
+        &config,
+        &defs,
         graph.clone(),
-        defs.resources.clone(),
+        storage.clone(),
         schedules.clone(),
-        daemon_config,
-        Arc::new(SystemClock),
-    )
-    .and_then(|d| d.with_sensors(sensors.clone()))
-    .and_then(|d| d.with_automation(automation.0, automation.1))
-    .map_err(|e| Failure::Usage(e.to_string()))?;
+        sensors.clone(),
+    )?;
     let bound = listener.local_addr().unwrap_or(args.web.addr);
     let state = app_state(
         &config, storage, graph, schedules, &sensors, token, bound, &args.web,

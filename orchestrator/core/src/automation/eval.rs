@@ -329,6 +329,9 @@ impl AssetCtx<'_> {
     }
 }
 
+/// The reset of `since_last_handled`, to recognize it in a tree.
+static HANDLED: std::sync::LazyLock<Condition> = std::sync::LazyLock::new(Condition::handled);
+
 struct Evaluator<'a> {
     input: &'a EvaluationInput<'a>,
     /// Partitions requested in this evaluation so far, per asset.
@@ -544,16 +547,17 @@ impl<'a> Evaluator<'a> {
                 let t = child(0, trigger, state);
                 let r = child(1, reset, state);
                 let before = ctx.prev.and_then(|p| p.nodes.get(path));
+                let handled = **reset == *HANDLED;
                 let out: Set = ctx
                     .slots
                     .iter()
                     .enumerate()
                     .map(|(i, slot)| {
                         if r[i] {
-                            // A trigger and a reset in the same tick: the reset wins unless a
-                            // dependency was materialized after the asset (its run read the
-                            // older data, so that update does not handle the trigger).
-                            t[i] && self.deps_newer(ctx, i, slot)
+                            // A trigger and a reset in the same tick: the reset wins, unless it
+                            // is "handled" and a dependency was materialized after the asset
+                            // (its run read the older data, so that update handled nothing).
+                            t[i] && handled && self.deps_newer(ctx, i, slot)
                         } else {
                             t[i] || before.is_some_and(|b| b.contains(slot))
                         }
@@ -1046,6 +1050,65 @@ mod tests {
         w.materialize("b", "", t(10, 5));
         assert_eq!(w.tick(t(10, 6)), req(&[]));
         assert_eq!(w.tick(t(10, 7)), req(&[]));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config {
+            cases: crate::fuzz_cases(),
+            ..Default::default()
+        })]
+        /// `a` changes, the daemon ticks and `b`'s requested runs execute (each reading `a`
+        /// as it is then), in any interleaving; once `a` stops changing, `b` runs until it has
+        /// read the newest `a`, and then no more.
+        #[test]
+        fn eager_ends_with_the_newest_upstream_whatever_the_interleaving(
+            ops in proptest::collection::vec(0u8..3, 0..40)
+        ) {
+            let g = graph(vec![spec("a", &[], false), spec("b", &["a"], false)]);
+            let mut w = World::new(g, &[("b", Condition::eager())]);
+            w.materialize("a", "", t(9, 0));
+            w.materialize("b", "", t(9, 0));
+            // The daemon has been ticking: what it saw first is not "new".
+            proptest::prop_assert_eq!(w.tick(t(9, 1)), req(&[]));
+            let mut minute = 0u32;
+            let mut pending = false;
+            let mut step = |w: &mut World, op: u8, pending: &mut bool| {
+                minute += 1;
+                let now = t(10, 0) + chrono::Duration::minutes(i64::from(minute));
+                match op {
+                    0 => w.materialize("a", "", now),
+                    1 => {
+                        if !w.tick(now).is_empty() {
+                            proptest::prop_assert!(!*pending, "b requested while its run is queued");
+                            *pending = true;
+                            w.facts.in_progress.insert(key("b"), [String::new()].into());
+                        }
+                    }
+                    _ => {
+                        if std::mem::take(pending) {
+                            w.facts.in_progress.clear();
+                            w.materialize("b", "", now);
+                        }
+                    }
+                }
+                Ok(())
+            };
+            for op in ops {
+                step(&mut w, op, &mut pending)?;
+            }
+            // `a` is quiet: ticks and runs only, alternately.
+            let mut runs = 0;
+            for _ in 0..10 {
+                step(&mut w, 1, &mut pending)?;
+                if pending {
+                    runs += 1;
+                }
+                step(&mut w, 2, &mut pending)?;
+            }
+            let id = |w: &World, k: &str| w.facts.materialized(&key(k), None).unwrap().event_id;
+            proptest::prop_assert!(id(&w, "b") > id(&w, "a"), "b never read the newest a");
+            proptest::prop_assert!(runs <= 1, "{runs} runs of b after a stopped changing");
+        }
     }
 
     #[test]

@@ -122,7 +122,12 @@ impl Condition {
     /// `self.since(newly_requested | newly_updated)`: true from when `self` is until the
     /// partition is requested or materialized.
     pub fn since_last_handled(self) -> Condition {
-        self.since(Condition::NewlyRequested | Condition::NewlyUpdated)
+        self.since(Condition::handled())
+    }
+
+    /// The reset of [`Condition::since_last_handled`]: the partition was requested or updated.
+    pub(crate) fn handled() -> Condition {
+        Condition::NewlyRequested | Condition::NewlyUpdated
     }
 
     /// True where `self` became true at this evaluation.

@@ -264,14 +264,14 @@ pub async fn launch(args: LaunchArgs) -> CmdResult {
     );
     let mut table = Table::new(&["BACKEND", "FROM", "SAMPLES", "P50", "P99", "MAX"]);
     for scratch in args.db.scratches().await? {
-        let result = launch_round(&scratch.url, args.runs).await;
-        let automated = match &result {
-            Ok(_) => Some(automation_round(&scratch.url, args.runs.min(10)).await),
-            Err(_) => None,
-        };
+        let result = async {
+            let (queued, ticks) = launch_round(&scratch.url, args.runs).await?;
+            let (upstream, requested) = automation_round(&scratch.url, args.runs.min(10)).await?;
+            Ok::<_, Failure>((queued, ticks, upstream, requested))
+        }
+        .await;
         (scratch.cleanup)().await;
-        let (queued, ticks) = result?;
-        let (upstream, requested) = automated.expect("run after a launch round that worked")?;
+        let (queued, ticks, upstream, requested) = result?;
         for (from, samples) in [
             ("queued run", queued),
             ("schedule tick", ticks),

@@ -62,8 +62,16 @@ pub async fn freshness(dir: Option<&Path>, args: FreshnessBenchArgs) -> CmdResul
     let (defs, graph) = project::graph(&config)?;
     let sensors = project::sensors(&config, &defs)?;
     let storage = project::storage(&config).await?;
-    let daemon =
-        project::local_daemon(&config, &defs, graph, storage.clone(), Vec::new(), sensors)?;
+    let automation = project::automation(&config, &graph)?;
+    let daemon = project::daemon(
+        &defs,
+        graph,
+        storage.clone(),
+        Vec::new(),
+        sensors,
+        automation,
+        project::daemon_config(&config),
+    )?;
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     println!(
         "orch bench freshness: {} users in real time into {}, the platform on automation (lake sensor every {} s), \
@@ -114,7 +122,8 @@ pub async fn freshness(dir: Option<&Path>, args: FreshnessBenchArgs) -> CmdResul
             }
         }
         let now = Utc::now();
-        // Before the first build the tables do not exist: nothing is visible yet.
+        // Before the first build the tables do not exist: nothing is visible yet. Any other
+        // error is shown, and the sample counts as seeing nothing.
         let (minute, listen) = match warehouse.query(NEWEST).await {
             Ok(result) => {
                 let at = |i: usize| {
@@ -127,7 +136,13 @@ pub async fn freshness(dir: Option<&Path>, args: FreshnessBenchArgs) -> CmdResul
                 };
                 (at(0), at(1))
             }
-            Err(_) => (None, None),
+            Err(e) => {
+                let e = e.to_string();
+                if !e.contains("does not exist") {
+                    eprintln!("orch bench freshness: reading the marts: {e}");
+                }
+                (None, None)
+            }
         };
         // What the real-time events are missing from counts as old as the start.
         let age = |t: Option<DateTime<Utc>>| {

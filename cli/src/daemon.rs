@@ -9,7 +9,7 @@ use chrono::Utc;
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use orch::backfill::{launch_backfill, plan_backfill};
-use orch::daemon::{Daemon, DaemonConfig, ExpiredPolicy, SystemClock};
+use orch::daemon::ExpiredPolicy;
 use orch::request::tags;
 use orch::storage::Storage;
 use orch::{RunStatus, Selection};
@@ -95,11 +95,7 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
     let schedules = project::schedules(&config, &defs)?;
     let storage = project::storage(&config).await?;
     let settings = &config.daemon;
-    let mut daemon_config = DaemonConfig {
-        execution: config.execution.clone(),
-        pools: config.pools.clone(),
-        ..DaemonConfig::default()
-    };
+    let mut daemon_config = project::daemon_config(&config);
     if let Some(id) = args.id {
         daemon_config.id = id;
     }
@@ -169,17 +165,15 @@ pub async fn run(dir: Option<&Path>, args: DaemonArgs) -> CmdResult {
     let sensors = project::sensors(&config, &defs)?;
     let automation = project::automation(&config, &graph)?;
     let automated = automation.0.len();
-    let mut daemon = Daemon::new(
-        storage.clone(),
+    let mut daemon = project::daemon(
+        &defs,
         graph,
-        defs.resources.clone(),
+        storage.clone(),
         schedules,
+        sensors,
+        automation,
         daemon_config,
-        Arc::new(SystemClock),
-    )
-    .and_then(|d| d.with_sensors(sensors))
-    .and_then(|d| d.with_automation(automation.0, automation.1))
-    .map_err(|e| Failure::Usage(e.to_string()))?;
+    )?;
     if let Some(url) = &config.webhook_url {
         let notifier = orch::notify::WebhookNotifier::new(url.expose())
             .map_err(|e| Failure::Usage(format!("[notifications] webhook_url: {e}")))?;

@@ -229,22 +229,29 @@ pub fn automation(
     Ok((conditions, settings))
 }
 
-/// The daemon of one process (`orch dev`, `orch bench freshness`): the project's execution
-/// settings and pools, its schedules, sensors and automation, on the system clock.
-pub fn local_daemon(
-    config: &Config,
+/// The daemon settings from the project: its execution settings and pools, the rest default.
+pub fn daemon_config(config: &Config) -> orch::daemon::DaemonConfig {
+    orch::daemon::DaemonConfig {
+        execution: config.execution.clone(),
+        pools: config.pools.clone(),
+        ..orch::daemon::DaemonConfig::default()
+    }
+}
+
+/// The project's daemon (`orch daemon`, `orch dev`, `orch bench freshness`): these schedules,
+/// sensors and automation (from [`automation`]), on the system clock.
+pub fn daemon(
     defs: &Definitions,
     graph: Arc<AssetGraph>,
     storage: Arc<dyn Storage>,
     schedules: Vec<orch::daemon::ScheduleDefinition>,
-    sensors: Vec<std::sync::Arc<dyn orch::daemon::Sensor>>,
+    sensors: Vec<Arc<dyn orch::daemon::Sensor>>,
+    automation: (
+        std::collections::BTreeMap<orch::AssetKey, orch::automation::Condition>,
+        orch::automation::AutomationSettings,
+    ),
+    daemon_config: orch::daemon::DaemonConfig,
 ) -> Result<orch::daemon::Daemon, Failure> {
-    let daemon_config = orch::daemon::DaemonConfig {
-        execution: config.execution.clone(),
-        pools: config.pools.clone(),
-        ..orch::daemon::DaemonConfig::default()
-    };
-    let automation = automation(config, &graph)?;
     orch::daemon::Daemon::new(
         storage,
         graph,

@@ -168,13 +168,14 @@ pub async fn dev(dir: Option<&Path>, args: DevArgs) -> CmdResult {
             args.users
         );
     }
-    let daemon = project::local_daemon(
-        &config,
+    let daemon = project::daemon(
         &defs,
         graph.clone(),
         storage.clone(),
         schedules.clone(),
         sensors.clone(),
+        project::automation(&config, &graph)?,
+        project::daemon_config(&config),
     )?;
     let bound = listener.local_addr().unwrap_or(args.web.addr);
     let state = app_state(

@@ -1118,6 +1118,14 @@ async fn faults_leave_every_record_in_the_lake_once(on_gcs: bool) {
     // Paused workers and when they wake up.
     let mut paused: Vec<(usize, Instant)> = Vec::new();
     while !producing.is_finished() {
+        // A producer that stalls fails the test (and nextest tries it again) instead of
+        // keeping the faults going forever.
+        assert!(
+            started.elapsed() < Duration::from_secs(secs + 300),
+            "the producer did not finish {secs} s of events in {} s (seed {seed}):\n{}",
+            started.elapsed().as_secs(),
+            log.join("\n")
+        );
         tokio::time::sleep(Duration::from_millis(1000 + dice.below(2000))).await;
         paused.retain(|(i, wake)| {
             if *wake > Instant::now() {
